@@ -1,0 +1,36 @@
+# Everything a newcomer needs: `make run` (demo pipeline) and `make test` (test suite).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= configs/credit_default.yaml
+DEMO   := data/demo/credit_default.csv
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test demo-data benchmark clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(DEMO): | $(STAMP)
+	$(BIN)/pipeline-cli demo-data credit-default --rows 30000 --seed 42 --out $(DEMO)
+
+demo-data: $(DEMO)
+
+run: $(STAMP) $(DEMO)
+	$(BIN)/pipeline-cli run --config $(CONFIG)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/layers_benchmark.py
+
+clean:
+	rm -rf data/store results .pytest_cache

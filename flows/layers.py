@@ -1,0 +1,77 @@
+"""Flows of the data layers: bronze, silver, gold (feature pipeline) and all three in order."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from typing import Any
+
+from prefect import flow
+from prefect.logging import get_run_logger
+
+from pipeline_core.config import PipelineConfig, load_config
+from pipeline_core.errors import DataError
+from tasks import layers
+
+
+def _config(config_path: str, overrides: list[str] | None) -> PipelineConfig:
+    return load_config(config_path, overrides or [])
+
+
+def run_cached(stage_task: Any, config: PipelineConfig, input_fingerprint: str, layer: str) -> dict[str, Any]:
+    """Run a cached stage; trust a cache hit only while the stored output is the one it describes."""
+    start = time.perf_counter()
+    state = stage_task(config, input_fingerprint=input_fingerprint, return_state=True)
+    summary = state.result()
+    if state.name != "Cached":
+        return summary
+    if layers.stored_fingerprint(config, layer) != summary["fingerprint"]:
+        get_run_logger().info("%s: cached result no longer matches the store; recomputing", layer)
+        return stage_task.with_options(refresh_cache=True)(config, input_fingerprint=input_fingerprint)
+    get_run_logger().info("%s: inputs, config and code unchanged; cache hit, nothing recomputed", layer)
+    return {**summary, "status": "cached", "seconds": round(time.perf_counter() - start, 3)}
+
+
+@flow(name="bronze", log_prints=True)
+def bronze_flow(config_path: str, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Ingest the configured source as a new bronze batch (skipped when its content is already stored)."""
+    config = _config(config_path, overrides)
+    staging = tempfile.mkdtemp(prefix="pipeline-fetch-")
+    try:
+        fetch = layers.fetch_source.with_options(
+            retries=config.dataset.http.retries,
+            retry_delay_seconds=[config.dataset.http.backoff_seconds * 2**i for i in range(max(config.dataset.http.retries, 1))],
+        )
+        local = fetch(config, staging)
+        return layers.ingest_bronze(config, local)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@flow(name="silver")
+def silver_flow(config_path: str, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Clean and validate every bronze batch into the silver layer; quarantine what fails."""
+    config = _config(config_path, overrides)
+    fingerprint = layers.bronze_fingerprint(config)
+    return run_cached(layers.refine_silver, config, fingerprint, "silver")
+
+
+@flow(name="feature-pipeline")
+def features_flow(config_path: str, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Engineer features from silver into the gold layer with its metadata."""
+    config = _config(config_path, overrides)
+    fingerprint = layers.stored_fingerprint(config, "silver")
+    if fingerprint is None:
+        raise DataError(f"no silver layer for dataset '{config.dataset.name}' in {config.store.root}; run `pipeline-cli silver` first")
+    return run_cached(layers.build_gold, config, fingerprint, "gold")
+
+
+@flow(name="full-pipeline")
+def run_flow(config_path: str, overrides: list[str] | None = None) -> list[dict[str, Any]]:
+    """bronze -> silver -> gold, each as a subflow."""
+    return [
+        bronze_flow(config_path, overrides),
+        silver_flow(config_path, overrides),
+        features_flow(config_path, overrides),
+    ]

@@ -1,0 +1,128 @@
+"""Everything a command does around its body: environment, logging, errors, rendering.
+
+Domain errors become one line on stderr and the error's exit code, in this one place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import typer
+
+LOG_DIR = Path("results/logs")
+
+
+@dataclass
+class Options:
+    command: str
+    config: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    json: bool = False
+    quiet: bool = False
+    verbose: bool = False
+    debug: bool = False
+    log_file: bool = True
+
+
+class _OneLine(logging.Filter):
+    """Keep the console free of tracebacks: the log file has them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info or "\n" in record.getMessage():
+            record.msg = record.getMessage().splitlines()[0]
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def prepare_environment(opts: Options) -> None:
+    """Prefect settings that must be in place before prefect is imported."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "pipeline_core")
+    if not opts.verbose and not opts.debug:
+        # The CLI prints its own summary; Prefect's run logs go to the log file.
+        os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+
+
+def configure_logging(opts: Options) -> Path | None:
+    """A timestamped log file per run; the console shows Prefect logs only with --verbose."""
+    import prefect.logging.configuration as prefect_logging
+
+    prefect_logging.setup_logging()
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_path = None
+    loggers = [logging.getLogger(n) for n in ("prefect", "pipeline_core")]
+    if opts.log_file:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        log_path = LOG_DIR / f"{datetime.now():%Y%m%d-%H%M%S}-{opts.command}.log"
+        handler = logging.FileHandler(log_path)
+        handler.setFormatter(fmt)
+        handler.setLevel(logging.INFO)
+        for lg in loggers:
+            lg.addHandler(handler)
+            if lg.level == logging.NOTSET or lg.level > logging.INFO:
+                lg.setLevel(logging.INFO)
+    for lg in [*loggers, logging.getLogger()]:
+        for h in lg.handlers:
+            if isinstance(h, logging.FileHandler):
+                continue
+            if not opts.verbose and not opts.debug:
+                h.setLevel(logging.CRITICAL + 1)
+            elif not opts.debug:
+                h.addFilter(_OneLine())
+    return log_path
+
+
+def execute(opts: Options, body: Callable[[], Any], render: str) -> None:
+    from rich.console import Console
+
+    out = Console()
+    err = Console(stderr=True)
+    prepare_environment(opts)
+    log_path = None
+    start = time.perf_counter()
+    try:
+        if render == "layers":
+            log_path = configure_logging(opts)
+            if opts.quiet or opts.json:
+                result = body()
+            else:
+                with out.status(f"[bold]{opts.command}[/]: running (log: {log_path})", spinner="dots"):
+                    result = body()
+        else:
+            result = body()
+    except KeyboardInterrupt:
+        err.print("interrupted; nothing half-written was kept")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        from pipeline_core.errors import PipelineError
+
+        if opts.debug:
+            raise
+        if isinstance(exc, PipelineError):
+            err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        hint = f"; details in {log_path}" if log_path else ""
+        err.print(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback{hint})", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    elapsed = time.perf_counter() - start
+    if opts.json:
+        payload = {"command": opts.command, "seconds": round(elapsed, 3), "result": result}
+        if log_path:
+            payload["log_file"] = str(log_path)
+        typer.echo(json.dumps(payload, indent=2, default=str))
+        return
+    if opts.quiet:
+        return
+    from pipeline_cli import render as renderers
+
+    getattr(renderers, render)(out, result, elapsed, log_path)

@@ -1,0 +1,192 @@
+"""The pipeline's typed configuration: one pydantic model tree loaded from YAML.
+
+Unknown keys are errors, every error names its key path, and any value can be overridden
+from the command line with ``--set a.b.c=value``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipeline_core.errors import ConfigError
+
+Scalar = Union[bool, int, float, str]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class HttpSettings(StrictModel):
+    timeout_seconds: float = Field(30.0, gt=0, description="Per-request timeout.")
+    retries: int = Field(3, ge=0, le=20, description="Retries on 5xx and connection errors (never on 4xx).")
+    backoff_seconds: float = Field(1.0, ge=0, description="First retry delay; doubles on each retry.")
+
+
+class DatasetConfig(StrictModel):
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Names the dataset's folders in the store.")
+    source: str = Field(..., min_length=1, description="Local path, http(s):// URL or s3:// URI of the raw data.")
+    format: Literal["auto", "csv", "parquet", "sqlite"] = Field("auto", description="Source format; auto = from the file extension.")
+    table: str | None = Field(None, description="SQLite table to read; default: the only table in the database.")
+    id_column: str | None = Field(None, description="Row identifier, used for de-duplication and carried to predictions.")
+    target: str = Field(..., min_length=1, description="Binary target column.")
+    positive_label: Scalar | None = Field(None, description="Target value meaning 'positive'; default: 1/true/yes when present.")
+    csv_separator: str = Field(",", min_length=1, max_length=1)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+
+
+class S3Settings(StrictModel):
+    """Where s3:// lives. Credentials come only from the environment (AWS_ACCESS_KEY_ID, ...)."""
+
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint; default: $AWS_ENDPOINT_URL, else AWS.")
+    region: str | None = Field(None, description="Default: $AWS_REGION or $AWS_DEFAULT_REGION, else us-east-1.")
+
+
+class StoreConfig(StrictModel):
+    root: str = Field("data/store", min_length=1, description="Local folder or s3://bucket/prefix holding the layers.")
+    s3: S3Settings = Field(default_factory=S3Settings)
+
+
+class RangeRule(StrictModel):
+    min: float | None = None
+    max: float | None = None
+
+
+class CleaningConfig(StrictModel):
+    drop_columns: list[str] = Field(default_factory=lambda: ["Unnamed: 0"], description="Index-like columns to drop; absent ones are ignored.")
+    rename: dict[str, str] = Field(default_factory=dict, description="Raw name -> new name, applied before snake-casing.")
+    snake_case: bool = True
+    types: dict[str, Literal["int", "float", "str", "bool"]] = Field(default_factory=dict, description="Column types; others are inferred.")
+    value_maps: dict[str, dict[Scalar, Scalar | None]] = Field(default_factory=dict, description="Per-column code fixes, e.g. invalid codes -> 'other'.")
+    not_null: list[str] = Field(default_factory=list)
+    ranges: dict[str, RangeRule] = Field(default_factory=dict)
+    allowed_values: dict[str, list[Scalar]] = Field(default_factory=dict)
+    deduplicate: bool = Field(True, description="Quarantine repeated ids (or repeated rows when no id column).")
+    max_failure_rate: float = Field(0.05, ge=0, le=1, description="Fail the run when more rows than this share are quarantined.")
+    numeric_parse_threshold: float = Field(0.95, gt=0, le=1, description="Share of values that must parse as numbers for a text column to be typed numeric.")
+
+
+class FeaturesConfig(StrictModel):
+    set: Literal["none", "credit_default", "phishing"] = Field("none", description="Domain feature set on top of the generic ones.")
+    missing_indicators: list[str] | Literal["auto"] = Field("auto", description="Columns whose missingness is informative; auto = any with a null rate >= auto_missing_min_rate.")
+    auto_missing_min_rate: float = Field(0.01, ge=0, le=1)
+    age_bins: list[int] = Field(default_factory=lambda: [25, 35, 45, 55, 65], description="Upper-exclusive age cut points (credit set).")
+
+    @field_validator("age_bins")
+    @classmethod
+    def _increasing(cls, v: list[int]) -> list[int]:
+        if v != sorted(set(v)):
+            raise ValueError("must be strictly increasing")
+        return v
+
+
+class PreprocessingConfig(StrictModel):
+    numeric: list[str] | None = Field(None, description="Numeric feature columns; default: inferred.")
+    categorical: list[str] | None = Field(None, description="Categorical feature columns; default: inferred.")
+    exclude: list[str] = Field(default_factory=list, description="Columns never used as features.")
+    max_categories: int = Field(50, ge=2, description="Text columns with more distinct values are set aside, not one-hot encoded.")
+    scaler: Literal["robust", "standard", "minmax", "none"] = "robust"
+    encoder: Literal["onehot"] = "onehot"
+    numeric_imputation: Literal["median", "mean"] = "median"
+    categorical_imputation: Literal["most_frequent", "constant"] = "most_frequent"
+
+
+class PipelineConfig(StrictModel):
+    dataset: DatasetConfig
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    cleaning: CleaningConfig = Field(default_factory=CleaningConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
+
+    def section_json(self, *names: str) -> str:
+        """Canonical JSON of some sections: the config part of a cache key."""
+        data = {n: getattr(self, n).model_dump(mode="json") for n in names}
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides; values are parsed as YAML scalars/lists."""
+    result = json.loads(json.dumps(raw))  # deep copy of plain data
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set store.root=/tmp/store")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        node = result
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: '{part}' is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def _format_error(source: str, err: ValidationError) -> str:
+    parts = []
+    for e in err.errors()[:3]:
+        path = ".".join(str(p) for p in e["loc"]) or "<root>"
+        if e["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{path}'{_allowed_keys_hint(e['loc'])}")
+        elif e["type"] == "missing":
+            parts.append(f"missing required key '{path}'")
+        else:
+            parts.append(f"key '{path}': {e['msg']} (got {e.get('input')!r})")
+    more = f" (+{len(err.errors()) - 3} more)" if len(err.errors()) > 3 else ""
+    return f"{source}: " + "; ".join(parts) + more
+
+
+def _allowed_keys_hint(loc: tuple[Any, ...]) -> str:
+    model: Any = PipelineConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if hasattr(model, "model_fields") else None
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return ""
+        model = field.annotation
+    return "; allowed keys: " + ", ".join(model.model_fields)
+
+
+def parse_config(raw: Any, overrides: list[str] | None = None, source: str = "config") -> PipelineConfig:
+    """Validate plain data (already parsed YAML) plus overrides into a config."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections (dataset, store, ...), got {type(raw).__name__}")
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_error(source, err)) from None
+
+
+def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> PipelineConfig:
+    """Load, override and validate a YAML config file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p} (pass --config path/to/config.yaml)")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{p}: malformed YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a UTF-8 text file") from None
+    return parse_config(raw, overrides, source=str(p))
+
+
+def config_json_schema() -> dict[str, Any]:
+    return PipelineConfig.model_json_schema()

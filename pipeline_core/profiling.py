@@ -1,0 +1,119 @@
+"""Column profiles and feature roles: what each column is, how it is distributed, how much is missing.
+
+The profile is the reference later drift checks compare against (decile histograms suit PSI).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import polars as pl
+
+from pipeline_core.config import PreprocessingConfig
+from pipeline_core.errors import ConfigError
+
+QUANTILES = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99]
+DECILES = [i / 10 for i in range(1, 10)]
+_ID_NAME = re.compile(r"(^|_)(id|uuid|index|key)$")
+
+
+def basic_profile(frame: pl.LazyFrame) -> dict[str, dict[str, Any]]:
+    """dtype, null count and distinct count of every column, in one pass."""
+    schema = frame.collect_schema()
+    exprs = []
+    for c in schema:
+        exprs += [pl.col(c).null_count().alias(f"{c}\x00nulls"), pl.col(c).n_unique().alias(f"{c}\x00unique")]
+    row = frame.select([pl.len().alias("\x00rows"), *exprs]).collect().row(0, named=True)
+    rows = row["\x00rows"]
+    return {
+        c: {"dtype": str(t), "rows": rows, "null_count": row[f"{c}\x00nulls"], "n_unique": row[f"{c}\x00unique"]}
+        for c, t in schema.items()
+    }
+
+
+def infer_roles(profile: dict[str, dict[str, Any]], prep: PreprocessingConfig, target: str, id_column: str | None) -> dict[str, str]:
+    """Role of each column: target, id, numeric, categorical, or set aside (id_like, constant, ...)."""
+    columns = list(profile)
+    for key, refs in (("numeric", prep.numeric), ("categorical", prep.categorical), ("exclude", prep.exclude)):
+        unknown = [r for r in refs or [] if r not in columns]
+        if unknown:
+            raise ConfigError(f"preprocessing.{key}: column(s) {unknown} not in the gold layer; columns are {columns}")
+    roles: dict[str, str] = {}
+    for col, p in profile.items():
+        rows = max(p["rows"], 1)
+        non_null_unique = p["n_unique"] - (1 if p["null_count"] else 0)
+        dtype = p["dtype"]
+        if col == target:
+            roles[col] = "target"
+        elif col == id_column:
+            roles[col] = "id"
+        elif col.startswith("_"):
+            roles[col] = "lineage"
+        elif col in prep.exclude:
+            roles[col] = "excluded"
+        elif prep.numeric is not None and col in prep.numeric:
+            roles[col] = "numeric"
+        elif prep.categorical is not None and col in prep.categorical:
+            roles[col] = "categorical"
+        elif col.endswith("_missing") and dtype == "Int8":
+            roles[col] = "numeric"  # missing-value indicators are always features
+        elif prep.numeric is not None and prep.categorical is not None:
+            roles[col] = "excluded"  # both lists given: they are the whole feature set
+        elif non_null_unique <= 1:
+            roles[col] = "constant"
+        elif dtype in ("String", "Categorical") or dtype.startswith("Enum"):
+            if non_null_unique <= prep.max_categories:
+                roles[col] = "categorical"
+            else:
+                roles[col] = "id_like" if non_null_unique / rows > 0.95 else "high_cardinality"
+        elif _ID_NAME.search(col) and dtype.startswith(("Int", "UInt")) and non_null_unique / rows > 0.95:
+            roles[col] = "id_like"
+        else:
+            roles[col] = "numeric"
+    return roles
+
+
+def numeric_profile(frame: pl.LazyFrame, columns: list[str]) -> dict[str, dict[str, Any]]:
+    """Summary stats, quantiles and a decile histogram per numeric column (two passes in all)."""
+    if not columns:
+        return {}
+    stats_exprs = []
+    for c in columns:
+        x = pl.col(c).cast(pl.Float64)
+        stats_exprs += [x.min().alias(f"{c}\x00min"), x.max().alias(f"{c}\x00max"), x.mean().alias(f"{c}\x00mean"), x.std().alias(f"{c}\x00std")]
+        stats_exprs += [x.quantile(q, "linear").alias(f"{c}\x00q{q}") for q in sorted(set(QUANTILES + DECILES))]
+    row = frame.select(stats_exprs).collect().row(0, named=True)
+    out: dict[str, dict[str, Any]] = {}
+    hist_exprs = []
+    for c in columns:
+        edges = sorted({row[f"{c}\x00q{q}"] for q in DECILES if row[f"{c}\x00q{q}"] is not None})
+        out[c] = {
+            "min": row[f"{c}\x00min"], "max": row[f"{c}\x00max"], "mean": row[f"{c}\x00mean"], "std": row[f"{c}\x00std"],
+            "quantiles": {str(q): row[f"{c}\x00q{q}"] for q in QUANTILES},
+            "histogram": {"edges": edges, "counts": []},
+        }
+        x = pl.col(c).cast(pl.Float64)
+        bounds = [None, *edges, None]
+        for i, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+            cond = x.is_not_null()
+            if lo is not None:
+                cond = cond & (x > lo)
+            if hi is not None:
+                cond = cond & (x <= hi)
+            hist_exprs.append(cond.sum().alias(f"{c}\x00h{i}"))
+    if hist_exprs:
+        hrow = frame.select(hist_exprs).collect().row(0, named=True)
+        for c in columns:
+            n = len(out[c]["histogram"]["edges"]) + 1
+            out[c]["histogram"]["counts"] = [hrow[f"{c}\x00h{i}"] for i in range(n)]
+    return out
+
+
+def categorical_profile(frame: pl.LazyFrame, columns: list[str], top: int) -> dict[str, dict[str, Any]]:
+    """Level frequencies (top ``top`` levels) per categorical column."""
+    out = {}
+    for c in columns:
+        counts = frame.select(pl.col(c).cast(pl.String).value_counts(sort=True, name="n")).unnest(c).head(top).collect()
+        out[c] = {"levels": {str(k): v for k, v in zip(counts[c].to_list(), counts["n"].to_list())}}
+    return out
