@@ -116,7 +116,7 @@ def target_expr(target: str, positive_label: Any) -> pl.Expr:
 def label_text(value: Any) -> str:
     """Canonical text of a label, so that 1, 1.0, '1' and True compare as the same."""
     if isinstance(value, bool):
-        return "true"
+        return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip().lower()

@@ -1,0 +1,62 @@
+"""Shared fixtures: small demo datasets, temporary stores, one Prefect test harness per session."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Prefect reads these at import time; a private home keeps tests off the user's Prefect state.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="pipeline-tests-prefect-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+for var in ("PREFECT_API_URL", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
+    os.environ.pop(var, None)
+
+import yaml  # noqa: E402
+
+from pipeline_core import demo_data  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("demo")
+    demo_data.write_csv(demo_data.credit_default_frame(3000, seed=7), d / "credit.csv")
+    demo_data.write_sqlite(demo_data.phishing_frame(1500, seed=7), d / "phishing.sqlite")
+    return d
+
+
+def write_config(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def credit_config(tmp_path, demo_dir) -> Path:
+    """The shipped credit config pointed at small demo data and a temporary store."""
+    repo = Path(__file__).resolve().parents[1]
+    data = yaml.safe_load((repo / "configs" / "credit_default.yaml").read_text())
+    data["dataset"]["source"] = str(demo_dir / "credit.csv")
+    data["store"]["root"] = str(tmp_path / "store")
+    return write_config(tmp_path / "credit.yaml", data)
+
+
+@pytest.fixture
+def phishing_config(tmp_path, demo_dir) -> Path:
+    repo = Path(__file__).resolve().parents[1]
+    data = yaml.safe_load((repo / "configs" / "phishing.yaml").read_text())
+    data["dataset"]["source"] = str(demo_dir / "phishing.sqlite")
+    data["store"]["root"] = str(tmp_path / "store")
+    return write_config(tmp_path / "phishing.yaml", data)

@@ -1,0 +1,59 @@
+"""Real local servers for tests: an HTTP file server with scripted failures and an S3-compatible one."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def flaky_file_server(path: Path, failures: int = 0, status: int = 503) -> Iterator[tuple[str, list[int]]]:
+    """Serve ``path`` at /<name>; the first ``failures`` requests get ``status``. Yields (url, statuses sent)."""
+    sent: list[int] = []
+    body = path.read_bytes()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            code = status if len(sent) < failures or status == 404 else 200
+            sent.append(code)
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body) if code == 200 else 0))
+            self.end_headers()
+            if code == 200:
+                self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/{path.name}", sent
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def s3_server() -> Iterator[str]:
+    """A moto S3 server on loopback; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()

@@ -1,0 +1,104 @@
+import polars as pl
+import pytest
+
+from pipeline_core.cleaning import REASON, clean_rows, flag_rows, infer_type, quarantine_rows, resolve_cleaning_spec
+from pipeline_core.config import CleaningConfig, DatasetConfig
+from pipeline_core.errors import ConfigError, DataError
+
+RAW = pl.DataFrame(
+    {
+        "Unnamed: 0": ["0", "1", "2", "3", "4", "5"],
+        "ID": ["1", "2", "3", "2", "4", "5"],
+        "AGE": ["30", "abc", "150", "41", "", "22"],
+        "EDUCATION": ["1", "0", "2", "5", "3", "9"],
+        "Label": ["1", "0", "0", "1", "0", None],
+    }
+)
+DATASET = DatasetConfig(name="t", source="t.csv", target="Label", id_column="ID")
+CLEANING = CleaningConfig(
+    types={"ID": "int", "AGE": "int", "EDUCATION": "int"},
+    value_maps={"EDUCATION": {0: 4, 5: 4}},
+    ranges={"AGE": {"min": 18, "max": 100}},
+    allowed_values={"EDUCATION": [1, 2, 3, 4]},
+)
+
+
+def spec():
+    return resolve_cleaning_spec(DATASET, CLEANING, RAW)
+
+
+def test_spec_resolves_names_and_drops_index():
+    s = spec()
+    assert s.renames == {"ID": "id", "AGE": "age", "EDUCATION": "education", "Label": "label"}
+    assert s.dropped == ["Unnamed: 0"]
+    assert s.target == "label" and s.id_column == "id"
+    assert s.types["label"] == "int"  # inferred from text
+    assert set(s.not_null) == {"label", "id"}
+
+
+def test_reasons_per_row_hand_computed():
+    flagged = flag_rows(RAW.lazy(), spec()).collect()
+    assert flagged[REASON].to_list() == [
+        None,                        # clean
+        "cast:age",                  # 'abc' is not a number; id 2 also repeats, but only clean rows compete
+        "range:age",                 # 150 > 100
+        None,                        # id 2 again: the only clean copy, kept
+        None,                        # empty age is missing, not a cast failure
+        "null:label; allowed:education",  # 9 is not an allowed code; no label
+    ]
+
+
+def test_duplicate_ids_keep_last_clean_row():
+    raw = pl.DataFrame({"ID": ["1", "1", "2", "1"], "Label": ["0", "1", "1", "0"]})
+    s = resolve_cleaning_spec(DATASET, CleaningConfig(), raw)
+    reasons = flag_rows(raw.lazy(), s).collect()[REASON].to_list()
+    assert reasons == ["duplicate:id", "duplicate:id", None, None]
+
+
+def test_duplicate_rows_without_id():
+    raw = pl.DataFrame({"a": ["1", "1", "2"], "Label": ["0", "0", "1"]})
+    s = resolve_cleaning_spec(DatasetConfig(name="t", source="t.csv", target="Label"), CleaningConfig(), raw)
+    assert flag_rows(raw.lazy(), s).collect()[REASON].to_list() == ["duplicate:row", None, None]
+
+
+def test_clean_rows_casts_and_maps_codes():
+    out = clean_rows(flag_rows(RAW.lazy(), spec()).filter(pl.col(REASON).is_null()), spec()).collect()
+    assert out.columns == ["id", "age", "education", "label"]
+    assert out["education"].to_list() == [1, 4, 3]  # 5 -> 4 by the value map
+    assert out["age"].to_list() == [30, 41, None]
+    assert out.schema["age"] == pl.Int64
+
+
+def test_quarantine_keeps_raw_values():
+    q = quarantine_rows(flag_rows(RAW.lazy(), spec()), spec()).collect()
+    assert q["age"].to_list() == ["abc", "150", "22"]
+    assert q[REASON].to_list()[0] == "cast:age"
+
+
+def test_int_refuses_fractions():
+    raw = pl.DataFrame({"n": ["3", "3.0", "3.5"], "Label": ["0", "1", "0"]})
+    s = resolve_cleaning_spec(DatasetConfig(name="t", source="t", target="Label"), CleaningConfig(types={"n": "int"}), raw)
+    assert flag_rows(raw.lazy(), s).collect()[REASON].to_list() == [None, None, "cast:n"]
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [(["1", "2", None], "int"), (["1.5", "2"], "float"), (["a", "b"], "str"), (["1", "2", "x"] + ["3"] * 97, "int")],
+)
+def test_infer_type_from_text(values, expected):
+    assert infer_type(pl.Series(values, dtype=pl.String), threshold=0.95) == expected
+
+
+def test_missing_target_column_names_it():
+    with pytest.raises(DataError, match="dataset.target column 'nope' is missing"):
+        resolve_cleaning_spec(DatasetConfig(name="t", source="t", target="nope"), CleaningConfig(), RAW)
+
+
+def test_missing_id_column_names_it():
+    with pytest.raises(DataError, match="dataset.id_column column 'key' is missing"):
+        resolve_cleaning_spec(DatasetConfig(name="t", source="t", target="Label", id_column="key"), CleaningConfig(), RAW)
+
+
+def test_rule_on_unknown_column_names_key():
+    with pytest.raises(ConfigError, match="cleaning.ranges.WEIGHT"):
+        resolve_cleaning_spec(DATASET, CleaningConfig(ranges={"WEIGHT": {"min": 0}}), RAW)

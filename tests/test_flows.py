@@ -1,0 +1,115 @@
+"""The layer flows run through Prefect (one test harness per session)."""
+
+import os
+
+import polars as pl
+import pytest
+import yaml
+
+from pipeline_core.errors import DataError, StorageError
+from tests.servers import flaky_file_server, s3_server
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def statuses(summaries):
+    return {s["layer"]: s["status"] for s in summaries}
+
+
+def test_full_run_then_cached_rerun_then_config_change(credit_config):
+    from flows.layers import run_flow
+
+    first = run_flow(str(credit_config))
+    assert statuses(first) == {"bronze": "ingested", "silver": "ran", "gold": "ran"}
+    assert first[1]["rows_out"] + first[1]["quarantined"] == first[0]["rows_in"]
+
+    second = run_flow(str(credit_config))
+    assert statuses(second) == {"bronze": "skipped", "silver": "cached", "gold": "cached"}
+    assert second[2]["feature_version"] == first[2]["feature_version"]
+
+    # A features-only change recomputes gold and nothing before it.
+    third = run_flow(str(credit_config), ["features.age_bins=[30, 50]"])
+    assert statuses(third) == {"bronze": "skipped", "silver": "cached", "gold": "ran"}
+    assert third[2]["feature_version"] != first[2]["feature_version"]
+
+    # A cleaning rule change recomputes silver and gold ...
+    fourth = run_flow(str(credit_config), ["features.age_bins=[30, 50]", "cleaning.ranges.AGE.max=70"])
+    assert statuses(fourth) == {"bronze": "skipped", "silver": "ran", "gold": "ran"}
+    assert fourth[1]["quarantined_by_rule"]["range:age"] > first[1]["quarantined_by_rule"]["range:age"]
+
+    # ... while a change that cannot alter silver's content (the failure threshold) reuses gold.
+    fifth = run_flow(str(credit_config), ["features.age_bins=[30, 50]", "cleaning.ranges.AGE.max=70", "cleaning.max_failure_rate=0.5"])
+    assert statuses(fifth) == {"bronze": "skipped", "silver": "ran", "gold": "cached"}
+
+
+def test_cache_hit_is_not_trusted_when_output_was_deleted(credit_config):
+    from flows.layers import run_flow
+
+    first = run_flow(str(credit_config))
+    store = yaml.safe_load(credit_config.read_text())["store"]["root"]
+    os.remove(os.path.join(store, "gold", "credit_default", "features_metadata.json"))
+    again = run_flow(str(credit_config))
+    assert statuses(again)["gold"] == "ran"
+    assert again[2]["feature_version"] == first[2]["feature_version"]
+    assert os.path.exists(os.path.join(store, "gold", "credit_default", "features_metadata.json"))
+
+
+def test_silver_before_bronze_is_a_clear_error(credit_config):
+    from flows.layers import silver_flow
+
+    with pytest.raises(DataError, match="run `pipeline-cli bronze` first"):
+        silver_flow(str(credit_config))
+
+
+def test_http_source_retried_on_503(tmp_path, credit_config, demo_dir):
+    from flows.layers import bronze_flow
+
+    with flaky_file_server(demo_dir / "credit.csv", failures=2, status=503) as (url, sent):
+        summary = bronze_flow(str(credit_config), [f"dataset.source={url}", "dataset.http.backoff_seconds=0.1"])
+    assert sent == [503, 503, 200]
+    assert summary["status"] == "ingested" and summary["rows_in"] == pl.read_csv(demo_dir / "credit.csv", infer_schema=False).height
+
+
+def test_http_404_fails_at_once(credit_config, demo_dir):
+    from flows.layers import bronze_flow
+
+    with flaky_file_server(demo_dir / "credit.csv", status=404) as (url, sent):
+        with pytest.raises(StorageError, match="HTTP 404.*not retried"):
+            bronze_flow(str(credit_config), [f"dataset.source={url}", "dataset.http.backoff_seconds=0.1"])
+    assert sent == [404]
+
+
+def test_s3_round_trip_bronze_to_gold(tmp_path, demo_dir, monkeypatch):
+    import boto3
+
+    from flows.layers import run_flow
+
+    with s3_server() as endpoint:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        s3.create_bucket(Bucket="raw")
+        s3.create_bucket(Bucket="lake")
+        s3.upload_file(str(demo_dir / "phishing.sqlite"), "raw", "in/phishing.sqlite")
+        config = tmp_path / "c.yaml"
+        config.write_text(yaml.safe_dump({
+            "dataset": {"name": "phish", "source": "s3://raw/in/phishing.sqlite", "target": "isPhishing"},
+            "store": {"root": "s3://lake/layers"},
+            "features": {"set": "phishing"},
+        }))
+        summaries = run_flow(str(config))
+        assert statuses(summaries) == {"bronze": "ingested", "silver": "ran", "gold": "ran"}
+        keys = {o["Key"] for o in s3.list_objects_v2(Bucket="lake")["Contents"]}
+        assert {"layers/gold/phish/features.parquet", "layers/gold/phish/features_metadata.json",
+                "layers/silver/phish/validation_report.json", "layers/silver/phish/quarantine/quarantine.parquet"} <= keys
+        assert not any("/.tmp-" in k for k in keys)
+        local = tmp_path / "f.parquet"
+        s3.download_file("lake", "layers/gold/phish/features.parquet", str(local))
+        assert pl.read_parquet(local).height == summaries[2]["rows_out"]
+        assert statuses(run_flow(str(config)))["bronze"] == "skipped"
+
+        with pytest.raises(StorageError, match="bucket 'nobucket' does not exist"):
+            run_flow(str(config), ["store.root=s3://nobucket/x"])
+        with pytest.raises(DataError, match="no such object"):
+            run_flow(str(config), ["dataset.source=s3://raw/missing.csv"])
