@@ -1,0 +1,117 @@
+"""pipeline-cli through Typer's CliRunner: output, exit codes and one-line errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pipeline_cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # log files land in ./results/logs of the working directory
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_help_lists_every_command():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("bronze", "silver", "features", "feature-pipeline", "run", "full-pipeline", "config", "demo-data"):
+        assert command in result.stdout
+
+
+def test_help_does_not_import_the_heavy_stack():
+    code = "import sys; import pipeline_cli.main; print(sorted(m for m in ('prefect', 'polars', 'sklearn') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_config_validate_and_schema(credit_config):
+    ok = invoke("config", "validate", "--config", credit_config, "--json", "--set", "store.root=/tmp/elsewhere")
+    assert ok.exit_code == 0
+    assert json.loads(ok.stdout)["result"]["store"]["root"] == "/tmp/elsewhere"
+    schema = json.loads(invoke("config", "schema").stdout)
+    assert set(schema["properties"]) == {"dataset", "store", "cleaning", "features", "preprocessing"}
+
+
+@pytest.mark.parametrize(
+    "mutate, code, message",
+    [
+        (lambda d: d["store"].update(rooot="x"), 2, "unknown key 'store.rooot'"),
+        (lambda d: d["preprocessing"].update(scaler="zscore"), 2, "preprocessing.scaler"),
+        (lambda d: d["dataset"].pop("target"), 2, "missing required key 'dataset.target'"),
+    ],
+)
+def test_bad_config_is_one_line_error(tmp_path, credit_config, mutate, code, message):
+    data = yaml.safe_load(credit_config.read_text())
+    mutate(data)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    for command in (["config", "validate"], ["run"]):
+        result = invoke(*command, "--config", bad)
+        assert result.exit_code == code
+        assert message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_malformed_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataset: [\n")
+    assert invoke("bronze", "--config", bad).exit_code == 2
+    missing = invoke("bronze", "--config", tmp_path / "none.yaml")
+    assert missing.exit_code == 2 and "config file not found" in missing.stderr
+
+
+def test_demo_data_is_deterministic(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    assert invoke("demo-data", "credit-default", "--rows", 500, "--seed", 3, "--out", a).exit_code == 0
+    assert invoke("demo-data", "credit-default", "--rows", 500, "--seed", 3, "--out", b).exit_code == 0
+    assert a.read_bytes() == b.read_bytes()
+    result = invoke("demo-data", "phishing", "--rows", 300, "--out", tmp_path / "p.sqlite", "--json")
+    assert json.loads(result.stdout)["result"]["rows"] >= 300
+
+
+def test_negative_row_count_is_rejected(tmp_path):
+    result = invoke("demo-data", "credit-default", "--rows", -5, "--out", tmp_path / "x.csv")
+    assert result.exit_code != 0 and "--rows" in result.output
+    assert not (tmp_path / "x.csv").exists()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_run_json_summary_and_layer_commands(credit_config, tmp_path):
+    result = invoke("run", "--config", credit_config, "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    layers = {s["layer"]: s for s in payload["result"]}
+    assert layers["bronze"]["status"] == "ingested" and layers["gold"]["status"] == "ran"
+    assert Path(payload["log_file"]).exists()
+
+    table = invoke("features", "--config", credit_config)
+    assert table.exit_code == 0 and "cached" in table.stdout and "feature version" in table.stdout
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_data_error_is_one_line_with_exit_code(tmp_path, credit_config):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    result = invoke("bronze", "--config", credit_config, "--set", f"dataset.source={empty}")
+    assert result.exit_code == 3
+    assert result.stderr.strip() == f"error: {empty}: file is empty"
+    store = yaml.safe_load(credit_config.read_text())["store"]["root"]
+    assert not list(Path(store).rglob("*.parquet"))
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_quiet_prints_nothing_on_success(credit_config):
+    result = invoke("bronze", "--config", credit_config, "--quiet")
+    assert result.exit_code == 0 and result.stdout == ""
