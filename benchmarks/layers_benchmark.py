@@ -7,8 +7,8 @@ Usage (from the repository root)::
 For every size the script generates (or reuses) a credit-card-default CSV under
 ``benchmarks/work/``, then runs each implementation in its own child process on a fresh store
 folder: the project's ``ingest_batch`` / ``refine_to_silver`` / ``build_gold`` (no Prefect, so
-no fixed orchestration overhead), and ``PandasPipeline`` below, an idiomatic, vectorised pandas
-implementation of the same transforms that writes the same layers. Each child reports its stage
+no fixed orchestration overhead), and the ``pandas_*`` functions below, an idiomatic, vectorised
+pandas implementation of the same transforms that writes the same layers. Each child reports its stage
 times, its row counts and its own peak RSS (``ru_maxrss``). The script prints a markdown table
 and rewrites ``benchmarks/RESULTS.md`` (sizes not re-run keep their earlier numbers; the notes
 section between the ``notes`` markers is kept as it is).
@@ -344,7 +344,9 @@ def run_pandas(csv: Path, store_root: Path) -> dict[str, Any]:
 
 def child_main(impl: str, csv: Path, store_root: Path, out: Path) -> None:
     result = (run_polars if impl == "polars" else run_pandas)(csv, store_root)
-    result["peak_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["peak_rss_kib"] = usage.ru_maxrss  # KiB on Linux
+    result["cpu_s"] = usage.ru_utime + usage.ru_stime  # whole process, imports included
     out.write_text(json.dumps(result, default=float))
 
 
@@ -364,12 +366,41 @@ def proc_rss_kib(pid: int) -> int:
     return total + sum(proc_rss_kib(int(c)) for c in children)
 
 
-def run_child(impl: str, csv: Path, rows: int, timeout_s: float, mem_limit_gib: float, keep_store: bool) -> dict[str, Any]:
+def cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])
+    return total - idle, total
+
+
+def wait_for_idle(max_wait_s: float, threshold: float = 0.2, window_s: float = 3.0) -> dict[str, Any]:
+    """Wait (up to ``max_wait_s``) until the machine's CPUs are less than ``threshold`` busy over a window.
+
+    Other people's jobs on this shared 2-core machine would otherwise slow a run down.
+    """
+    started = time.perf_counter()
+    while True:
+        b0, t0 = cpu_jiffies()
+        time.sleep(window_s)
+        b1, t1 = cpu_jiffies()
+        busy = (b1 - b0) / max(t1 - t0, 1)
+        waited = time.perf_counter() - started
+        if busy < threshold or waited >= max_wait_s:
+            return {"waited_s": round(waited, 1), "busy_before": round(busy, 3), "idle": busy < threshold}
+
+
+def run_child(impl: str, csv: Path, rows: int, timeout_s: float, mem_limit_gib: float, keep_store: bool, idle_wait_s: float) -> dict[str, Any]:
     """One measured run in a fresh interpreter on a fresh store folder; failures are recorded, not hidden."""
     store_root = Path(tempfile.mkdtemp(prefix=f"store-{impl}-{rows}-", dir=WORK))
     out = store_root.with_name(store_root.name + ".json")
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", impl, "--csv", str(csv), "--store", str(store_root), "--child-out", str(out)]
     warm_page_cache(csv)
+    idle = wait_for_idle(idle_wait_s)
+    if not idle["idle"]:
+        print(f"  (machine still {idle['busy_before']:.0%} busy after waiting {idle['waited_s']:.0f} s; running anyway)", flush=True)
+    busy0, total0 = cpu_jiffies()
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True)
     stderr_chunks: list[str] = []
@@ -391,6 +422,9 @@ def run_child(impl: str, csv: Path, rows: int, timeout_s: float, mem_limit_gib: 
         time.sleep(0.1)
     reader.join(timeout=5)
     wall = time.perf_counter() - started
+    busy1, total1 = cpu_jiffies()
+    ncpu = os.cpu_count() or 1
+    machine_busy_s = (busy1 - busy0) / max(total1 - total0, 1) * wall * ncpu
     if not keep_store:
         shutil.rmtree(store_root, ignore_errors=True)
     if failure is None and proc.returncode != 0:
@@ -405,6 +439,10 @@ def run_child(impl: str, csv: Path, rows: int, timeout_s: float, mem_limit_gib: 
         print(f"  {impl}: {failure}", file=sys.stderr, flush=True)
     result["wall_s"] = wall
     result["watched_peak_rss_kib"] = watched_peak
+    result["idle_wait"] = idle
+    # CPU used by everything else on the machine during the run, as a share of all its cores.
+    own = result.get("cpu_s", machine_busy_s)
+    result["other_cpu_share"] = max(0.0, machine_busy_s - own) / (wall * ncpu)
     return result
 
 
@@ -557,7 +595,7 @@ def render_results(data: dict[str, Any], notes: str) -> str:
         "  bounded memory; every 1M-row chunk carries 2,000 duplicated rows, hence 1,002,000 input rows per nominal 1M.",
         "- Project core: `bronze.ingest_batch` -> `silver.refine_to_silver` -> `gold.build_gold` with `configs/credit_default.yaml`",
         "  on a fresh local store. Prefect is not involved: the flows add a fixed ~10 s of orchestration per run, not counted here.",
-        "- pandas baseline (`PandasPipeline` functions in the script): `pd.read_csv(dtype=str)` -> bronze parquet; read bronze,",
+        "- pandas baseline (the `pandas_*` functions in the script): `pd.read_csv(dtype=str)` -> bronze parquet; read bronze,",
         "  strip + null tokens, `pd.to_numeric(errors='coerce')`, integer check, code maps, the same not-null / range / allowed-value",
         "  rules, reason strings, last-id-wins de-duplication, silver + quarantine parquet; read silver, age bins (`pd.cut`),",
         "  bill-trend slope (same weights), pay ratio, utilization, gold parquet, then the same profile as the project",
@@ -584,6 +622,12 @@ def render_results(data: dict[str, Any], notes: str) -> str:
         info = f"- {size['rows_in']:,} rows: measured {size['date']}, CSV {size['csv_mib']:,.0f} MiB"
         info += "".join(f"; {e}" for e in extra)
         lines.append(info + ".")
+        for impl in ("polars", "pandas"):
+            run = size["runs"].get(impl)
+            if run and "error" not in run and "cpu_s" in run:
+                lines.append(f"  - {impl}: process used {run['cpu_s'] / run['wall_s']:.2f} cores on average over {run['wall_s']:.1f} s "
+                             f"(including interpreter start and imports); other processes used {run['other_cpu_share']:.0%} of the "
+                             f"machine's CPU meanwhile.")
         if size.get("problems"):
             lines += [f"  - **WARNING**: {p}" for p in size["problems"]]
         elif size.get("speedup"):
@@ -596,8 +640,10 @@ def render_results(data: dict[str, Any], notes: str) -> str:
         "",
         "## Reproduce",
         "",
+        "From the repository root (the CSVs are generated under `benchmarks/work/` on first use and then reused):",
+        "",
         "```",
-        data["command"],
+        *sorted({s.get("command", data["command"]) for s in sizes}, key=lambda c: (len(c), c)),
         "```",
         "",
         "## Notes",
@@ -638,6 +684,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs per implementation and size; the median is reported")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds before a run is stopped and reported as such")
     parser.add_argument("--mem-limit-gib", type=float, default=20, help="RSS at which a run is stopped and reported as such")
+    parser.add_argument("--idle-wait", type=float, default=300, help="seconds to wait for other jobs to leave the CPUs before each run")
     parser.add_argument("--keep-stores", action="store_true", help="keep the store folders under benchmarks/work/")
     parser.add_argument("--no-write", action="store_true", help="print the table only; leave RESULTS.md alone")
     parser.add_argument("--child", choices=["polars", "pandas"], help=argparse.SUPPRESS)
@@ -662,17 +709,18 @@ def main(argv: list[str] | None = None) -> int:
     measured = []
     for rows in args.rows:
         csv = ensure_csv(rows, args.seed)
-        size: dict[str, Any] = {"nominal_rows": rows, "date": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        size: dict[str, Any] = {"nominal_rows": rows, "command": data["command"], "date": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
                                 "csv_mib": csv.stat().st_size / 2**20, "runs": {}}
         impls = ["polars"] + ([] if args.skip_pandas_above is not None and rows > args.skip_pandas_above else ["pandas"])
         for impl in impls:
             runs = []
             for i in range(args.repeat):
                 print(f"{rows:,} rows: {impl} run {i + 1}/{args.repeat} ...", flush=True)
-                run = run_child(impl, csv, rows, args.timeout, args.mem_limit_gib, args.keep_stores)
+                run = run_child(impl, csv, rows, args.timeout, args.mem_limit_gib, args.keep_stores, args.idle_wait)
                 if "error" not in run:
                     print(f"  {impl}: {run['total']:.1f} s  (bronze {run['stages']['bronze']:.1f}, silver {run['stages']['silver']:.1f}, "
-                          f"gold {run['stages']['gold']:.1f})  peak {mib(run['peak_rss_kib']):,.0f} MiB", flush=True)
+                          f"gold {run['stages']['gold']:.1f})  peak {mib(run['peak_rss_kib']):,.0f} MiB  "
+                          f"cores used {run['cpu_s'] / run['wall_s']:.2f}  others {run['other_cpu_share']:.0%}", flush=True)
                 runs.append(run)
                 if "error" in run:
                     break  # a run that hit a limit would hit it again

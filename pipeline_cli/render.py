@@ -42,6 +42,8 @@ def _details(s: dict[str, Any]) -> str:
     if s["layer"] == "gold":
         missing = s.get("missing_values") or {}
         text = f"feature version {s['feature_version']}; {s['numeric']} numeric, {s['categorical']} categorical"
+        if s.get("set_aside"):
+            text += "; not features: " + ", ".join(f"{c} ({r})" for c, r in s["set_aside"].items())
         if missing:
             text += "; missing: " + ", ".join(f"{k} {v:.1%}" for k, v in list(missing.items())[:5])
         return text

@@ -202,11 +202,14 @@ def rule_checks(spec: CleaningSpec, schema: pl.Schema) -> list[tuple[str, pl.Exp
     """(reason, failed?) pairs, each computed from the cleaned values."""
     cleaned = cleaned_columns(spec, schema)
     checks: list[tuple[str, pl.Expr]] = []
+    cast_failed: dict[str, pl.Expr] = {}
     for raw, name in spec.renames.items():
         if raw in schema and spec.types[name] != "str":
-            checks.append((f"cast:{name}", _present(raw, schema[raw]) & cleaned[name].is_null()))
+            cast_failed[name] = _present(raw, schema[raw]) & cleaned[name].is_null()
+            checks.append((f"cast:{name}", cast_failed[name]))
     for name in spec.not_null:
-        checks.append((f"null:{name}", cleaned[name].is_null()))
+        # a value that was there but did not parse is a cast failure, not a missing value
+        checks.append((f"null:{name}", cleaned[name].is_null() & ~cast_failed.get(name, pl.lit(False))))
     for name, bounds in spec.ranges.items():
         lo, hi = bounds.get("min"), bounds.get("max")
         fail = pl.lit(False)

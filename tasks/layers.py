@@ -85,6 +85,7 @@ def build_gold(config: PipelineConfig, input_fingerprint: str) -> dict[str, Any]
         "feature_version": meta["feature_version"], "fingerprint": meta["fingerprint"],
         "numeric": len(meta["roles"].get("numeric", [])), "categorical": len(meta["roles"].get("categorical", [])),
         "missing_values": meta["missing_values"], "metadata": meta["paths"]["metadata"],
+        "set_aside": {c: role for role, cols in meta["roles"].items() if role not in ("numeric", "categorical", "target") for c in cols},
         "seconds": round(time.perf_counter() - start, 3),
     }
 

@@ -102,3 +102,10 @@ def test_missing_id_column_names_it():
 def test_rule_on_unknown_column_names_key():
     with pytest.raises(ConfigError, match="cleaning.ranges.WEIGHT"):
         resolve_cleaning_spec(DATASET, CleaningConfig(ranges={"WEIGHT": {"min": 0}}), RAW)
+
+
+def test_unparsable_required_value_is_a_cast_failure_not_a_missing_value():
+    raw = pl.DataFrame({"n": ["x", None, "2"], "Label": ["0", "1", "0"]})
+    s = resolve_cleaning_spec(DatasetConfig(name="t", source="t", target="Label"),
+                              CleaningConfig(types={"n": "int"}, not_null=["n"]), raw)
+    assert flag_rows(raw.lazy(), s).collect()[REASON].to_list() == ["cast:n", "null:n", None]

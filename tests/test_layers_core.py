@@ -195,3 +195,28 @@ def test_phishing_sqlite_through_gold(tmp_path, demo_dir):
     assert set(meta["roles"]["categorical"]) == {"industry", "hosting_provider"}
     feats = pl.read_parquet(meta["paths"]["features"])
     assert feats["line_of_code_missing"].sum() == feats["line_of_code"].null_count() > 0
+
+
+def test_parquet_source_keeps_its_types(tmp_path):
+    src = tmp_path / "a.parquet"
+    pl.DataFrame({"id": [1, 2], "x": [0.5, None], "y": [True, False]}).write_parquet(src)
+    result, store = ingest(cfg(tmp_path, src))
+    assert result["columns"] == {"id": "Int64", "x": "Float64", "y": "Boolean"}
+    report = silver.refine_to_silver(cfg(tmp_path, src), store)
+    assert report["cleaning_spec"]["types"] == {"id": "int", "x": "float", "y": "bool"}
+
+
+def test_corrupt_parquet_is_a_clear_error(tmp_path):
+    src = tmp_path / "a.parquet"
+    src.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(DataError, match="not a readable Parquet file"):
+        ingest(cfg(tmp_path, src))
+
+
+def test_bad_bytes_deep_in_a_csv_leave_no_batch(tmp_path):
+    src = tmp_path / "a.csv"
+    src.write_bytes(b"id,x,y\n" + b"1,2,0\n" * 5000 + b"2,\xff\xfe,1\n")
+    with pytest.raises(DataError, match="not a readable CSV file.*UTF-8"):
+        ingest(cfg(tmp_path, src))
+    assert bronze.list_batches(Store(str(tmp_path / "store")), "t") == []
+    assert not list((tmp_path / "store").rglob("*.parquet"))
