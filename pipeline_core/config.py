@@ -97,12 +97,71 @@ class PreprocessingConfig(StrictModel):
     categorical_imputation: Literal["most_frequent", "constant"] = "most_frequent"
 
 
+MODEL_NAMES = ("logistic_regression", "random_forest", "xgboost", "hist_gradient_boosting", "extra_trees")
+
+
+class ModelConfig(StrictModel):
+    enabled: bool = True
+    params: dict[str, Any] = Field(default_factory=dict, description="Fixed hyperparameters (used as-is when tuning is off).")
+    search_space: dict[str, dict[str, Any]] | None = Field(
+        None, description="Optuna space per hyperparameter: {type: int|float|categorical, low, high, log, choices}; default: built in."
+    )
+
+
+class TuningConfig(StrictModel):
+    enabled: bool = True
+    n_trials: int = Field(20, ge=1, description="Trials per model.")
+    timeout_seconds: float | None = Field(None, gt=0, description="Wall-time budget per model.")
+    cv_folds: int = Field(5, ge=2, le=20)
+    storage: str | None = Field(None, description="Optuna storage URL (sqlite:///..., journal file path, or a server DB); default: in memory.")
+    n_workers: int = Field(1, ge=1, description="Parallel Optuna workers per study.")
+
+
+class ThresholdConfig(StrictModel):
+    objective: Literal["f1", "cost", "fixed"] = "f1"
+    fp_cost: float = Field(1.0, ge=0)
+    fn_cost: float = Field(1.0, ge=0)
+    fixed: float = Field(0.5, ge=0, le=1)
+
+
+class TrainingConfig(StrictModel):
+    test_size: float = Field(0.2, gt=0, lt=1)
+    seed: int = 42
+    primary_metric: str = Field("roc_auc", description="Metric that ranks models and gates promotion.")
+    tie_breakers: list[str] = Field(default_factory=lambda: ["accuracy", "f1", "balanced_accuracy", "mcc"])
+    models: dict[str, ModelConfig] = Field(
+        default_factory=lambda: {n: ModelConfig() for n in ("logistic_regression", "random_forest", "xgboost")}
+    )
+    tuning: TuningConfig = Field(default_factory=TuningConfig)
+    threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
+    n_jobs: int | None = Field(None, ge=1, description="Cores for training; default: all.")
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, v: dict[str, ModelConfig]) -> dict[str, ModelConfig]:
+        unknown = [k for k in v if k not in MODEL_NAMES]
+        if unknown:
+            raise ValueError(f"unknown model(s) {unknown}; allowed: {', '.join(MODEL_NAMES)}")
+        if not any(m.enabled for m in v.values()):
+            raise ValueError("no model is enabled")
+        return v
+
+
+class MlflowConfig(StrictModel):
+    tracking_uri: str | None = Field(None, description="Default: sqlite:///<store.root>/mlflow.db (or ./results/mlflow.db for an s3 store).")
+    experiment: str | None = Field(None, description="Default: the dataset name.")
+    registered_model: str | None = Field(None, description="Default: <dataset name>-classifier.")
+    min_metrics: dict[str, float] = Field(default_factory=dict, description="Holdout minimums a model must meet to become champion.")
+
+
 class PipelineConfig(StrictModel):
     dataset: DatasetConfig
     store: StoreConfig = Field(default_factory=StoreConfig)
     cleaning: CleaningConfig = Field(default_factory=CleaningConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
 
     def section_json(self, *names: str) -> str:
         """Canonical JSON of some sections: the config part of a cache key."""

@@ -1,0 +1,132 @@
+"""Binary classification metrics and decision-threshold choice, defined for every input.
+
+Degenerate inputs (one predicted class, one true class) give documented numbers, never NaN or
+warnings, so a leaderboard can always rank and compare models.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from numpy.typing import ArrayLike
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    matthews_corrcoef,
+    precision_recall_curve,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+
+log = logging.getLogger(__name__)
+
+OBJECTIVES = ("f1", "cost", "fixed")
+
+
+def _ratio(num: float, den: float) -> float:
+    """num / den, with 0.0 for an empty denominator."""
+    return float(num / den) if den else 0.0
+
+
+def _as_arrays(y_true: ArrayLike, y_prob: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """0/1 labels and float scores, checked to be non-empty and of equal length."""
+    labels, scores = np.asarray(y_true).astype(int), np.asarray(y_prob, dtype=float)
+    if labels.size == 0 or labels.shape != scores.shape:
+        raise ValueError(f"need equal, non-empty label and score arrays, got {labels.shape} and {scores.shape}")
+    return labels, scores
+
+
+def confusion(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, int]:
+    """Counts of the 2x2 confusion matrix, both classes always present."""
+    tn, fp, fn, tp = confusion_matrix(y_true, y_pred, labels=[0, 1]).ravel()
+    return {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)}
+
+
+def classification_metrics(y_true: ArrayLike, y_prob: ArrayLike, threshold: float = 0.5) -> dict[str, float]:
+    """The 11 headline metrics of scores `y_prob` cut at `threshold` (positive when >= threshold).
+
+    With a single class in `y_true` ranking is undefined, so roc_auc and pr_auc report what a
+    no-skill model scores (0.5 and the positive rate) instead of NaN, and balanced accuracy is the
+    recall of the one class present (which equals accuracy). When labels and predictions are all one
+    class MCC is 0, as scikit-learn defines it.
+    """
+    y_true, y_prob = _as_arrays(y_true, y_prob)
+    y_pred = (y_prob >= threshold).astype(int)
+    c = confusion(y_true, y_pred)
+    both_classes = np.unique(y_true).size == 2
+    single_label = np.unique(np.r_[y_true, y_pred]).size == 1  # sklearn's MCC warns, then gives 0
+    accuracy = float(accuracy_score(y_true, y_pred))
+    return {
+        "accuracy": accuracy,
+        "precision": float(precision_score(y_true, y_pred, zero_division=0)),
+        "recall": float(recall_score(y_true, y_pred, zero_division=0)),
+        "f1": float(f1_score(y_true, y_pred, zero_division=0)),
+        "specificity": _ratio(c["tn"], c["tn"] + c["fp"]),
+        "fpr": _ratio(c["fp"], c["fp"] + c["tn"]),
+        "fnr": _ratio(c["fn"], c["fn"] + c["tp"]),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)) if both_classes else accuracy,
+        "mcc": float(matthews_corrcoef(y_true, y_pred)) if not single_label else 0.0,
+        "roc_auc": float(roc_auc_score(y_true, y_prob)) if both_classes else 0.5,
+        "pr_auc": float(average_precision_score(y_true, y_prob)) if both_classes else float(y_true.mean()),
+    }
+
+
+def _best_threshold(thresholds: np.ndarray, score: np.ndarray) -> float:
+    """The threshold with the highest score; ties go to the one closest to 0.5 (then the lower)."""
+    tied = np.sort(thresholds[np.isclose(score, score.max())])
+    return float(tied[np.argmin(np.abs(tied - 0.5))])
+
+
+def _f1_threshold(y_true: np.ndarray, y_prob: np.ndarray) -> float:
+    """Threshold maximising F1 among the distinct scores."""
+    if not y_true.any():
+        return 0.5  # no positives: F1 is 0 at every threshold, so none beats the neutral one
+    precision, recall, thresholds = precision_recall_curve(y_true, y_prob)
+    p, r = precision[:-1], recall[:-1]  # the last point (recall 0) has no threshold
+    denom = p + r
+    f1 = np.divide(2 * p * r, denom, out=np.zeros_like(denom), where=denom > 0)
+    return _best_threshold(thresholds, f1)
+
+
+def _cost_threshold(y_true: np.ndarray, y_prob: np.ndarray, fp_cost: float, fn_cost: float) -> float:
+    """Threshold minimising fp_cost*FP + fn_cost*FN, predicting positive when score >= threshold."""
+    order = np.argsort(-y_prob, kind="stable")
+    scores, labels = y_prob[order], y_true[order]
+    last_of_value = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]  # end of each tie group
+    tp = np.cumsum(labels)[last_of_value]
+    fp = np.cumsum(1 - labels)[last_of_value]
+    thresholds, cost = scores[last_of_value], fp_cost * fp + fn_cost * (labels.sum() - tp)
+    if scores[0] < 1.0:  # threshold 1.0 predicts no positives at all
+        thresholds, cost = np.r_[1.0, thresholds], np.r_[fn_cost * labels.sum(), cost]
+    return _best_threshold(thresholds, -cost)
+
+
+def choose_threshold(
+    y_true: ArrayLike,
+    y_prob: ArrayLike,
+    objective: str,
+    fp_cost: float = 1.0,
+    fn_cost: float = 1.0,
+    fixed: float = 0.5,
+) -> float:
+    """Decision threshold in [0, 1] for `objective`: best F1, least misclassification cost, or `fixed`."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"threshold objective {objective!r} is not one of {list(OBJECTIVES)}")
+    if objective == "fixed":
+        if not 0.0 <= fixed <= 1.0:
+            raise ValueError(f"fixed threshold {fixed} is outside [0, 1]")
+        return float(fixed)
+    y_true, y_prob = _as_arrays(y_true, y_prob)
+    if objective == "f1":
+        chosen = _f1_threshold(y_true, y_prob)
+    else:
+        if fp_cost < 0 or fn_cost < 0:
+            raise ValueError(f"costs must be non-negative, got fp_cost={fp_cost}, fn_cost={fn_cost}")
+        chosen = _cost_threshold(y_true, y_prob, fp_cost, fn_cost)
+    log.debug("threshold %.4f chosen by objective %s", chosen, objective)
+    return chosen

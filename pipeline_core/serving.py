@@ -1,0 +1,57 @@
+"""The registered model: one MLflow pyfunc from a raw record to a probability.
+
+It carries the cleaning spec, the feature spec and the fitted preprocessing+estimator, and
+calls the very same `clean_rows` and `engineer_features` as the data layers, so any stock
+MLflow client gets exactly the pipeline's predictions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+from pipeline_core.cleaning import CleaningSpec, clean_rows
+from pipeline_core.features import FeatureSpec, engineer_features
+from pipeline_core.training import to_pandas_features
+
+try:  # mlflow is needed to log or load the model, not to build or test its logic
+    from mlflow.pyfunc import PythonModel
+except ImportError:  # pragma: no cover
+    PythonModel = object  # type: ignore[assignment,misc]
+
+
+def raw_to_features(raw: pd.DataFrame, cleaning: dict[str, Any], features: dict[str, Any],
+                    numeric: list[str], categorical: list[str]) -> pd.DataFrame:
+    """Raw (or already silver-named) records -> the model's feature frame."""
+    spec = CleaningSpec.from_dict(cleaning)
+    renames = {new: old for old, new in spec.renames.items() if old not in raw.columns and new in raw.columns}
+    frame = pl.from_pandas(raw.rename(columns=renames), include_index=False)
+    cleaned = clean_rows(frame.lazy(), spec)
+    feats = engineer_features(cleaned, FeatureSpec.from_dict(features)).collect()
+    return to_pandas_features(feats, numeric, categorical)
+
+
+class RawRecordClassifier(PythonModel):  # type: ignore[misc,valid-type]
+    """predict(raw records) -> DataFrame(probability, prediction)."""
+
+    def __init__(self, pipeline: Any, cleaning: dict[str, Any], features: dict[str, Any],
+                 numeric: list[str], categorical: list[str], threshold: float) -> None:
+        self.pipeline = pipeline
+        self.cleaning = cleaning
+        self.features = features
+        self.numeric = numeric
+        self.categorical = categorical
+        self.threshold = threshold
+
+    def predict_proba(self, raw: pd.DataFrame) -> np.ndarray:
+        X = raw_to_features(raw, self.cleaning, self.features, self.numeric, self.categorical)
+        return self.pipeline.predict_proba(X)[:, 1]
+
+    # No type hints on predict: MLflow would derive a schema from them and override the logged signature.
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        threshold = float((params or {}).get("threshold", self.threshold))
+        proba = self.predict_proba(model_input)
+        return pd.DataFrame({"probability": proba, "prediction": (proba >= threshold).astype("int64")})

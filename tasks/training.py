@@ -1,0 +1,37 @@
+"""Tasks of the training stage: one per model, then registration behind the promotion gate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+
+from pipeline_core import train_job, tracking
+from pipeline_core.config import PipelineConfig
+from tasks.layers import make_store
+
+
+@task(name="train-model", cache_policy=NO_CACHE)
+def train_model(config: PipelineConfig, model: str, parent_run_id: str, experiment_id: str) -> dict[str, Any]:
+    tracking.connect(config)
+    data = train_job.load_training_data(config, make_store(config))
+    result = train_job.train_and_log(config, data, model, parent_run_id, experiment_id)
+    get_run_logger().info("%s: holdout %s=%.4f (cv %.4f ± %.4f) in %.1fs", model, config.training.primary_metric,
+                          result["metrics"][config.training.primary_metric], result["cv_mean"], result["cv_std"], result["seconds"])
+    return result
+
+
+@task(name="register-best", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def register_best(config: PipelineConfig, ranked: list[dict[str, Any]], parent_run_id: str) -> dict[str, Any]:
+    import mlflow
+
+    tracking.connect(config)
+    data = train_job.load_training_data(config, make_store(config))
+    with mlflow.start_run(run_id=parent_run_id):
+        train_job.log_leaderboard(ranked, config.training.primary_metric)
+    outcome = train_job.register_and_gate(config, data, ranked, parent_run_id)
+    get_run_logger().info("registry: %s v%s %s (%s)", outcome["registered_model"], outcome["version"],
+                          "promoted to champion" if outcome["promoted"] else "kept as challenger", outcome["reason"])
+    return outcome
