@@ -11,7 +11,7 @@ from prefect import flow
 from prefect.logging import get_run_logger
 
 from pipeline_core.config import PipelineConfig, load_config
-from pipeline_core.errors import DataError
+from pipeline_core.errors import ConfigError, DataError
 from tasks import layers
 
 
@@ -67,11 +67,22 @@ def features_flow(config_path: str, overrides: list[str] | None = None) -> dict[
     return run_cached(layers.build_gold, config, fingerprint, "gold")
 
 
+STAGES = ("bronze", "silver", "gold", "training")
+
+
 @flow(name="full-pipeline")
-def run_flow(config_path: str, overrides: list[str] | None = None) -> list[dict[str, Any]]:
-    """bronze -> silver -> gold, each as a subflow."""
-    return [
-        bronze_flow(config_path, overrides),
-        silver_flow(config_path, overrides),
-        features_flow(config_path, overrides),
-    ]
+def run_flow(config_path: str, overrides: list[str] | None = None, through: str = "training") -> list[dict[str, Any]]:
+    """bronze -> silver -> gold -> training (or up to ``through``), each as a subflow."""
+    if through not in STAGES:
+        raise ConfigError(f"--through {through!r}: choose one of {', '.join(STAGES)}")
+    _config(config_path, overrides)
+    summaries = [bronze_flow(config_path, overrides)]
+    if through != "bronze":
+        summaries.append(silver_flow(config_path, overrides))
+    if through in ("gold", "training"):
+        summaries.append(features_flow(config_path, overrides))
+    if through == "training":
+        from flows.training import training_flow
+
+        summaries.append(training_flow(config_path, overrides))
+    return summaries

@@ -24,7 +24,9 @@ app = typer.Typer(
 config_app = typer.Typer(help="Check a config file or print its JSON Schema.", no_args_is_help=True)
 demo_app = typer.Typer(help="Write deterministic synthetic datasets for the worked examples.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+models_app = typer.Typer(help="Inspect the MLflow model registry and move the champion alias.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo-data")
+app.add_typer(models_app, name="models")
 
 ConfigOpt = Annotated[str, typer.Option("--config", "-c", help="Pipeline YAML config.")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: KEY.PATH=VALUE (repeatable).")]
@@ -34,38 +36,49 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Also print Pr
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")]
 
 
-def _layer_command(name: str, flow_name: str) -> Callable[..., None]:
-    def command(
-        config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, quiet: QuietOpt = False,
-        verbose: VerboseOpt = False, debug: DebugOpt = False,
-    ) -> None:
+ThroughOpt = Annotated[str, typer.Option("--through", help="Last stage to run: bronze, silver, gold or training.")]
+
+
+def _flow_command(name: str, flow_module: str, flow_name: str, with_through: bool = False) -> Callable[..., None]:
+    def run(config: str, set_: list[str] | None, json_: bool, quiet: bool, verbose: bool, debug: bool, **kwargs: Any) -> None:
         opts = Options(command=name, config=config, overrides=set_ or [], json=json_, quiet=quiet, verbose=verbose, debug=debug)
 
         def body() -> Any:
+            import importlib
+
             from pipeline_core.config import load_config
 
             load_config(config, opts.overrides)  # fail fast, before any Prefect start-up
-            from flows import layers
-
-            flow = getattr(layers, flow_name)
-            result = flow(config, opts.overrides)
+            flow = getattr(importlib.import_module(flow_module), flow_name)
+            result = flow(config, opts.overrides, **kwargs)
             return result if isinstance(result, list) else [result]
 
         execute(opts, body, render="layers")
 
+    if with_through:
+        def command(config: ConfigOpt, set_: SetOpt = None, through: ThroughOpt = "training", json_: JsonOpt = False,
+                    quiet: QuietOpt = False, verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
+            run(config, set_, json_, quiet, verbose, debug, through=through)
+    else:
+        def command(config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, quiet: QuietOpt = False,
+                    verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:  # type: ignore[misc]
+            run(config, set_, json_, quiet, verbose, debug)
+
     return command
 
 
-_LAYERS = [
-    ("bronze", "bronze_flow", "Ingest the configured source as a new append-only bronze batch."),
-    ("silver", "silver_flow", "Clean and validate bronze into silver; quarantine failing rows with reasons."),
-    ("features", "features_flow", "Engineer features from silver into gold (+ metadata and preprocessing config)."),
-    ("run", "run_flow", "Run every stage in order: bronze -> silver -> gold."),
+_COMMANDS = [
+    ("bronze", "flows.layers", "bronze_flow", False, "Ingest the configured source as a new append-only bronze batch."),
+    ("silver", "flows.layers", "silver_flow", False, "Clean and validate bronze into silver; quarantine failing rows with reasons."),
+    ("features", "flows.layers", "features_flow", False, "Engineer features from silver into gold (+ metadata and preprocessing config)."),
+    ("feature-pipeline", "flows.layers", "features_flow", False, "Alias of `features`."),
+    ("train", "flows.training", "training_flow", False, "Tune and train every enabled model, register the best in MLflow behind the promotion gate."),
+    ("training-pipeline", "flows.training", "training_flow", False, "Alias of `train`."),
+    ("run", "flows.layers", "run_flow", True, "Run every stage in order: bronze -> silver -> gold -> training."),
+    ("full-pipeline", "flows.layers", "run_flow", True, "Alias of `run`."),
 ]
-for _name, _flow, _help in _LAYERS:
-    app.command(_name, help=_help)(_layer_command(_name, _flow))
-app.command("feature-pipeline", help="Alias of `features`.", hidden=False)(_layer_command("feature-pipeline", "features_flow"))
-app.command("full-pipeline", help="Alias of `run`.")(_layer_command("full-pipeline", "run_flow"))
+for _name, _module, _flow, _through, _help in _COMMANDS:
+    app.command(_name, help=_help)(_flow_command(_name, _module, _flow, _through))
 
 
 @config_app.command("validate", help="Validate a config file (with overrides) and print the resolved config.")
@@ -85,6 +98,42 @@ def config_schema() -> None:
     from pipeline_core.config import config_json_schema
 
     typer.echo(json.dumps(config_json_schema(), indent=2))
+
+
+def _registry(command: str, config: str, set_: list[str] | None, json_: bool, debug: bool, call: Callable[..., Any], render: str) -> None:
+    opts = Options(command=command, config=config, overrides=set_ or [], json=json_, debug=debug, log_file=False)
+
+    def body() -> Any:
+        from pipeline_core import tracking
+        from pipeline_core.config import load_config
+
+        client, _ = tracking.connect(load_config(config, opts.overrides))
+        return call(tracking, client)
+
+    execute(opts, body, render=render)
+
+
+@models_app.command("list", help="Registered models with their aliases.")
+def models_list(config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False) -> None:
+    _registry("models-list", config, set_, json_, debug, lambda t, c: t.list_models(c), "models")
+
+
+@models_app.command("describe", help="Every version of a model: aliases, threshold, holdout metrics.")
+def models_describe(name: str, config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False) -> None:
+    _registry("models-describe", config, set_, json_, debug, lambda t, c: t.describe_model(c, name), "model_versions")
+
+
+@models_app.command("history", help="Every alias move of a model: when, which version, which metrics, why.")
+def models_history(name: str, config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False) -> None:
+    _registry("models-history", config, set_, json_, debug, lambda t, c: t.alias_history(c, name), "alias_history")
+
+
+@models_app.command("promote", help="Make VERSION the champion by hand (recorded in the history).")
+def models_promote(
+    name: str, version: str, config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False,
+    reason: Annotated[str, typer.Option("--reason", help="Why; kept in the history.")] = "manual promotion",
+) -> None:
+    _registry("models-promote", config, set_, json_, debug, lambda t, c: t.promote(c, name, version, reason), "mapping")
 
 
 RowsOpt = Annotated[int, typer.Option("--rows", "-n", min=10, help="Number of rows (before a few injected duplicates).")]

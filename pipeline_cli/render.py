@@ -12,7 +12,40 @@ from rich.table import Table
 _STATUS_STYLE = {"ran": "green", "ingested": "green", "cached": "cyan", "skipped": "cyan"}
 
 
+LEADERBOARD_METRICS = ["roc_auc", "pr_auc", "accuracy", "f1", "balanced_accuracy", "mcc", "precision", "recall"]
+
+
 def layers(console: Console, summaries: list[dict[str, Any]], elapsed: float, log_path: Path | None) -> None:
+    data_layers = [s for s in summaries if s["layer"] != "training"]
+    if data_layers:
+        _layer_table(console, data_layers)
+    for s in summaries:
+        if s["layer"] == "training":
+            training(console, s)
+    console.print(f"done in {elapsed:.1f}s" + (f"; log: {log_path}" if log_path else ""))
+
+
+def training(console: Console, s: dict[str, Any]) -> None:
+    primary = s["primary_metric"]
+    metrics = [primary, *[m for m in LEADERBOARD_METRICS if m != primary]]
+    table = Table(title=f"Leaderboard (holdout, sorted by {primary})", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("Model")
+    for m in metrics:
+        table.add_column(m, justify="right")
+    table.add_column("threshold", justify="right")
+    table.add_column(f"CV {primary}", justify="right")
+    table.add_column("s", justify="right")
+    for r in s["models"]:
+        table.add_row(str(r["rank"]), r["name"], *[f"{r['metrics'][m]:.4f}" for m in metrics], f"{r['threshold']:.3f}",
+                      f"{r['cv_mean']:.4f} ± {r['cv_std']:.4f}", f"{r['seconds']:.1f}")
+    console.print(table)
+    verdict = "[green]promoted to champion[/]" if s["promoted"] else "[yellow]registered as challenger, not promoted[/]"
+    console.print(f"best: [bold]{s['best_model']}[/] -> {s['registered_model']} v{s['version']} {verdict}: {s['reason']}", highlight=False)
+    console.print(f"champion: v{s['champion_version']}; tracking: {s['tracking_uri']}", highlight=False)
+
+
+def _layer_table(console: Console, summaries: list[dict[str, Any]]) -> None:
     table = Table(title="Pipeline layers", title_justify="left")
     for col, just in [("Layer", "left"), ("Status", "left"), ("Rows in", "right"), ("Rows out", "right"),
                       ("Quarantined", "right"), ("Seconds", "right")]:
@@ -24,7 +57,6 @@ def layers(console: Console, summaries: list[dict[str, Any]], elapsed: float, lo
     console.print(table)
     for s in summaries:
         console.print(f"[bold]{s['layer']}[/]: {_details(s)}", highlight=False)
-    console.print(f"done in {elapsed:.1f}s" + (f"; log: {log_path}" if log_path else ""))
 
 
 def _details(s: dict[str, Any]) -> str:
@@ -58,3 +90,32 @@ def config(console: Console, data: dict[str, Any], elapsed: float, log_path: Pat
 def mapping(console: Console, data: dict[str, Any], elapsed: float, log_path: Path | None) -> None:
     for k, v in data.items():
         console.print(f"{k}: {v}")
+
+
+def models(console: Console, data: list[dict[str, Any]], elapsed: float, log_path: Path | None) -> None:
+    table = Table(title="Registered models", title_justify="left")
+    for col in ("Name", "Versions", "Latest", "Aliases"):
+        table.add_column(col)
+    for m in data:
+        table.add_row(m["name"], str(m["versions"]), str(m["latest_version"]), ", ".join(f"{a}=v{v}" for a, v in m["aliases"].items()))
+    console.print(table)
+
+
+def model_versions(console: Console, data: dict[str, Any], elapsed: float, log_path: Path | None) -> None:
+    table = Table(title=f"{data['name']}", title_justify="left")
+    for col in ("Version", "Aliases", "Threshold", "roc_auc", "accuracy", "f1", "Run"):
+        table.add_column(col)
+    for v in data["versions"]:
+        m = v["metrics"]
+        table.add_row(v["version"], ", ".join(v["aliases"]), str(v["threshold"]), *[f"{m[k]:.4f}" if k in m else "-" for k in ("roc_auc", "accuracy", "f1")], str(v["run_id"]))
+    console.print(table)
+
+
+def alias_history(console: Console, data: list[dict[str, Any]], elapsed: float, log_path: Path | None) -> None:
+    table = Table(title="Alias history (oldest first)", title_justify="left")
+    for col in ("When (UTC)", "Alias", "Version", "roc_auc", "Reason"):
+        table.add_column(col)
+    for h in data:
+        auc = h["metrics"].get("roc_auc")
+        table.add_row(h["at"][:19], h["alias"], h["version"], f"{auc:.4f}" if auc is not None else "-", h["reason"])
+    console.print(table)

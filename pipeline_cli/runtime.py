@@ -49,8 +49,9 @@ def prepare_environment(opts: Options) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "pipeline_core")
     if not opts.verbose and not opts.debug:
-        # The CLI prints its own summary; Prefect's run logs go to the log file.
+        # The CLI prints its own summary; library logs go to the log file.
         os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+        os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
 
 
 def configure_logging(opts: Options) -> Path | None:
@@ -60,7 +61,8 @@ def configure_logging(opts: Options) -> Path | None:
     prefect_logging.setup_logging()
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     log_path = None
-    loggers = [logging.getLogger(n) for n in ("prefect", "pipeline_core")]
+    logging.captureWarnings(True)
+    loggers = [logging.getLogger(n) for n in ("prefect", "pipeline_core", "mlflow", "optuna", "py.warnings")]
     if opts.log_file:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         log_path = LOG_DIR / f"{datetime.now():%Y%m%d-%H%M%S}-{opts.command}.log"

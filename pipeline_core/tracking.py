@@ -134,3 +134,46 @@ def alias_history(client: Any, name: str) -> list[dict[str, Any]]:
     for mv in client.search_model_versions(f"name = '{name}'"):
         entries += [json.loads(v) for k, v in mv.tags.items() if k.startswith(HISTORY_PREFIX)]
     return sorted(entries, key=lambda e: e["at"])
+
+
+def list_models(client: Any) -> list[dict[str, Any]]:
+    """Registered models with their aliases and newest version."""
+    out = []
+    for rm in client.search_registered_models():
+        versions = client.search_model_versions(f"name = '{rm.name}'")
+        out.append({"name": rm.name, "latest_version": max((int(v.version) for v in versions), default=None),
+                    "aliases": {a: str(v) for a, v in (getattr(rm, "aliases", {}) or {}).items()}, "versions": len(versions)})
+    return sorted(out, key=lambda m: m["name"])
+
+
+def describe_model(client: Any, name: str) -> dict[str, Any]:
+    """Every version of a model with its aliases, threshold, run and holdout metrics."""
+    from pipeline_core.errors import ConfigError
+
+    try:
+        rm = client.get_registered_model(name)
+    except Exception:
+        raise ConfigError(f"no registered model '{name}'; `pipeline-cli models list` shows the names") from None
+    aliases: dict[str, list[str]] = {}
+    for alias, version in (getattr(rm, "aliases", {}) or {}).items():
+        aliases.setdefault(str(version), []).append(alias)
+    versions = []
+    for v in sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version)):
+        run_id = v.tags.get("run_id") or v.run_id
+        metrics = client.get_run(run_id).data.metrics if run_id else {}
+        versions.append({"version": str(v.version), "aliases": aliases.get(str(v.version), []), "run_id": run_id,
+                         "threshold": v.tags.get("threshold"), "created": v.creation_timestamp,
+                         "metrics": {k: metrics[k] for k in sorted(metrics) if "_at_" not in k and not k.startswith("cv_")}})
+    return {"name": name, "versions": versions}
+
+
+def promote(client: Any, name: str, version: str, reason: str) -> dict[str, Any]:
+    """A manual champion move, kept in the history like the gate's."""
+    from pipeline_core.errors import ConfigError
+
+    try:
+        mv = client.get_model_version(name, str(version))
+    except Exception:
+        raise ConfigError(f"model '{name}' has no version {version}") from None
+    metrics = client.get_run(mv.tags.get("run_id") or mv.run_id).data.metrics
+    return record_alias(client, name, CHAMPION, str(version), {k: v for k, v in metrics.items() if "_at_" not in k}, reason)

@@ -88,9 +88,10 @@ def run_tags(config: PipelineConfig, data: TrainingData) -> dict[str, str]:
 
 
 def raw_holdout(data: TrainingData) -> pd.DataFrame:
-    """Holdout rows in their silver shape (what the registered model accepts), without the target."""
-    cols = [c for c in data.metadata["cleaning_spec"]["renames"].values() if c != data.preprocessing["target"]]
-    rows = data.gold[data.split.test_index.tolist()].select(cols)
+    """Holdout rows under their raw source names (what the registered model accepts), without the target."""
+    renames = data.metadata["cleaning_spec"]["renames"]  # raw name -> silver name
+    target = data.preprocessing["target"]
+    rows = data.gold[data.split.test_index.tolist()].select([pl.col(new).alias(raw) for raw, new in renames.items() if new != target])
     # Integers as doubles in the signature: a missing value at inference time turns an int column into floats.
     return rows.with_columns(pl.col(c).cast(pl.Float64) for c, t in rows.schema.items() if t.is_integer()).to_pandas()
 
@@ -149,7 +150,7 @@ def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[d
         tracking.record_alias(client, name, tracking.CHAMPION, version.version, best["metrics"], reason)
     client.set_tag(parent_run_id, "registry_outcome", ("promoted: " if promote else "not promoted: ") + reason)
     return {"registered_model": name, "version": str(version.version), "best_model": best["name"], "promoted": promote,
-            "reason": reason, "champion_version": str(version.version) if promote else (current.version if current else None),
+            "reason": reason, "champion_version": str(version.version) if promote else (str(current.version) if current else None),
             "leaderboard": [{k: r[k] for k in ("rank", "name", "metrics", "threshold", "cv_mean", "cv_std", "run_id", "seconds")} for r in ranked]}
 
 

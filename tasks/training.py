@@ -32,6 +32,15 @@ def register_best(config: PipelineConfig, ranked: list[dict[str, Any]], parent_r
     with mlflow.start_run(run_id=parent_run_id):
         train_job.log_leaderboard(ranked, config.training.primary_metric)
     outcome = train_job.register_and_gate(config, data, ranked, parent_run_id)
+    from prefect.artifacts import create_table_artifact
+
+    from pipeline_core.selection import leaderboard_rows
+
+    create_table_artifact(
+        key=f"leaderboard-{config.dataset.name}".lower().replace("_", "-").replace(".", "-"),
+        table=leaderboard_rows(ranked, list(ranked[0]["metrics"])),
+        description=f"{outcome['registered_model']} v{outcome['version']}: {'promoted' if outcome['promoted'] else 'not promoted'} ({outcome['reason']})",
+    )
     get_run_logger().info("registry: %s v%s %s (%s)", outcome["registered_model"], outcome["version"],
                           "promoted to champion" if outcome["promoted"] else "kept as challenger", outcome["reason"])
     return outcome

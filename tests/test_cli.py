@@ -89,7 +89,7 @@ def test_negative_row_count_is_rejected(tmp_path):
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_run_json_summary_and_layer_commands(credit_config, tmp_path):
-    result = invoke("run", "--config", credit_config, "--json")
+    result = invoke("run", "--config", credit_config, "--through", "gold", "--json")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     layers = {s["layer"]: s for s in payload["result"]}

@@ -19,36 +19,36 @@ def statuses(summaries):
 def test_full_run_then_cached_rerun_then_config_change(credit_config):
     from flows.layers import run_flow
 
-    first = run_flow(str(credit_config))
+    first = run_flow(str(credit_config), through="gold")
     assert statuses(first) == {"bronze": "ingested", "silver": "ran", "gold": "ran"}
     assert first[1]["rows_out"] + first[1]["quarantined"] == first[0]["rows_in"]
 
-    second = run_flow(str(credit_config))
+    second = run_flow(str(credit_config), through="gold")
     assert statuses(second) == {"bronze": "skipped", "silver": "cached", "gold": "cached"}
     assert second[2]["feature_version"] == first[2]["feature_version"]
 
     # A features-only change recomputes gold and nothing before it.
-    third = run_flow(str(credit_config), ["features.age_bins=[30, 50]"])
+    third = run_flow(str(credit_config), ["features.age_bins=[30, 50]"], through="gold")
     assert statuses(third) == {"bronze": "skipped", "silver": "cached", "gold": "ran"}
     assert third[2]["feature_version"] != first[2]["feature_version"]
 
     # A cleaning rule change recomputes silver and gold ...
-    fourth = run_flow(str(credit_config), ["features.age_bins=[30, 50]", "cleaning.ranges.AGE.max=70"])
+    fourth = run_flow(str(credit_config), ["features.age_bins=[30, 50]", "cleaning.ranges.AGE.max=70"], through="gold")
     assert statuses(fourth) == {"bronze": "skipped", "silver": "ran", "gold": "ran"}
     assert fourth[1]["quarantined_by_rule"]["range:age"] > first[1]["quarantined_by_rule"]["range:age"]
 
     # ... while a change that cannot alter silver's content (the failure threshold) reuses gold.
-    fifth = run_flow(str(credit_config), ["features.age_bins=[30, 50]", "cleaning.ranges.AGE.max=70", "cleaning.max_failure_rate=0.5"])
+    fifth = run_flow(str(credit_config), ["features.age_bins=[30, 50]", "cleaning.ranges.AGE.max=70", "cleaning.max_failure_rate=0.5"], through="gold")
     assert statuses(fifth) == {"bronze": "skipped", "silver": "ran", "gold": "cached"}
 
 
 def test_cache_hit_is_not_trusted_when_output_was_deleted(credit_config):
     from flows.layers import run_flow
 
-    first = run_flow(str(credit_config))
+    first = run_flow(str(credit_config), through="gold")
     store = yaml.safe_load(credit_config.read_text())["store"]["root"]
     os.remove(os.path.join(store, "gold", "credit_default", "features_metadata.json"))
-    again = run_flow(str(credit_config))
+    again = run_flow(str(credit_config), through="gold")
     assert statuses(again)["gold"] == "ran"
     assert again[2]["feature_version"] == first[2]["feature_version"]
     assert os.path.exists(os.path.join(store, "gold", "credit_default", "features_metadata.json"))
@@ -98,7 +98,7 @@ def test_s3_round_trip_bronze_to_gold(tmp_path, demo_dir, monkeypatch):
             "store": {"root": "s3://lake/layers"},
             "features": {"set": "phishing"},
         }))
-        summaries = run_flow(str(config))
+        summaries = run_flow(str(config), through="gold")
         assert statuses(summaries) == {"bronze": "ingested", "silver": "ran", "gold": "ran"}
         keys = {o["Key"] for o in s3.list_objects_v2(Bucket="lake")["Contents"]}
         assert {"layers/gold/phish/features.parquet", "layers/gold/phish/features_metadata.json",
@@ -107,9 +107,9 @@ def test_s3_round_trip_bronze_to_gold(tmp_path, demo_dir, monkeypatch):
         local = tmp_path / "f.parquet"
         s3.download_file("lake", "layers/gold/phish/features.parquet", str(local))
         assert pl.read_parquet(local).height == summaries[2]["rows_out"]
-        assert statuses(run_flow(str(config)))["bronze"] == "skipped"
+        assert statuses(run_flow(str(config), through="gold"))["bronze"] == "skipped"
 
         with pytest.raises(StorageError, match="bucket 'nobucket' does not exist"):
-            run_flow(str(config), ["store.root=s3://nobucket/x"])
+            run_flow(str(config), ["store.root=s3://nobucket/x"], through="gold")
         with pytest.raises(DataError, match="no such object"):
-            run_flow(str(config), ["dataset.source=s3://raw/missing.csv"])
+            run_flow(str(config), ["dataset.source=s3://raw/missing.csv"], through="gold")

@@ -1,0 +1,215 @@
+"""Training: pure pieces, then one small end-to-end training under the Prefect harness."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline_core.config import TrainingConfig, parse_config
+from pipeline_core.errors import ConfigError, DataError, StorageError
+from pipeline_core.tracking import gate_decision
+from pipeline_core.training import split_data
+
+FAST = [
+    "training.models={logistic_regression: {}, xgboost: {}}",
+    "training.tuning.n_trials=3",
+    "training.tuning.cv_folds=3",
+    "mlflow.min_metrics={roc_auc: 0.7}",
+]
+
+
+def test_split_refuses_unlearnable_targets():
+    X = pd.DataFrame({"a": range(40)})
+    with pytest.raises(DataError, match="single class"):
+        split_data(X, np.zeros(40, dtype=int), TrainingConfig())
+    with pytest.raises(DataError, match="3 classes"):
+        split_data(X, np.arange(40) % 3, TrainingConfig())
+    y = np.array([1] * 5 + [0] * 35)
+    with pytest.raises(DataError, match="only 5 rows of the rarer class"):
+        split_data(X, y, TrainingConfig())
+
+
+def test_split_is_stratified_and_seeded():
+    X = pd.DataFrame({"a": range(100)})
+    y = np.array([1] * 20 + [0] * 80)
+    a, b = split_data(X, y, TrainingConfig()), split_data(X, y, TrainingConfig())
+    assert a.y_test.sum() == 4 and len(a.y_test) == 20
+    assert a.test_index.tolist() == b.test_index.tolist()
+
+
+def test_unknown_model_name_lists_allowed():
+    with pytest.raises(ConfigError, match="unknown model.*'catboost'.*allowed: logistic_regression"):
+        parse_config({"dataset": {"name": "d", "source": "x.csv", "target": "y"}, "training": {"models": {"catboost": {}}}})
+
+
+@pytest.mark.parametrize(
+    "space, message",
+    [
+        ({"C": {"type": "float", "low": 5, "high": 1}}, "low \\(5\\) must be below high"),
+        ({"C": {"type": "float", "low": 0, "high": 1, "log": True}}, "log scale needs low > 0"),
+        ({"C": {"type": "normal"}}, "type must be int, float or categorical"),
+        ({"penalty": {"type": "categorical", "choices": []}}, "non-empty choices"),
+    ],
+)
+def test_invalid_search_space_names_key(space, message):
+    from pipeline_core.train_job import check_training_config
+
+    cfg = parse_config({"dataset": {"name": "d", "source": "x.csv", "target": "y"},
+                        "training": {"models": {"logistic_regression": {"search_space": space}}}})
+    with pytest.raises(ConfigError, match=f"training.models.logistic_regression.search_space.*{message}"):
+        check_training_config(cfg)
+
+
+def test_unknown_primary_metric():
+    from pipeline_core.train_job import check_training_config
+
+    cfg = parse_config({"dataset": {"name": "d", "source": "x.csv", "target": "y"}, "training": {"primary_metric": "auc"}})
+    with pytest.raises(ConfigError, match="training.primary_metric: unknown metric 'auc'; allowed: accuracy"):
+        check_training_config(cfg)
+
+
+def test_gate_decision_branches():
+    assert gate_decision({"roc_auc": 0.8}, None, "roc_auc", {"roc_auc": 0.7}) == (True, "no champion yet and every minimum met")
+    ok, why = gate_decision({"roc_auc": 0.6}, None, "roc_auc", {"roc_auc": 0.7})
+    assert not ok and "roc_auc=0.6000 < 0.7" in why
+    ok, why = gate_decision({"roc_auc": 0.80}, {"roc_auc": 0.81}, "roc_auc", {})
+    assert not ok and "does not beat" in why
+    assert gate_decision({"roc_auc": 0.82}, {"roc_auc": 0.81}, "roc_auc", {})[0]
+
+
+def test_preprocessor_drops_first_level_and_ignores_unknown():
+    from pipeline_core.preprocessing import build_preprocessor
+
+    prep = {"numeric_columns": ["x"], "categorical_columns": ["c"], "scaler": "robust",
+            "imputation": {"numeric": "median", "categorical": "most_frequent"}}
+    X = pd.DataFrame({"x": [1.0, np.nan, 3.0, 5.0], "c": ["a", "b", "c", np.nan]})
+    pre = build_preprocessor(prep).fit(X)
+    assert list(pre.get_feature_names_out()) == ["x", "c_b", "c_c"]
+    out = pre.transform(pd.DataFrame({"x": [3.0], "c": ["zzz"]}))
+    assert out.tolist() == [[0.0, 0.0, 0.0]]  # median-centred; unseen level encodes as all zeros
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, prefect_harness, demo_dir):
+    """Layers once, then three trainings: first, identical rerun, and one with an unreachable minimum."""
+    import yaml
+    from pathlib import Path
+
+    from flows.layers import run_flow
+    from flows.training import training_flow
+
+    tmp = tmp_path_factory.mktemp("train")
+    data = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "credit_default.yaml").read_text())
+    data["dataset"]["source"] = str(demo_dir / "credit.csv")
+    data["store"]["root"] = str(tmp / "store")
+    config = tmp / "credit.yaml"
+    config.write_text(yaml.safe_dump(data))
+    run_flow(str(config), FAST, through="gold")
+    first = training_flow(str(config), FAST)
+    second = training_flow(str(config), FAST)
+    third = training_flow(str(config), [*FAST, "mlflow.min_metrics={roc_auc: 0.99}"])
+    return config, first, second, third
+
+
+def test_training_registers_and_promotes(trained):
+    config, first, _, _ = trained
+    assert first["promoted"] and first["version"] == "1" and first["champion_version"] == "1"
+    assert [m["name"] for m in first["models"]] == sorted([m["name"] for m in first["models"]], key=lambda n: -next(
+        x["metrics"]["roc_auc"] for x in first["models"] if x["name"] == n))
+    best = first["models"][0]
+    assert best["metrics"]["roc_auc"] > 0.7
+    assert set(best["metrics"]) == {"accuracy", "precision", "recall", "f1", "specificity", "fpr", "fnr",
+                                    "balanced_accuracy", "mcc", "roc_auc", "pr_auc"}
+    assert 0.0 < best["threshold"] < 1.0
+
+
+def test_same_inputs_same_metrics_and_gate_keeps_champion(trained):
+    _, first, second, third = trained
+    assert [m["metrics"] for m in second["models"]] == [m["metrics"] for m in first["models"]]
+    assert second["version"] == "2" and not second["promoted"] and "does not beat" in second["reason"]
+    assert second["champion_version"] == "1"
+    assert third["version"] == "3" and not third["promoted"] and "below the configured minimum" in third["reason"]
+
+
+def test_registry_aliases_and_history(trained):
+    import mlflow
+
+    from pipeline_core import tracking
+    from pipeline_core.config import load_config
+
+    config, first, _, _ = trained
+    client, _ = tracking.connect(load_config(config))
+    name = first["registered_model"]
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == "3"
+    history = tracking.alias_history(client, name)
+    assert [(h["alias"], h["version"]) for h in history] == [("challenger", "1"), ("champion", "1"), ("challenger", "2"), ("challenger", "3")]
+    assert mlflow.get_tracking_uri().startswith("sqlite:///")
+
+
+def test_champion_scores_raw_records_in_a_fresh_process(trained, tmp_path):
+    """A stock MLflow client, in a new process, reproduces the logged holdout metrics exactly."""
+    import mlflow
+
+    from pipeline_core import tracking, train_job
+    from pipeline_core.config import load_config
+    from pipeline_core.metrics import classification_metrics
+    from pipeline_core.storage import Store
+
+    config, first, _, _ = trained
+    cfg = load_config(config)
+    client, _ = tracking.connect(cfg)
+    data = train_job.load_training_data(cfg, Store(cfg.store.root))
+    holdout = train_job.raw_holdout(data)
+    assert "LIMIT_BAL" in holdout.columns and "PAY_0" in holdout.columns  # raw source names
+    path = tmp_path / "holdout.parquet"
+    holdout.to_parquet(path)
+    script = (
+        "import sys, json, mlflow, pandas as pd; mlflow.set_tracking_uri(sys.argv[1]); "
+        "m = mlflow.pyfunc.load_model(sys.argv[2]); out = m.predict(pd.read_parquet(sys.argv[3])); "
+        "print(json.dumps(out['probability'].tolist()))"
+    )
+    uri = mlflow.get_tracking_uri()
+    proc = subprocess.run([sys.executable, "-c", script, uri, f"models:/{first['registered_model']}@champion", str(path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proba = np.array(json.loads(proc.stdout.strip().splitlines()[-1]))
+    version = client.get_model_version_by_alias(first["registered_model"], "champion")
+    logged = client.get_run(version.tags["run_id"]).data.metrics
+    got = classification_metrics(data.split.y_test, proba, float(version.tags["threshold"]))
+    for metric in ("roc_auc", "accuracy", "f1", "mcc"):
+        assert got[metric] == pytest.approx(logged[metric], abs=1e-12)
+
+
+def test_unreachable_tracking_server(trained):
+    from flows.training import training_flow
+    from tests.servers import free_port as port
+
+    config = trained[0]
+    with pytest.raises(StorageError, match="tracking server unreachable"):
+        training_flow(str(config), [*FAST, f"mlflow.tracking_uri=http://127.0.0.1:{port()}"])
+
+
+def test_models_commands(trained, monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline_cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    config, first, _, _ = trained
+    name = first["registered_model"]
+    run = CliRunner().invoke
+    listed = json.loads(run(app, ["models", "list", "--config", str(config), "--json"]).stdout)["result"]
+    assert listed == [{"name": name, "latest_version": 3, "aliases": {"champion": "1", "challenger": "3"}, "versions": 3}]
+    described = json.loads(run(app, ["models", "describe", name, "--config", str(config), "--json"]).stdout)["result"]
+    assert [v["aliases"] for v in described["versions"]] == [["champion"], [], ["challenger"]]
+    assert described["versions"][0]["metrics"]["roc_auc"] == pytest.approx(first["models"][0]["metrics"]["roc_auc"])
+    promoted = run(app, ["models", "promote", name, "2", "--config", str(config), "--reason", "rollback drill"])
+    assert promoted.exit_code == 0, promoted.output
+    history = json.loads(run(app, ["models", "history", name, "--config", str(config), "--json"]).stdout)["result"]
+    assert (history[-1]["alias"], history[-1]["version"], history[-1]["reason"]) == ("champion", "2", "rollback drill")
+    missing = run(app, ["models", "promote", name, "9", "--config", str(config)])
+    assert missing.exit_code == 2 and "has no version 9" in missing.stderr
