@@ -148,31 +148,10 @@ def _resolve_required(ref: str | None, key: str, resolve: Any, source: str, cols
 
 # -- expressions ---------------------------------------------------------------------
 
-def _text(raw: str) -> pl.Expr:
-    """The raw value as trimmed text with the usual missing-value tokens turned into null."""
-    t = pl.col(raw).cast(pl.String).str.strip_chars()
-    return pl.when(t.is_in(NULL_TOKENS)).then(None).otherwise(t)
-
-
-def cast_expr(raw: str, kind: str, raw_dtype: pl.DataType) -> pl.Expr:
-    """Cast one raw column to its silver type; values that do not parse become null."""
-    if kind == "str":
-        return _text(raw) if raw_dtype == pl.String else pl.col(raw).cast(pl.String)
-    source = _text(raw) if raw_dtype == pl.String else pl.col(raw)
-    if kind == "bool":
-        if raw_dtype == pl.Boolean:
-            return pl.col(raw)
-        low = source.cast(pl.String).str.to_lowercase()
-        return pl.when(low.is_in(_TRUE)).then(True).when(low.is_in(_FALSE)).then(False).otherwise(None)
-    as_float = source.cast(pl.Float64, strict=False)
-    if kind == "float":
-        return as_float
-    # int: accept "3" and "3.0", refuse "3.5"
-    return pl.when(as_float == as_float.floor()).then(as_float).otherwise(None).cast(pl.Int64, strict=False)
-
-
-def _present(raw: str, raw_dtype: pl.DataType) -> pl.Expr:
-    return _text(raw).is_not_null() if raw_dtype == pl.String else pl.col(raw).is_not_null()
+CLEAN = "__clean__"  # prefix of the cleaned value of each column, computed once per row
+PRESENT = "__present__"  # prefix of "a raw value was there" flags
+_TEXT = "__text__"
+_NUM = "__num__"
 
 
 def _mapped(expr: pl.Expr, kind: str, mapping: dict[str, Any]) -> pl.Expr:
@@ -182,44 +161,78 @@ def _mapped(expr: pl.Expr, kind: str, mapping: dict[str, Any]) -> pl.Expr:
     return expr.replace(old, new)
 
 
-def cleaned_columns(spec: CleaningSpec, schema: pl.Schema) -> dict[str, pl.Expr]:
-    """silver name -> expression computing the cleaned value from the raw columns."""
-    out: dict[str, pl.Expr] = {}
-    for raw, name in spec.renames.items():
-        kind = spec.types[name]
-        expr = cast_expr(raw, kind, schema[raw]) if raw in schema else pl.lit(None, dtype=_polars_type(kind))
-        if name in spec.value_maps:
-            expr = _mapped(expr, kind, spec.value_maps[name])
-        out[name] = expr
-    return out
-
-
 def _polars_type(kind: str) -> pl.DataType:
     return {"int": pl.Int64(), "float": pl.Float64(), "str": pl.String(), "bool": pl.Boolean()}[kind]
 
 
+def with_cleaned(frame: pl.LazyFrame, spec: CleaningSpec) -> pl.LazyFrame:
+    """Raw columns plus each column's cleaned value (``__clean__<name>``) and presence flag.
+
+    Staged so that every intermediate (trimmed text, parsed number) is computed once per cell:
+    polars does not share a sub-expression repeated inside one expression.
+    """
+    schema = frame.collect_schema()
+    present = [(raw, n) for raw, n in spec.renames.items() if raw in schema]
+    text_cols = [n for raw, n in present if schema[raw] == pl.String]
+    numeric = [(raw, n) for raw, n in present if spec.types[n] in ("int", "float") and schema[raw] != pl.Boolean]
+
+    def source(raw: str, n: str) -> pl.Expr:
+        """Trimmed text (missing-value tokens as null) for text columns, the raw value otherwise."""
+        return pl.col(_TEXT + n) if schema[raw] == pl.String else pl.col(raw)
+
+    trimmed = []
+    for raw, n in present:
+        if schema[raw] == pl.String:
+            t = pl.col(raw).str.strip_chars()
+            trimmed.append(pl.when(t.is_in(NULL_TOKENS)).then(None).otherwise(t).alias(_TEXT + n))
+    parsed = [source(raw, n).cast(pl.Float64, strict=False).alias(_NUM + n) for raw, n in numeric]
+    typed = []
+    for raw, n in spec.renames.items():
+        kind = spec.types[n]
+        if raw not in schema:
+            expr = pl.lit(None, dtype=_polars_type(kind))
+        elif kind == "str":
+            expr = source(raw, n).cast(pl.String)
+        elif kind == "bool":
+            low = source(raw, n).cast(pl.String).str.to_lowercase()
+            expr = pl.col(raw) if schema[raw] == pl.Boolean else (
+                pl.when(low.is_in(_TRUE)).then(True).when(low.is_in(_FALSE)).then(False).otherwise(None))
+        elif kind == "float":
+            expr = pl.col(_NUM + n)
+        else:  # int: accept "3" and "3.0", refuse "3.5"
+            num = pl.col(_NUM + n)
+            expr = pl.when(num == num.floor()).then(num).otherwise(None).cast(pl.Int64, strict=False)
+        if n in spec.value_maps:
+            expr = _mapped(expr, kind, spec.value_maps[n])
+        typed.append(expr.alias(CLEAN + n))
+        if raw in schema and kind != "str":
+            typed.append(source(raw, n).is_not_null().alias(PRESENT + n))
+    helpers = [_TEXT + n for n in text_cols] + [_NUM + n for _, n in numeric]
+    return frame.with_columns(trimmed).with_columns(parsed).with_columns(typed).drop(helpers)
+
+
 def rule_checks(spec: CleaningSpec, schema: pl.Schema) -> list[tuple[str, pl.Expr]]:
-    """(reason, failed?) pairs, each computed from the cleaned values."""
-    cleaned = cleaned_columns(spec, schema)
+    """(reason, failed?) pairs over the columns `with_cleaned` adds."""
     checks: list[tuple[str, pl.Expr]] = []
     cast_failed: dict[str, pl.Expr] = {}
-    for raw, name in spec.renames.items():
-        if raw in schema and spec.types[name] != "str":
-            cast_failed[name] = _present(raw, schema[raw]) & cleaned[name].is_null()
+    for name in spec.columns:
+        if PRESENT + name in schema:
+            cast_failed[name] = pl.col(PRESENT + name) & pl.col(CLEAN + name).is_null()
             checks.append((f"cast:{name}", cast_failed[name]))
     for name in spec.not_null:
         # a value that was there but did not parse is a cast failure, not a missing value
-        checks.append((f"null:{name}", cleaned[name].is_null() & ~cast_failed.get(name, pl.lit(False))))
+        checks.append((f"null:{name}", pl.col(CLEAN + name).is_null() & ~cast_failed.get(name, pl.lit(False))))
     for name, bounds in spec.ranges.items():
         lo, hi = bounds.get("min"), bounds.get("max")
         fail = pl.lit(False)
         if lo is not None:
-            fail = fail | (cleaned[name] < lo)
+            fail = fail | (pl.col(CLEAN + name) < lo)
         if hi is not None:
-            fail = fail | (cleaned[name] > hi)
+            fail = fail | (pl.col(CLEAN + name) > hi)
         checks.append((f"range:{name}", fail.fill_null(False)))
     for name, values in spec.allowed_values.items():
-        checks.append((f"allowed:{name}", cleaned[name].is_not_null() & ~cleaned[name].is_in(values)))
+        col = pl.col(CLEAN + name)
+        checks.append((f"allowed:{name}", col.is_not_null() & ~col.is_in(values)))
     return checks
 
 
@@ -232,7 +245,7 @@ def reason_expr(spec: CleaningSpec, schema: pl.Schema) -> pl.Expr:
     return pl.when(joined == "").then(None).otherwise(joined).alias(REASON)
 
 
-def duplicate_expr(spec: CleaningSpec, schema: pl.Schema) -> pl.Expr:
+def duplicate_expr(spec: CleaningSpec) -> pl.Expr:
     """True for a clean row whose id (or whole row, without an id) appears again later.
 
     Only clean rows compete, so an invalid later copy never pushes out a valid earlier one;
@@ -240,28 +253,34 @@ def duplicate_expr(spec: CleaningSpec, schema: pl.Schema) -> pl.Expr:
     """
     clean = pl.col(REASON).is_null()
     if spec.id_column:
-        key = cleaned_columns(spec, schema)[spec.id_column]
+        key = pl.col(CLEAN + spec.id_column)
     else:
-        key = pl.struct([e.alias(n) for n, e in cleaned_columns(spec, schema).items()])
+        key = pl.struct([pl.col(CLEAN + n).alias(n) for n in spec.columns])
     return clean & ~pl.when(clean).then(key).otherwise(None).is_last_distinct()
 
 
 def flag_rows(frame: pl.LazyFrame, spec: CleaningSpec) -> pl.LazyFrame:
-    """Raw rows plus a `_reason` column (null when the row is clean), duplicates included."""
-    schema = frame.collect_schema()
-    flagged = frame.with_columns(reason_expr(spec, schema))
-    if not spec.deduplicate:
-        return flagged
-    dup_reason = f"duplicate:{spec.id_column or 'row'}"
-    return flagged.with_columns(
-        pl.when(duplicate_expr(spec, schema)).then(pl.lit(dup_reason)).otherwise(pl.col(REASON)).alias(REASON)
-    )
+    """Raw rows, their cleaned values and a `_reason` column (null when the row is clean), duplicates included."""
+    staged = with_cleaned(frame, spec)
+    schema = staged.collect_schema()
+    flagged = staged.with_columns(reason_expr(spec, schema))
+    if spec.deduplicate:
+        dup_reason = f"duplicate:{spec.id_column or 'row'}"
+        flagged = flagged.with_columns(
+            pl.when(duplicate_expr(spec)).then(pl.lit(dup_reason)).otherwise(pl.col(REASON)).alias(REASON)
+        )
+    return flagged.drop([c for c in schema if c.startswith(PRESENT)])
 
 
 def clean_rows(frame: pl.LazyFrame, spec: CleaningSpec, keep: list[str] | None = None) -> pl.LazyFrame:
-    """Cleaned silver columns (plus any ``keep`` columns carried through unchanged)."""
+    """Cleaned silver columns (plus any ``keep`` columns carried through unchanged).
+
+    Reuses the cleaned values `flag_rows` already computed when they are there.
+    """
     schema = frame.collect_schema()
-    exprs = [e.alias(n) for n, e in cleaned_columns(spec, schema).items()]
+    if not all(CLEAN + n in schema for n in spec.columns):
+        frame = with_cleaned(frame, spec)
+    exprs = [pl.col(CLEAN + n).alias(n) for n in spec.columns]
     carried = [pl.col(c) for c in (keep or []) if c in schema and c not in spec.columns]
     return frame.select([*exprs, *carried])
 

@@ -23,7 +23,8 @@ from pipeline_core.config import PipelineConfig
 from pipeline_core.errors import ConfigError, DataError
 from pipeline_core.fingerprint import digest
 from pipeline_core.gold import gold_paths
-from pipeline_core.metrics import classification_metrics
+from pipeline_core.metrics import classification_metrics, confusion
+from pipeline_core.plots import feature_importance, write_evaluation_plots
 from pipeline_core.preprocessing import build_preprocessor
 from pipeline_core.serving import RawRecordClassifier
 from pipeline_core.storage import Store
@@ -97,8 +98,9 @@ def raw_holdout(data: TrainingData) -> pd.DataFrame:
 
 
 def train_and_log(config: PipelineConfig, data: TrainingData, model: str, parent_run_id: str, experiment_id: str) -> dict[str, Any]:
-    """Train one model in a child run: params, metrics, trials table, metadata and the raw-record model."""
+    """Train one model in a child run: params, metrics, trials, plots, reports, metadata and the raw-record model."""
     import mlflow
+    from sklearn.metrics import classification_report
 
     cfg = config.training
     result = train_model(model, cfg.models[model], build_preprocessor(data.preprocessing), data.split, cfg, n_jobs(config),
@@ -119,6 +121,14 @@ def train_and_log(config: PipelineConfig, data: TrainingData, model: str, parent
         mlflow.log_dict({"model": model, "params": result.params, "metrics": result.metrics, "threshold": result.threshold,
                          "cv_mean": result.cv_mean, "cv_std": result.cv_std, "seconds": result.seconds,
                          "trained_at": datetime.now(timezone.utc).isoformat()}, "model_metadata.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            importance = feature_importance(result.pipeline)
+            write_evaluation_plots(tmp, data.split.y_test, result.test_probabilities, result.threshold, importance, result.trials)
+            mlflow.log_artifacts(tmp, "plots")
+        mlflow.log_dict(importance, "feature_importance.json")
+        mlflow.log_text(classification_report(data.split.y_test, (result.test_probabilities >= result.threshold).astype(int),
+                                              digits=4, zero_division=0), "classification_report.txt")
+        mlflow.log_dict(confusion(data.split.y_test, (result.test_probabilities >= result.threshold).astype(int)), "confusion_matrix.json")
         info = tracking.log_raw_record_model(pyfunc, raw_holdout(data).head(5))
     return {"name": model, "metrics": result.metrics, "metrics_at_0.5": result.metrics_at_05, "threshold": result.threshold,
             "cv_mean": result.cv_mean, "cv_std": result.cv_std, "params": result.params, "run_id": run_id,

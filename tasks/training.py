@@ -31,6 +31,8 @@ def register_best(config: PipelineConfig, ranked: list[dict[str, Any]], parent_r
     data = train_job.load_training_data(config, make_store(config))
     with mlflow.start_run(run_id=parent_run_id):
         train_job.log_leaderboard(ranked, config.training.primary_metric)
+        mlflow.log_dict(config.model_dump(mode="json"), "config_snapshot.json")
+        mlflow.log_dict(data.metadata["feature_spec"], "feature_spec.json")
     outcome = train_job.register_and_gate(config, data, ranked, parent_run_id)
     from prefect.artifacts import create_table_artifact
 

@@ -124,6 +124,20 @@ def test_training_registers_and_promotes(trained):
     assert set(best["metrics"]) == {"accuracy", "precision", "recall", "f1", "specificity", "fpr", "fnr",
                                     "balanced_accuracy", "mcc", "roc_auc", "pr_auc"}
     assert 0.0 < best["threshold"] < 1.0
+    from mlflow import MlflowClient
+
+    from pipeline_core import tracking
+    from pipeline_core.config import load_config
+
+    tracking.connect(load_config(config))
+    client = MlflowClient()
+    plots = {a.path for a in client.list_artifacts(best["run_id"], "plots")}
+    assert {"plots/confusion_matrix.png", "plots/roc_curve.png", "plots/pr_curve.png", "plots/calibration_curve.png",
+            "plots/feature_importance.png", "plots/optuna_history.png"} <= plots
+    run = client.get_run(best["run_id"])
+    assert run.data.tags["mlflow.parentRunId"] == first["parent_run_id"]
+    assert {"dataset", "feature_version", "data_fingerprint", "config_hash", "git_commit"} <= set(run.data.tags)
+    assert run.data.metrics["roc_auc"] == pytest.approx(best["metrics"]["roc_auc"])
 
 
 def test_same_inputs_same_metrics_and_gate_keeps_champion(trained):
