@@ -30,7 +30,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 benchmark: $(STAMP)
-	$(BIN)/python benchmarks/layers_benchmark.py
+	$(BIN)/python benchmarks/layers_benchmark.py --rows 1000000
 
 clean:
 	rm -rf data/store results .pytest_cache

@@ -209,7 +209,8 @@ def pandas_silver(bronze_path: Path, root: Path) -> dict[str, Any]:
         cleaned[name] = value
         failed[f"cast:{name}"] = text.notna() & value.isna()
     for name in NOT_NULL:
-        failed[f"null:{name}"] = cleaned[name].isna()
+        # a value that was there but did not parse is a cast failure, not a missing value
+        failed[f"null:{name}"] = cleaned[name].isna() & ~failed[f"cast:{name}"]
     for name, (lo, hi) in RANGES.items():
         fail = pd.Series(False, index=raw.index)
         if lo is not None:
@@ -398,6 +399,7 @@ def run_child(impl: str, csv: Path, rows: int, timeout_s: float, mem_limit_gib: 
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", impl, "--csv", str(csv), "--store", str(store_root), "--child-out", str(out)]
     warm_page_cache(csv)
     idle = wait_for_idle(idle_wait_s)
+    code_before = code_state()
     if not idle["idle"]:
         print(f"  (machine still {idle['busy_before']:.0%} busy after waiting {idle['waited_s']:.0f} s; running anyway)", flush=True)
     busy0, total0 = cpu_jiffies()
@@ -440,6 +442,10 @@ def run_child(impl: str, csv: Path, rows: int, timeout_s: float, mem_limit_gib: 
     result["wall_s"] = wall
     result["watched_peak_rss_kib"] = watched_peak
     result["idle_wait"] = idle
+    result["code"] = code_before
+    if code_state()["source_hash"] != code_before["source_hash"]:
+        result["code_changed_during_run"] = True
+        print(f"  WARNING: pipeline_core changed while the {impl} run was going on", file=sys.stderr, flush=True)
     # CPU used by everything else on the machine during the run, as a share of all its cores.
     own = result.get("cpu_s", machine_busy_s)
     result["other_cpu_share"] = max(0.0, machine_busy_s - own) / (wall * ncpu)
@@ -457,6 +463,8 @@ def best_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     chosen = dict(min(ok, key=lambda r: r["total"]))
     chosen["all_totals"] = [r["total"] for r in ok]
     chosen["peak_rss_kib"] = max(r["peak_rss_kib"] for r in ok)
+    chosen["source_hashes"] = sorted({r["code"]["source_hash"] for r in ok if "code" in r})
+    chosen["code_changed_during_run"] = any(r.get("code_changed_during_run") for r in ok)
     return chosen
 
 
@@ -473,6 +481,23 @@ def compare(polars_run: dict[str, Any], pandas_run: dict[str, Any]) -> list[str]
         if other is None or not math.isclose(mean, other, rel_tol=1e-6, abs_tol=1e-9):
             problems.append(f"gold mean of {col} differs: polars {mean!r} vs pandas {other!r}")
     return problems
+
+
+def code_state() -> dict[str, Any]:
+    """Which project code a run measured: git HEAD, uncommitted changes, and a hash of the sources used."""
+    h = hashlib.sha256()
+    for path in sorted([*(REPO / "pipeline_core").rglob("*.py"), CONFIG]):
+        h.update(str(path.relative_to(REPO)).encode())
+        h.update(path.read_bytes())
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    dirty = git("status", "--porcelain", "--", "pipeline_core", "configs/credit_default.yaml")
+    return {"git_head": git("rev-parse", "--short", "HEAD"), "uncommitted": dirty.splitlines(), "source_hash": h.hexdigest()[:12]}
 
 
 def machine_info() -> dict[str, Any]:
@@ -616,6 +641,9 @@ def render_results(data: dict[str, Any], notes: str) -> str:
         "rows/s = input CSV rows / total seconds. Speed vs pandas = pandas total / project-core total.",
         "",
     ]
+    hashes = {s["runs"]["polars"]["code"]["source_hash"] for s in sizes if "code" in s["runs"].get("polars", {})}
+    if len(hashes) > 1:
+        lines += ["**WARNING**: the sizes below were measured on different versions of the project code (see each size's", "source hash); re-run them together to compare.", ""]
     for size in sizes:
         extra = []
         for impl in ("polars", "pandas"):
@@ -631,6 +659,10 @@ def render_results(data: dict[str, Any], notes: str) -> str:
                 lines.append(f"  - {impl}: process used {run['cpu_s'] / run['wall_s']:.2f} cores on average over {run['wall_s']:.1f} s "
                              f"(including interpreter start and imports); other processes used {run['other_cpu_share']:.0%} of the "
                              f"machine's CPU meanwhile.")
+        code = size["runs"]["polars"].get("code") if "error" not in size["runs"].get("polars", {"error": 1}) else None
+        if code:
+            dirty = f" plus uncommitted changes ({', '.join(code['uncommitted'])})" if code["uncommitted"] else ""
+            lines.append(f"  - project code: git {code['git_head']}{dirty}; pipeline_core + config source hash {code['source_hash']}.")
         if size.get("problems"):
             lines += [f"  - **WARNING**: {p}" for p in size["problems"]]
         elif size.get("speedup"):
@@ -735,6 +767,13 @@ def main(argv: list[str] | None = None) -> int:
             size["problems"] = compare(p, q)
             for problem in size["problems"]:
                 print(f"WARNING ({rows:,} rows): {problem}", file=sys.stderr, flush=True)
+        code_problems = []
+        for impl, run in size["runs"].items():
+            if len(run.get("source_hashes", [])) > 1:
+                code_problems.append(f"{impl} runs measured different project code (source hashes {run['source_hashes']})")
+            if run.get("code_changed_during_run"):
+                code_problems.append(f"pipeline_core changed while a {impl} run was going on")
+        size["problems"] = size.get("problems", []) + code_problems
         if "pandas" not in size["runs"]:
             size["runs"]["pandas"] = {"impl": "pandas", "error": f"not run (--skip-pandas-above {args.skip_pandas_above:,})"}
         data["sizes"][str(rows)] = size

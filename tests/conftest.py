@@ -43,20 +43,20 @@ def write_config(path: Path, data: dict) -> Path:
     return path
 
 
+def shipped_config(name: str, source: Path, tmp_path: Path) -> Path:
+    """A shipped config pointed at small demo data and a temporary store."""
+    repo = Path(__file__).resolve().parents[1]
+    data = yaml.safe_load((repo / "configs" / f"{name}.yaml").read_text())
+    data["dataset"]["source"] = str(source)
+    data["store"]["root"] = str(tmp_path / "store")
+    return write_config(tmp_path / f"{name}.yaml", data)
+
+
 @pytest.fixture
 def credit_config(tmp_path, demo_dir) -> Path:
-    """The shipped credit config pointed at small demo data and a temporary store."""
-    repo = Path(__file__).resolve().parents[1]
-    data = yaml.safe_load((repo / "configs" / "credit_default.yaml").read_text())
-    data["dataset"]["source"] = str(demo_dir / "credit.csv")
-    data["store"]["root"] = str(tmp_path / "store")
-    return write_config(tmp_path / "credit.yaml", data)
+    return shipped_config("credit_default", demo_dir / "credit.csv", tmp_path)
 
 
 @pytest.fixture
 def phishing_config(tmp_path, demo_dir) -> Path:
-    repo = Path(__file__).resolve().parents[1]
-    data = yaml.safe_load((repo / "configs" / "phishing.yaml").read_text())
-    data["dataset"]["source"] = str(demo_dir / "phishing.sqlite")
-    data["store"]["root"] = str(tmp_path / "store")
-    return write_config(tmp_path / "phishing.yaml", data)
+    return shipped_config("phishing", demo_dir / "phishing.sqlite", tmp_path)

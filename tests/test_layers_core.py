@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from pipeline_core import bronze, gold, silver
-from pipeline_core.config import parse_config
+from pipeline_core.config import load_config, parse_config
 from pipeline_core.errors import DataError
 from pipeline_core.storage import Store
 
@@ -128,12 +128,8 @@ def test_silver_fails_above_threshold_and_keeps_previous_layer(tmp_path):
     assert first["rows_out"] == 4
 
 
-def test_silver_and_gold_on_demo_credit(tmp_path, demo_dir):
-    repo = Path(__file__).resolve().parents[1]
-    from pipeline_core.config import load_config
-
-    config = load_config(repo / "configs" / "credit_default.yaml",
-                         [f"dataset.source={demo_dir / 'credit.csv'}", f"store.root={tmp_path / 'store'}"])
+def test_silver_and_gold_on_demo_credit(credit_config, demo_dir):
+    config = load_config(credit_config)
     _, store = ingest(config)
     report = silver.refine_to_silver(config, store)
     raw = pl.read_csv(demo_dir / "credit.csv", infer_schema=False)
@@ -178,12 +174,8 @@ def test_minimal_config_infers_types_and_roles(tmp_path, demo_dir):
     assert "limit_bal" in meta["roles"]["numeric"]
 
 
-def test_phishing_sqlite_through_gold(tmp_path, demo_dir):
-    repo = Path(__file__).resolve().parents[1]
-    from pipeline_core.config import load_config
-
-    config = load_config(repo / "configs" / "phishing.yaml",
-                         [f"dataset.source={demo_dir / 'phishing.sqlite'}", f"store.root={tmp_path / 'store'}"])
+def test_phishing_sqlite_through_gold(phishing_config):
+    config = load_config(phishing_config)
     _, store = ingest(config)
     report = silver.refine_to_silver(config, store)
     assert "unnamed_0" not in report["schema"] and report["cleaning_spec"]["dropped"] == ["Unnamed: 0"]

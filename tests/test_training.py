@@ -95,18 +95,11 @@ def test_preprocessor_drops_first_level_and_ignores_unknown():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, prefect_harness, demo_dir):
     """Layers once, then three trainings: first, identical rerun, and one with an unreachable minimum."""
-    import yaml
-    from pathlib import Path
-
     from flows.layers import run_flow
     from flows.training import training_flow
+    from tests.conftest import shipped_config
 
-    tmp = tmp_path_factory.mktemp("train")
-    data = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "credit_default.yaml").read_text())
-    data["dataset"]["source"] = str(demo_dir / "credit.csv")
-    data["store"]["root"] = str(tmp / "store")
-    config = tmp / "credit.yaml"
-    config.write_text(yaml.safe_dump(data))
+    config = shipped_config("credit_default", demo_dir / "credit.csv", tmp_path_factory.mktemp("train"))
     run_flow(str(config), FAST, through="gold")
     first = training_flow(str(config), FAST)
     second = training_flow(str(config), FAST)
