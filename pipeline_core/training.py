@@ -126,6 +126,7 @@ def tune(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Split, cfg:
     import optuna
 
     space = search_space(name, model_cfg.search_space)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # trial results are logged to MLflow instead
     sampler = optuna.samplers.TPESampler(seed=cfg.seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
     study = optuna.create_study(study_name=study_name, direction="maximize", sampler=sampler, pruner=pruner,
@@ -138,7 +139,6 @@ def tune(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Split, cfg:
             trial.set_user_attr("best_rounds", int(np.mean(rounds)))
         return float(np.mean(scores))
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(objective, n_trials=cfg.tuning.n_trials, timeout=cfg.tuning.timeout_seconds, n_jobs=1)
     trials = [
         {"number": t.number, "state": t.state.name, "value": t.value, **{f"param_{k}": v for k, v in t.params.items()}}

@@ -1,0 +1,359 @@
+"""Training: the project's `pipeline-cli train` (Optuna + Prefect + MLflow) beside a plain RandomizedSearchCV.
+
+Usage (from the repository root)::
+
+    .venv/bin/python benchmarks/training_benchmark.py [--rows 30000] [--budget-per-model 300]
+
+1. Generates (or reuses) ``benchmarks/work/credit{rows//1000}k.csv`` with ``pipeline-cli demo-data``.
+2. In a fresh temporary folder (store + PREFECT_HOME), prepares gold with ``pipeline-cli run --through gold``
+   (not timed), then times ``pipeline-cli train --json`` as one subprocess: the wall clock of the whole
+   command, Prefect start-up and MLflow logging/registration included.
+3. Baseline, in this process: the same gold layer, the same holdout split and preprocessing built with the
+   project's own functions, then per enabled model a scikit-learn random search with n_iter=50,
+   StratifiedKFold(5, shuffle, seed 42), scoring roc_auc, n_jobs=1, random_state=42, over scipy.stats
+   distributions equivalent to ``pipeline_core.model_zoo.DEFAULT_SPACES``; estimators from
+   ``make_estimator(name, {}, seed=42, n_jobs=2)`` (xgboost with n_estimators=300, no early stopping).
+   When ``--budget-per-model`` is 0 this is literally ``RandomizedSearchCV``. With a budget, the same 50
+   candidates (``ParameterSampler(dists, 50, random_state=42)``, exactly what RandomizedSearchCV draws)
+   are cross-validated one by one with ``cross_val_score`` (same CV, same scoring) until the model's
+   wall-clock budget is spent; the candidate that is running when the budget runs out is finished. The
+   best evaluated candidate is refit on the training part. The report says how many candidates ran.
+4. Rewrites ``benchmarks/TRAINING_RESULTS.md`` (after every baseline model, so a cut-off run leaves a
+   partial but honest file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks"
+WORK = BENCH / "work"
+RESULTS_MD = BENCH / "TRAINING_RESULTS.md"
+CONFIG = "configs/credit_default.yaml"
+CLI = str(REPO / ".venv" / "bin" / "pipeline-cli")
+N_ITER = 50
+FOLDS = 5
+SEED = 42
+AUC_TOLERANCE = 0.002
+TIME_RATIO_TARGET = 0.2
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def mem_gib() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) / 1024 / 1024
+    return float("nan")
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("scikit-learn", "xgboost", "optuna", "mlflow", "prefect", "scipy", "numpy", "polars"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+# -- data + project -----------------------------------------------------------------------
+
+def ensure_csv(rows: int) -> tuple[Path, list[str]]:
+    path = WORK / f"credit{rows // 1000}k.csv"
+    cmd = [CLI, "demo-data", "credit-default", "--rows", str(rows), "--seed", str(SEED), "--out", str(path.relative_to(REPO))]
+    if not path.exists():
+        WORK.mkdir(parents=True, exist_ok=True)
+        subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    return path, cmd
+
+
+def run_project(csv: Path, tmp: Path) -> dict[str, Any]:
+    env = {**os.environ, "PREFECT_HOME": str(tmp / "prefect_home")}
+    sets = ["--set", f"dataset.source={csv.relative_to(REPO)}", "--set", f"store.root={tmp / 'store'}"]
+    prep_cmd = [CLI, "run", "--config", CONFIG, "--through", "gold", *sets, "--quiet"]
+    train_cmd = [CLI, "train", "--config", CONFIG, *sets, "--json"]
+    t0 = time.perf_counter()
+    subprocess.run(prep_cmd, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    prep_s = time.perf_counter() - t0
+    load_before = loadavg()
+    t0 = time.perf_counter()
+    proc = subprocess.run(train_cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    load_after = loadavg()
+    (WORK / "training_project_stdout.json").write_text(proc.stdout)
+    (WORK / "training_project_stderr.log").write_text(proc.stderr)
+    if proc.returncode != 0:
+        raise SystemExit(f"pipeline-cli train failed (rc {proc.returncode}); see {WORK / 'training_project_stderr.log'}")
+    out = json.loads(proc.stdout[proc.stdout.index("["):] if proc.stdout.lstrip()[:1] != "{" else proc.stdout)
+    res = out[0] if isinstance(out, list) else out
+    models = {m["name"]: {"roc_auc": m["metrics"]["roc_auc"], "cv_mean": m.get("cv_mean"), "seconds": m.get("seconds"),
+                          "n_trials": len(m.get("trials", []) or []),
+                          "trial_states": _count_states(m.get("trials") or []), "params": m.get("params")}
+              for m in res["models"]}
+    warn_lines = [ln for ln in proc.stderr.splitlines() if "warn" in ln.lower() or "error" in ln.lower()]
+    return {"wall_s": wall, "prep_s": prep_s, "load_before": load_before, "load_after": load_after,
+            "best_model": res.get("best_model"), "models": models,
+            "promoted": res.get("promoted"), "reason": res.get("reason"),
+            "commands": [" ".join(prep_cmd), " ".join(train_cmd)], "warning_lines": warn_lines[:30],
+            "n_warning_lines": len(warn_lines)}
+
+
+def _count_states(trials: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.get("state", "?")] = counts.get(t.get("state", "?"), 0) + 1
+    return counts
+
+
+# -- baseline -------------------------------------------------------------------------------
+
+class IntLogUniform:
+    """Integers log-uniform on [low, high] (the counterpart of Optuna's suggest_int(log=True))."""
+
+    def __init__(self, low: int, high: int) -> None:
+        from scipy.stats import loguniform
+
+        self.low, self.high = low, high
+        self._d = loguniform(low, high + 1)
+
+    def rvs(self, random_state: Any = None, size: Any = None) -> int:
+        return int(min(self.high, np.floor(self._d.rvs(random_state=random_state))))
+
+    def __repr__(self) -> str:
+        return f"IntLogUniform({self.low}, {self.high})"
+
+
+def scipy_space(model: str) -> dict[str, Any]:
+    """scipy.stats distributions (or lists) equivalent to pipeline_core.model_zoo.DEFAULT_SPACES[model]."""
+    from scipy.stats import loguniform, randint, uniform
+
+    from pipeline_core.model_zoo import DEFAULT_SPACES
+
+    out: dict[str, Any] = {}
+    for name, spec in DEFAULT_SPACES[model].items():
+        if spec["type"] == "categorical":
+            dist: Any = list(spec["choices"])
+        elif spec["type"] == "int":
+            lo, hi, step = int(spec["low"]), int(spec["high"]), int(spec.get("step", 1))
+            if spec.get("log"):
+                dist = IntLogUniform(lo, hi)
+            elif step != 1:
+                dist = list(range(lo, hi + 1, step))
+            else:
+                dist = randint(lo, hi + 1)
+        else:
+            lo, hi = float(spec["low"]), float(spec["high"])
+            dist = loguniform(lo, hi) if spec.get("log") else uniform(lo, hi - lo)
+        out[f"model__{name}"] = dist
+    return out
+
+
+def load_baseline_data(store_root: Path) -> tuple[Any, Any, dict[str, Any]]:
+    import polars as pl
+
+    from pipeline_core.config import load_config
+    from pipeline_core.training import split_data, to_pandas_features
+
+    gold_dir = store_root / "gold" / "credit_default"
+    prep = json.loads((gold_dir / "preprocessing_config.json").read_text())
+    gold = pl.read_parquet(gold_dir / "features.parquet")
+    X = to_pandas_features(gold, prep["numeric_columns"], prep["categorical_columns"])
+    y = gold[prep["target"]].to_numpy()
+    cfg = load_config(str(REPO / CONFIG), [])
+    return split_data(X, y, cfg.training), cfg, prep
+
+
+def run_baseline_model(name: str, split: Any, prep: dict[str, Any], budget_s: float) -> dict[str, Any]:
+    from sklearn.base import clone
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import ParameterSampler, RandomizedSearchCV, StratifiedKFold, cross_val_score
+    from sklearn.pipeline import Pipeline
+
+    from pipeline_core.model_zoo import make_estimator
+    from pipeline_core.preprocessing import build_preprocessor
+
+    est = make_estimator(name, {}, seed=SEED, n_jobs=2)
+    if name == "xgboost":
+        est.set_params(n_estimators=300)
+    pipe = Pipeline([("pre", build_preprocessor(prep)), ("model", est)])
+    dists = scipy_space(name)
+    cv = StratifiedKFold(FOLDS, shuffle=True, random_state=SEED)
+    load_before = loadavg()
+    t0 = time.perf_counter()
+    if budget_s <= 0:
+        search = RandomizedSearchCV(pipe, param_distributions=dists, n_iter=N_ITER, cv=cv, scoring="roc_auc",
+                                    n_jobs=1, random_state=SEED, refit=True)
+        search.fit(split.X_train, split.y_train)
+        best_params, best_cv, n_done, fitted = search.best_params_, float(search.best_score_), N_ITER, search.best_estimator_
+        search_s = None
+    else:
+        cands = list(ParameterSampler(dists, N_ITER, random_state=SEED))
+        scores: list[float] = []
+        for params in cands:
+            if time.perf_counter() - t0 >= budget_s:
+                break
+            p = clone(pipe).set_params(**params)
+            scores.append(float(np.mean(cross_val_score(p, split.X_train, split.y_train, cv=cv, scoring="roc_auc", n_jobs=1))))
+        n_done = len(scores)
+        search_s = time.perf_counter() - t0
+        i = int(np.argmax(scores))
+        best_params, best_cv = cands[i], scores[i]
+        fitted = clone(pipe).set_params(**best_params).fit(split.X_train, split.y_train)
+    seconds = time.perf_counter() - t0
+    auc = float(roc_auc_score(split.y_test, fitted.predict_proba(split.X_test)[:, 1]))
+    return {"roc_auc": auc, "cv_best": best_cv, "seconds": seconds, "search_s": search_s, "n_iter_done": n_done,
+            "best_params": {k.removeprefix("model__"): (v if isinstance(v, (str, int)) else float(v)) for k, v in best_params.items()},
+            "load_before": load_before, "load_after": loadavg()}
+
+
+# -- report ---------------------------------------------------------------------------------
+
+def write_md(info: dict[str, Any]) -> None:
+    p, b = info["project"], info["baseline"]
+    v = info["versions"]
+    budget = info["budget_per_model_s"]
+    lines = [
+        "# Training benchmark: project (Optuna + Prefect + MLflow) vs plain RandomizedSearchCV",
+        "",
+        f"Generated by `.venv/bin/python benchmarks/training_benchmark.py {' '.join(info['argv'])}`".rstrip() + " on "
+        f"{info['date']}.{'' if info['complete'] else ' **PARTIAL: the baseline had not finished every model when this file was written.**'}",
+        "",
+        "## Machine",
+        "",
+        f"- nproc: {os.cpu_count()}, RAM: {mem_gib():.1f} GiB, {platform.platform()}",
+        "- " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        "- Other jobs shared the machine (a second benchmark was running during this session); the 1/5/15-min load "
+        "averages before/after each measurement are recorded below.",
+        "",
+        "## Commands",
+        "",
+        "```",
+        " ".join(info["data_cmd"]),
+        f"PREFECT_HOME=<tmp>/prefect_home {p['commands'][0]}    # not timed: prepares gold",
+        f"PREFECT_HOME=<tmp>/prefect_home {p['commands'][1]}    # timed: whole command",
+        "```",
+        "",
+        f"Data: {info['rows_in_csv']} rows in the CSV ({info['rows']} requested), holdout {info['n_test']} rows, "
+        f"training part {info['n_train']} rows (project split, test_size=0.2, seed 42).",
+        "",
+        "Baseline: same gold layer, same split (`split_data`), same preprocessing (`build_preprocessor`), estimators from "
+        "`make_estimator(name, {}, seed=42, n_jobs=2)` (xgboost n_estimators=300, no early stopping), "
+        "scipy.stats equivalents of `DEFAULT_SPACES`, n_iter=50, StratifiedKFold(5, shuffle=True, random_state=42), "
+        "scoring roc_auc, n_jobs=1, random_state=42, refit of the best candidate on the training part, holdout ROC-AUC "
+        "with `sklearn.metrics.roc_auc_score`.",
+    ]
+    if budget > 0:
+        lines += ["", f"**Per-model wall-clock budget for the baseline: {budget:.0f} s.** The 50 candidates are exactly "
+                  "those RandomizedSearchCV draws (`ParameterSampler(dists, 50, random_state=42)`); they are "
+                  "cross-validated in order with `cross_val_score` until the budget is spent (the running candidate "
+                  "is finished). A model with fewer than 50 iterations below did NOT run the full search; nothing "
+                  "is extrapolated."]
+    lines += ["", "## Results", "",
+              "| model | project holdout ROC-AUC | project trials (states) | project model s | baseline holdout ROC-AUC | baseline iterations | baseline s | load before → after (baseline) |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name in info["models"]:
+        pm = p["models"].get(name, {})
+        bm = b.get(name)
+        states = ", ".join(f"{k} {n}" for k, n in pm.get("trial_states", {}).items())
+        lines.append(
+            f"| {name} | {pm.get('roc_auc', float('nan')):.4f} | {pm.get('n_trials', '?')} ({states}) | "
+            f"{pm.get('seconds') or float('nan'):.1f} | "
+            + (f"{bm['roc_auc']:.4f} | {bm['n_iter_done']} of {N_ITER} | {bm['seconds']:.1f} | {bm['load_before']} → {bm['load_after']} |"
+               if bm else "not run | – | – | – |"))
+    best_p = p["best_model"]
+    done = [n for n in info["models"] if n in b]
+    best_b = max(done, key=lambda n: b[n]["roc_auc"]) if done else None
+    base_total = sum(b[n]["seconds"] for n in done)
+    lines += ["", "## Totals", "",
+              f"- Project `pipeline-cli train` wall time (Prefect start-up, Optuna, MLflow logging and registry included): "
+              f"**{p['wall_s']:.1f} s** (load {p['load_before']} → {p['load_after']}); gold preparation, not timed in the "
+              f"comparison: {p['prep_s']:.1f} s.",
+              f"- Baseline wall time, sum over {len(done)} of {len(info['models'])} models "
+              f"({'full 50-iteration searches' if all(b[n]['n_iter_done'] == N_ITER for n in done) else 'budgeted, see iterations column'}): "
+              f"**{base_total:.1f} s**.",
+              f"- Ratio project / baseline: **{p['wall_s'] / base_total:.3f}**" if base_total else "- Ratio: n/a",
+              f"- Best model: project `{best_p}` holdout ROC-AUC {p['models'][best_p]['roc_auc']:.4f}; "
+              + (f"baseline `{best_b}` holdout ROC-AUC {b[best_b]['roc_auc']:.4f}." if best_b else "baseline: none finished."),
+              ""]
+    if best_b:
+        d = p["models"][best_p]["roc_auc"] - b[best_b]["roc_auc"]
+        auc_ok = d >= -AUC_TOLERANCE
+        ratio = p["wall_s"] / base_total
+        full = info["complete"] and all(b[n]["n_iter_done"] == N_ITER for n in done)
+        lines += ["## Targets", "",
+                  f"- ROC-AUC no lower than the baseline's − {AUC_TOLERANCE}: best-vs-best difference {d:+.4f} → "
+                  f"**{'met' if auc_ok else 'NOT met'}**.",
+                  f"- At most a fifth of the baseline's wall time: ratio {ratio:.3f} → **{'met' if ratio <= TIME_RATIO_TARGET else 'NOT met'}**"
+                  + ("" if full else " (against a budget-truncated baseline: the full baseline would take longer, "
+                     "so this ratio is an upper bound for the truncated models; it is not extrapolated)") + ".",
+                  "- Per model, project − baseline holdout ROC-AUC: "
+                  + ", ".join(f"{n} {p['models'][n]['roc_auc'] - b[n]['roc_auc']:+.4f}" for n in done) + ".", ""]
+    lines += ["## Project run notes", "",
+              f"- Promotion: {p.get('promoted')} ({p.get('reason')}).",
+              f"- stderr lines mentioning warn/error: {p['n_warning_lines']} (full log in `benchmarks/work/training_project_stderr.log`).",
+              ]
+    for ln in p["warning_lines"][:10]:
+        lines.append(f"  - `{ln.strip()[:220]}`")
+    lines += ["", "## Raw", "", "```json", json.dumps({k: info[k] for k in ("project", "baseline")}, indent=1, default=str), "```", ""]
+    RESULTS_MD.write_text("\n".join(lines))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", type=int, default=30000)
+    ap.add_argument("--budget-per-model", type=float, default=300.0,
+                    help="baseline wall-clock seconds per model; 0 = plain RandomizedSearchCV with all 50 iterations")
+    ap.add_argument("--models", nargs="*", default=None, help="subset of the enabled models for the baseline")
+    args = ap.parse_args()
+
+    csv, data_cmd = ensure_csv(args.rows)
+    tmp = Path(tempfile.mkdtemp(prefix="trainbench-", dir=WORK))
+    info: dict[str, Any] = {"argv": sys.argv[1:], "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                            "versions": versions(), "rows": args.rows, "data_cmd": data_cmd,
+                            "budget_per_model_s": args.budget_per_model, "baseline": {}, "complete": False}
+    try:
+        print(f"[{loadavg()}] project: pipeline-cli train ...", flush=True)
+        info["project"] = run_project(csv, tmp)
+        print(json.dumps(info["project"], indent=1, default=str), flush=True)
+        split, cfg, prep = load_baseline_data(tmp / "store")
+        info["rows_in_csv"] = len(split.y_train) + len(split.y_test)
+        info["n_train"], info["n_test"] = len(split.y_train), len(split.y_test)
+        enabled = [n for n, mc in cfg.training.models.items() if mc.enabled]
+        info["models"] = [n for n in enabled if args.models is None or n in args.models]
+        write_md(info)
+        for name in info["models"]:
+            print(f"[{loadavg()}] baseline {name} ...", flush=True)
+            info["baseline"][name] = run_baseline_model(name, split, prep, args.budget_per_model)
+            print(name, json.dumps(info["baseline"][name], default=str), flush=True)
+            write_md(info)
+        info["complete"] = True
+        write_md(info)
+        print(RESULTS_MD.read_text())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
