@@ -220,3 +220,22 @@ def test_models_commands(trained, monkeypatch, tmp_path):
     assert (history[-1]["alias"], history[-1]["version"], history[-1]["reason"]) == ("champion", "2", "rollback drill")
     missing = run(app, ["models", "promote", name, "9", "--config", str(config)])
     assert missing.exit_code == 2 and "has no version 9" in missing.stderr
+
+
+@pytest.mark.parametrize("model", ["logistic_regression", "random_forest", "xgboost", "hist_gradient_boosting", "extra_trees"])
+def test_every_model_trains_with_fixed_params(model):
+    from pipeline_core.config import ModelConfig
+    from pipeline_core.preprocessing import build_preprocessor
+    from pipeline_core.training import train_model
+
+    rng = np.random.default_rng(0)
+    n = 400
+    X = pd.DataFrame({"x": rng.normal(size=n), "c": rng.choice(["a", "b", "c"], n).astype(object)})
+    y = ((X["x"] + (X["c"] == "a") * 0.8 + rng.normal(0, 0.7, n)) > 0.5).astype(int).to_numpy()
+    cfg = TrainingConfig.model_validate({"tuning": {"enabled": False, "cv_folds": 3}})
+    prep = {"numeric_columns": ["x"], "categorical_columns": ["c"], "scaler": "robust",
+            "imputation": {"numeric": "median", "categorical": "most_frequent"}}
+    params = {"n_estimators": 30} if model in ("random_forest", "extra_trees", "xgboost") else {}
+    result = train_model(model, ModelConfig(params=params), build_preprocessor(prep), split_data(X, y, cfg), cfg, 1, "t")
+    assert result.metrics["roc_auc"] > 0.75
+    assert len(result.test_probabilities) == 80 and len(result.metrics) == 11
