@@ -483,12 +483,24 @@ def compare(polars_run: dict[str, Any], pandas_run: dict[str, Any]) -> list[str]
     return problems
 
 
+# The modules and config sections the three layers run (training code and settings are left out).
+LAYER_MODULES = ["bronze", "silver", "gold", "cleaning", "features", "profiling", "naming", "storage", "sources",
+                 "config", "fingerprint", "errors", "demo_data"]
+LAYER_SECTIONS = ["dataset", "store", "cleaning", "features", "preprocessing"]
+
+
 def code_state() -> dict[str, Any]:
-    """Which project code a run measured: git HEAD, uncommitted changes, and a hash of the sources used."""
+    """Which project code a run measured: git HEAD, uncommitted changes, and a hash of the layer code and config used."""
+    import yaml
+
     h = hashlib.sha256()
-    for path in sorted([*(REPO / "pipeline_core").rglob("*.py"), CONFIG]):
-        h.update(str(path.relative_to(REPO)).encode())
-        h.update(path.read_bytes())
+    files = [REPO / "pipeline_core" / f"{m}.py" for m in LAYER_MODULES]
+    for path in files:
+        if path.exists():
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    raw = yaml.safe_load(CONFIG.read_text()) or {}
+    h.update(json.dumps({k: raw.get(k) for k in LAYER_SECTIONS}, sort_keys=True, default=str).encode())
 
     def git(*args: str) -> str:
         try:
@@ -496,7 +508,7 @@ def code_state() -> dict[str, Any]:
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    dirty = git("status", "--porcelain", "--", "pipeline_core", "configs/credit_default.yaml")
+    dirty = git("status", "--porcelain", "--", *[str(f.relative_to(REPO)) for f in files], str(CONFIG.relative_to(REPO)))
     return {"git_head": git("rev-parse", "--short", "HEAD"), "uncommitted": dirty.splitlines(), "source_hash": h.hexdigest()[:12]}
 
 
@@ -662,7 +674,7 @@ def render_results(data: dict[str, Any], notes: str) -> str:
         code = size["runs"]["polars"].get("code") if "error" not in size["runs"].get("polars", {"error": 1}) else None
         if code:
             dirty = f" plus uncommitted changes ({', '.join(code['uncommitted'])})" if code["uncommitted"] else ""
-            lines.append(f"  - project code: git {code['git_head']}{dirty}; pipeline_core + config source hash {code['source_hash']}.")
+            lines.append(f"  - project code: git {code['git_head']}{dirty}; hash of the layer modules and config sections {code['source_hash']}.")
         if size.get("problems"):
             lines += [f"  - **WARNING**: {p}" for p in size["problems"]]
         elif size.get("speedup"):

@@ -89,6 +89,13 @@ def ensure_csv(rows: int) -> tuple[Path, list[str]]:
     return path, cmd
 
 
+def prepare_gold(csv: Path, tmp: Path) -> None:
+    env = {**os.environ, "PREFECT_HOME": str(tmp / "prefect_home")}
+    sets = ["--set", f"dataset.source={csv.relative_to(REPO)}", "--set", f"store.root={tmp / 'store'}"]
+    subprocess.run([CLI, "run", "--config", CONFIG, "--through", "gold", *sets, "--quiet"], cwd=REPO, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def run_project(csv: Path, tmp: Path) -> dict[str, Any]:
     env = {**os.environ, "PREFECT_HOME": str(tmp / "prefect_home")}
     sets = ["--set", f"dataset.source={csv.relative_to(REPO)}", "--set", f"store.root={tmp / 'store'}"]
@@ -106,17 +113,23 @@ def run_project(csv: Path, tmp: Path) -> dict[str, Any]:
     (WORK / "training_project_stderr.log").write_text(proc.stderr)
     if proc.returncode != 0:
         raise SystemExit(f"pipeline-cli train failed (rc {proc.returncode}); see {WORK / 'training_project_stderr.log'}")
-    out = json.loads(proc.stdout[proc.stdout.index("["):] if proc.stdout.lstrip()[:1] != "{" else proc.stdout)
-    res = out[0] if isinstance(out, list) else out
+    return parse_project(proc.stdout, proc.stderr, wall, prep_s, load_before, load_after, [" ".join(prep_cmd), " ".join(train_cmd)])
+
+
+def parse_project(stdout: str, stderr: str, wall: float, prep_s: float, load_before: str, load_after: str,
+                  commands: list[str]) -> dict[str, Any]:
+    out = json.loads(stdout)
+    res = out["result"][0] if isinstance(out, dict) and "result" in out else (out[0] if isinstance(out, list) else out)
     models = {m["name"]: {"roc_auc": m["metrics"]["roc_auc"], "cv_mean": m.get("cv_mean"), "seconds": m.get("seconds"),
                           "n_trials": len(m.get("trials", []) or []),
                           "trial_states": _count_states(m.get("trials") or []), "params": m.get("params")}
               for m in res["models"]}
-    warn_lines = [ln for ln in proc.stderr.splitlines() if "warn" in ln.lower() or "error" in ln.lower()]
+    warn_lines = [ln for ln in stderr.splitlines() if "warn" in ln.lower() or "error" in ln.lower()]
     return {"wall_s": wall, "prep_s": prep_s, "load_before": load_before, "load_after": load_after,
+            "cli_reported_s": out.get("seconds") if isinstance(out, dict) else None,
             "best_model": res.get("best_model"), "models": models,
             "promoted": res.get("promoted"), "reason": res.get("reason"),
-            "commands": [" ".join(prep_cmd), " ".join(train_cmd)], "warning_lines": warn_lines[:30],
+            "commands": commands, "warning_lines": warn_lines[:30],
             "n_warning_lines": len(warn_lines)}
 
 
@@ -325,6 +338,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=30000)
     ap.add_argument("--budget-per-model", type=float, default=300.0,
                     help="baseline wall-clock seconds per model; 0 = plain RandomizedSearchCV with all 50 iterations")
+    ap.add_argument("--reuse-project", type=str, default=None,
+                    help="JSON file with an earlier measurement of the project side (saved by this script as "
+                         "benchmarks/work/training_project_measure.json); gold is re-prepared (not timed), train is not re-run")
     ap.add_argument("--models", nargs="*", default=None, help="subset of the enabled models for the baseline")
     args = ap.parse_args()
 
@@ -335,7 +351,13 @@ def main() -> None:
                             "budget_per_model_s": args.budget_per_model, "baseline": {}, "complete": False}
     try:
         print(f"[{loadavg()}] project: pipeline-cli train ...", flush=True)
-        info["project"] = run_project(csv, tmp)
+        if args.reuse_project:
+            info["project"] = json.loads(Path(args.reuse_project).read_text())
+            info["project"]["reused_from"] = args.reuse_project
+            prepare_gold(csv, tmp)
+        else:
+            info["project"] = run_project(csv, tmp)
+            (WORK / "training_project_measure.json").write_text(json.dumps(info["project"], default=str))
         print(json.dumps(info["project"], indent=1, default=str), flush=True)
         split, cfg, prep = load_baseline_data(tmp / "store")
         info["rows_in_csv"] = len(split.y_train) + len(split.y_test)

@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 _STATUS_STYLE = {"ran": "green", "ingested": "green", "cached": "cyan", "skipped": "cyan"}
 
 
-LEADERBOARD_METRICS = ["roc_auc", "pr_auc", "accuracy", "f1", "balanced_accuracy", "mcc", "precision", "recall"]
+LEADERBOARD_METRICS = ["roc_auc", "pr_auc", "f1", "mcc"]  # all 11 are in --json, the CSV artifact and MLflow
 
 
 def layers(console: Console, summaries: list[dict[str, Any]], elapsed: float, log_path: Path | None) -> None:
@@ -27,18 +28,18 @@ def layers(console: Console, summaries: list[dict[str, Any]], elapsed: float, lo
 
 def training(console: Console, s: dict[str, Any]) -> None:
     primary = s["primary_metric"]
-    metrics = [primary, *[m for m in LEADERBOARD_METRICS if m != primary]]
-    table = Table(title=f"Leaderboard (holdout, sorted by {primary})", title_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("Model")
+    metrics = [primary, *[m for m in LEADERBOARD_METRICS if m != primary]][:4]
+    table = Table(title=f"Leaderboard (holdout, sorted by {primary}; CV = cross-validated {primary})", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("Model", no_wrap=True)
     for m in metrics:
-        table.add_column(m, justify="right")
-    table.add_column("threshold", justify="right")
-    table.add_column(f"CV {primary}", justify="right")
-    table.add_column("s", justify="right")
+        table.add_column(m, justify="right", min_width=5, no_wrap=True)
+    table.add_column("thr", justify="right", min_width=4, no_wrap=True)
+    table.add_column("CV", justify="right", min_width=5, no_wrap=True)
+    table.add_column("s", justify="right", no_wrap=True)
     for r in s["models"]:
-        table.add_row(str(r["rank"]), r["name"], *[f"{r['metrics'][m]:.4f}" for m in metrics], f"{r['threshold']:.3f}",
-                      f"{r['cv_mean']:.4f} ± {r['cv_std']:.4f}", f"{r['seconds']:.1f}")
+        table.add_row(r["name"], *[f"{r['metrics'][m]:.3f}" for m in metrics], f"{r['threshold']:.2f}",
+                      f"{r['cv_mean']:.3f}", f"{r['seconds']:.0f}")
     console.print(table)
     verdict = "[green]promoted to champion[/]" if s["promoted"] else "[yellow]registered as challenger, not promoted[/]"
     console.print(f"best: [bold]{s['best_model']}[/] -> {s['registered_model']} v{s['version']} {verdict}: {s['reason']}", highlight=False)

@@ -5,6 +5,8 @@ The numerical work lives in `training.py`; this module does the I/O around it.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
@@ -151,7 +153,9 @@ def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[d
         champion = mlflow.pyfunc.load_model(f"models:/{name}@{tracking.CHAMPION}")
         proba = champion.predict(holdout)["probability"].to_numpy()
         champion_metrics = classification_metrics(data.split.y_test, proba, float(current.tags.get("threshold", 0.5)))
-    version = mlflow.register_model(best["model_uri"], name)
+    with contextlib.redirect_stderr(io.StringIO()) as said:  # MLflow prints registry chatter to stderr
+        version = mlflow.register_model(best["model_uri"], name)
+    log.info("%s", said.getvalue().strip())
     client.set_model_version_tag(name, version.version, "threshold", str(best["threshold"]))
     client.set_model_version_tag(name, version.version, "run_id", best["run_id"])
     tracking.record_alias(client, name, tracking.CHALLENGER, version.version, best["metrics"], "best model of this training run")
