@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
 import subprocess
@@ -181,7 +180,3 @@ def log_leaderboard(ranked: list[dict[str, Any]], primary: str) -> None:
             fh.write(leaderboard_markdown(ranked, columns))
         mlflow.log_artifacts(tmp, "leaderboard")
     mlflow.log_dict({"primary_metric": primary, "ranking": [r["name"] for r in ranked]}, "leaderboard/ranking.json")
-
-
-def summary_json(outcome: dict[str, Any]) -> str:
-    return json.dumps(outcome, default=str)
