@@ -134,6 +134,7 @@ def train_and_log(config: PipelineConfig, data: TrainingData, model: str, parent
     return {"name": model, "metrics": result.metrics, "metrics_at_0.5": result.metrics_at_05, "threshold": result.threshold,
             "cv_mean": result.cv_mean, "cv_std": result.cv_std, "params": result.params, "run_id": run_id,
             "model_uri": info.model_uri, "seconds": round(result.seconds, 2),
+            "trials": {state: sum(t["state"] == state for t in result.trials) for state in ("COMPLETE", "PRUNED", "FAIL")},
             "holdout_probabilities": result.test_probabilities.tolist()}
 
 

@@ -117,6 +117,7 @@ def test_training_registers_and_promotes(trained):
     assert set(best["metrics"]) == {"accuracy", "precision", "recall", "f1", "specificity", "fpr", "fnr",
                                     "balanced_accuracy", "mcc", "roc_auc", "pr_auc"}
     assert 0.0 < best["threshold"] < 1.0
+    assert best["trials"]["COMPLETE"] + best["trials"]["PRUNED"] == 3  # training.tuning.n_trials in FAST
     from mlflow import MlflowClient
 
     from pipeline_core import tracking
