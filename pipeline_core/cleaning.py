@@ -156,9 +156,14 @@ _NUM = "__num__"
 
 def _mapped(expr: pl.Expr, kind: str, mapping: dict[str, Any]) -> pl.Expr:
     convert = {"int": int, "float": float, "bool": lambda v: str(v).lower() in _TRUE, "str": str}[kind]
-    old = [convert(float(k)) if kind == "int" else convert(k) for k in mapping]
-    new = [None if v is None else convert(v) for v in mapping.values()]
-    return expr.replace(old, new)
+    # A when/then chain rather than Expr.replace: replace stops the streaming engine (4.7 GB vs
+    # 1.4 GB peak for one column at 10M rows), when/then streams like a plain cast.
+    chain: Any = pl
+    for old, target in mapping.items():
+        key = convert(float(old)) if kind == "int" else convert(old)
+        value = pl.lit(None if target is None else convert(target), dtype=_polars_type(kind))
+        chain = chain.when(expr == key).then(value)
+    return chain.otherwise(expr) if mapping else expr
 
 
 def _polars_type(kind: str) -> pl.DataType:
