@@ -62,12 +62,16 @@ def test_bad_csv_files_fail_clearly_and_write_nothing(tmp_path, content, message
     assert not list((tmp_path / "store").rglob("*.parquet"))
 
 
-def test_sqlite_table_errors(tmp_path):
-    db = tmp_path / "d.sqlite"
-    with sqlite3.connect(db) as conn:
-        conn.execute("CREATE TABLE a (y INT)")
-        conn.execute("CREATE TABLE b (y INT)")
+def make_sqlite(path, *statements):
+    with sqlite3.connect(path) as conn:
+        for sql in statements:
+            conn.execute(sql)
     conn.close()
+    return path
+
+
+def test_sqlite_table_errors(tmp_path):
+    db = make_sqlite(tmp_path / "d.sqlite", "CREATE TABLE a (y INT)", "CREATE TABLE b (y INT)")
     with pytest.raises(DataError, match=r"several tables \['a', 'b'\]; set dataset.table"):
         ingest(cfg(tmp_path, db))
     with pytest.raises(DataError, match="no table 'c'"):
@@ -77,10 +81,7 @@ def test_sqlite_table_errors(tmp_path):
 
 
 def test_sqlite_without_tables_and_non_database(tmp_path):
-    empty = tmp_path / "e.sqlite"
-    with sqlite3.connect(empty) as conn:
-        conn.execute("PRAGMA user_version = 1")  # a valid database file with no tables
-    conn.close()
+    empty = make_sqlite(tmp_path / "e.sqlite", "PRAGMA user_version = 1")  # a valid database with no tables
     with pytest.raises(DataError, match="has no tables"):
         ingest(cfg(tmp_path, empty))
     junk = tmp_path / "j.sqlite"
@@ -90,11 +91,7 @@ def test_sqlite_without_tables_and_non_database(tmp_path):
 
 
 def test_table_name_is_never_pasted_into_sql(tmp_path):
-    db = tmp_path / "d.sqlite"
-    with sqlite3.connect(db) as conn:
-        conn.execute("CREATE TABLE t (y INT)")
-        conn.execute("INSERT INTO t VALUES (1)")
-    conn.close()
+    db = make_sqlite(tmp_path / "d.sqlite", "CREATE TABLE t (y INT)", "INSERT INTO t VALUES (1)")
     with pytest.raises(DataError, match="no table"):
         ingest(cfg(tmp_path, db, table='t"; DROP TABLE t; --'))
     with sqlite3.connect(db) as conn:
