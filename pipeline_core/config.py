@@ -154,6 +154,24 @@ class MlflowConfig(StrictModel):
     min_metrics: dict[str, float] = Field(default_factory=dict, description="Holdout minimums a model must meet to become champion.")
 
 
+class InferenceConfig(StrictModel):
+    chunk_size: int = Field(100_000, ge=1, description="Rows scored at a time; bounds memory, not the input size.")
+    model_alias: str = Field("champion", min_length=1, description="Registry alias scored when no --model is given.")
+    quarantine_rules: bool = Field(True, description="Quarantine rows that break the silver rules (ranges, allowed values, not-null) as well as uncastable ones.")
+
+
+class MonitoringConfig(StrictModel):
+    """Drift thresholds, all effect sizes: p-values flag everything on large batches."""
+
+    psi_warn: float = Field(0.1, ge=0, description="PSI at or above this is a warning.")
+    psi_alert: float = Field(0.25, ge=0, description="PSI at or above this is drift.")
+    ks_alert: float = Field(0.2, ge=0, le=1, description="KS statistic (numeric features) at or above this is drift.")
+    null_rate_change: float = Field(0.1, ge=0, le=1, description="Absolute change of a column's null rate that counts as drift.")
+    unseen_rate: float = Field(0.05, ge=0, le=1, description="Share of values in categories unseen in training that counts as drift.")
+    prediction_psi_alert: float = Field(0.25, ge=0, description="PSI of the probability distribution against training that counts as drift.")
+    min_rows: int = Field(100, ge=1, description="Below this many scored rows the batch is reported but not judged.")
+
+
 class PipelineConfig(StrictModel):
     dataset: DatasetConfig
     store: StoreConfig = Field(default_factory=StoreConfig)
@@ -162,6 +180,8 @@ class PipelineConfig(StrictModel):
     preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
     def section_json(self, *names: str) -> str:
         """Canonical JSON of some sections: the config part of a cache key."""

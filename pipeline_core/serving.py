@@ -23,28 +23,42 @@ except ImportError:  # pragma: no cover
     PythonModel = object  # type: ignore[assignment,misc]
 
 
+def feature_frame(raw: pl.DataFrame | pl.LazyFrame, cleaning: dict[str, Any], features: dict[str, Any]) -> pl.DataFrame:
+    """Raw records (or records already staged by `with_cleaned`) -> cleaned columns plus engineered features."""
+    cleaned = clean_rows(raw.lazy(), CleaningSpec.from_dict(cleaning))
+    return engineer_features(cleaned, FeatureSpec.from_dict(features)).collect()
+
+
 def raw_to_features(raw: pd.DataFrame, cleaning: dict[str, Any], features: dict[str, Any],
                     numeric: list[str], categorical: list[str]) -> pd.DataFrame:
     """Raw (or already silver-named) records -> the model's feature frame."""
     spec = CleaningSpec.from_dict(cleaning)
     renames = {new: old for old, new in spec.renames.items() if old not in raw.columns and new in raw.columns}
     frame = pl.from_pandas(raw.rename(columns=renames), include_index=False)
-    cleaned = clean_rows(frame.lazy(), spec)
-    feats = engineer_features(cleaned, FeatureSpec.from_dict(features)).collect()
-    return to_pandas_features(feats, numeric, categorical)
+    return to_pandas_features(feature_frame(frame, cleaning, features), numeric, categorical)
 
 
 class RawRecordClassifier(PythonModel):  # type: ignore[misc,valid-type]
-    """predict(raw records) -> DataFrame(probability, prediction)."""
+    """predict(raw records) -> DataFrame(probability, prediction).
+
+    ``prediction_reference`` (quantile bins of the holdout probabilities) lets batch inference
+    judge drift of the model's output against training.
+    """
 
     def __init__(self, pipeline: Any, cleaning: dict[str, Any], features: dict[str, Any],
-                 numeric: list[str], categorical: list[str], threshold: float) -> None:
+                 numeric: list[str], categorical: list[str], threshold: float,
+                 prediction_reference: dict[str, Any] | None = None) -> None:
         self.pipeline = pipeline
         self.cleaning = cleaning
         self.features = features
         self.numeric = numeric
         self.categorical = categorical
         self.threshold = threshold
+        self.prediction_reference = prediction_reference
+
+    def probabilities(self, features: pl.DataFrame) -> np.ndarray:
+        """Probabilities of feature rows as `feature_frame` makes them."""
+        return self.pipeline.predict_proba(to_pandas_features(features, self.numeric, self.categorical))[:, 1]
 
     def predict_proba(self, raw: pd.DataFrame) -> np.ndarray:
         X = raw_to_features(raw, self.cleaning, self.features, self.numeric, self.categorical)

@@ -122,8 +122,11 @@ def choose_table(path: Path, table: str | None) -> str:
     return table
 
 
-def scan_source(path: Path, fmt: str, table: str | None = None, separator: str = ",") -> pl.LazyFrame:
-    """The raw rows, as they are: CSV columns stay text so that nothing is lost at ingest."""
+def scan_source(path: Path, fmt: str, table: str | None = None, separator: str = ",", allow_empty: bool = False) -> pl.LazyFrame:
+    """The raw rows, as they are: CSV columns stay text so that nothing is lost at ingest.
+
+    ``allow_empty`` accepts a header (or table) without rows, e.g. an empty inference batch.
+    """
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
     if fmt == "csv":
@@ -133,7 +136,7 @@ def scan_source(path: Path, fmt: str, table: str | None = None, separator: str =
             raise DataError(f"{path}: file is empty") from None
         except pl.exceptions.ComputeError as exc:
             raise DataError(f"{path}: not a readable CSV file ({_first_line(exc)}); save it as UTF-8 CSV") from None
-        if head.height == 0:
+        if head.height == 0 and not allow_empty:
             raise DataError(f"{path}: CSV has a header but no rows")
         return pl.scan_csv(path, infer_schema=False, separator=separator)
     if fmt == "parquet":
@@ -148,7 +151,7 @@ def scan_source(path: Path, fmt: str, table: str | None = None, separator: str =
         query = 'SELECT * FROM "{}"'.format(name.replace('"', '""'))
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
             frame = pl.read_database(query, conn, infer_schema_length=None)
-        if frame.height == 0:
+        if frame.height == 0 and not allow_empty:
             raise DataError(f"{path}: table '{name}' has no rows")
         return frame.lazy()
     raise DataError(f"{path}: unsupported format '{fmt}'")

@@ -177,3 +177,38 @@ def promote(client: Any, name: str, version: str, reason: str) -> dict[str, Any]
         raise ConfigError(f"model '{name}' has no version {version}") from None
     metrics = client.get_run(mv.tags.get("run_id") or mv.run_id).data.metrics
     return record_alias(client, name, CHAMPION, str(version), {k: v for k, v in metrics.items() if "_at_" not in k}, reason)
+
+
+def log_inference_run(experiment_id: str, summary: dict[str, Any], markdown: str) -> str:
+    """One run per scored batch: counts, drift effect sizes and the report, tagged with the model version."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    model = summary["model"]
+    run = client.create_run(experiment_id, tags={
+        "mlflow.runName": f"inference-{summary['inference_timestamp'][:19]}", "kind": "inference",
+        "model_uri": model["uri"], "model_name": model.get("name") or "", "model_version": model.get("version") or "",
+        "drift_status": summary["drift_status"], "input": summary["input"][:500], "output": summary["output"][:500]})
+    run_id = run.info.run_id
+    drift = summary["drift"]
+    metrics = {k: float(summary[k]) for k in ("rows_in", "rows_scored", "rows_quarantined", "positives", "seconds") if summary.get(k) is not None}
+    if summary.get("positive_rate") is not None:
+        metrics["positive_rate"] = float(summary["positive_rate"])
+    for f in drift.get("features", []):
+        metrics[f"psi_{f['name']}"] = float(f["psi"])
+    if drift.get("prediction", {}).get("psi") is not None:
+        metrics["psi_probability"] = float(drift["prediction"]["psi"])
+    client.log_batch(run_id, metrics=[_metric(k, v) for k, v in metrics.items()])
+    client.log_dict(run_id, drift, "drift.json")
+    client.log_text(run_id, markdown, "drift.md")
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def _metric(key: str, value: float) -> Any:
+    import time
+
+    from mlflow.entities import Metric
+
+    safe = "".join(ch if ch.isalnum() or ch in "_-. /" else "_" for ch in key)
+    return Metric(safe, value, int(time.time() * 1000), 0)

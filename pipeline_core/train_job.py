@@ -98,6 +98,20 @@ def raw_holdout(data: TrainingData) -> pd.DataFrame:
     return rows.with_columns(pl.col(c).cast(pl.Float64) for c, t in rows.schema.items() if t.is_integer()).to_pandas()
 
 
+def prediction_reference(probabilities: np.ndarray, threshold: float) -> dict[str, Any]:
+    """The holdout's probability distribution, kept with the model as the reference for output drift."""
+    from pipeline_core.drift import histogram_reference
+
+    return {**histogram_reference(probabilities), "positive_rate": float(np.mean(probabilities >= threshold))}
+
+
+def holdout_predictions(data: TrainingData, probabilities: np.ndarray) -> pd.DataFrame:
+    """Holdout row ids and probabilities: lets anyone check that serving reproduces training's scores."""
+    id_col = data.preprocessing.get("id_column")
+    ids = data.gold[id_col].gather(data.split.test_index).to_list() if id_col else data.split.test_index.tolist()
+    return pd.DataFrame({"id": ids, "label": data.split.y_test, "probability": probabilities})
+
+
 def train_and_log(config: PipelineConfig, data: TrainingData, model: str, parent_run_id: str, experiment_id: str) -> dict[str, Any]:
     """Train one model in a child run: params, metrics, trials, plots, reports, metadata and the raw-record model."""
     import mlflow
@@ -107,7 +121,8 @@ def train_and_log(config: PipelineConfig, data: TrainingData, model: str, parent
     result = train_model(model, cfg.models[model], build_preprocessor(data.preprocessing), data.split, cfg, n_jobs(config),
                          study_name=f"{config.dataset.name}-{model}-{data.metadata['fingerprint'][:12]}")
     pyfunc = RawRecordClassifier(result.pipeline, data.metadata["cleaning_spec"], data.metadata["feature_spec"],
-                                 data.preprocessing["numeric_columns"], data.preprocessing["categorical_columns"], result.threshold)
+                                 data.preprocessing["numeric_columns"], data.preprocessing["categorical_columns"], result.threshold,
+                                 prediction_reference(result.test_probabilities, result.threshold))
     client = mlflow.MlflowClient()
     run = client.create_run(experiment_id, tags={"mlflow.parentRunId": parent_run_id, "mlflow.runName": model, "model": model,
                                                  **run_tags(config, data)})
@@ -129,6 +144,7 @@ def train_and_log(config: PipelineConfig, data: TrainingData, model: str, parent
         mlflow.log_dict(importance, "feature_importance.json")
         mlflow.log_text(classification_report(data.split.y_test, (result.test_probabilities >= result.threshold).astype(int),
                                               digits=4, zero_division=0), "classification_report.txt")
+        mlflow.log_table(holdout_predictions(data, result.test_probabilities), artifact_file="holdout_predictions.json")
         mlflow.log_dict(confusion(data.split.y_test, (result.test_probabilities >= result.threshold).astype(int)), "confusion_matrix.json")
         info = tracking.log_raw_record_model(pyfunc, raw_holdout(data).head(5))
     return {"name": model, "metrics": result.metrics, "metrics_at_0.5": result.metrics_at_05, "threshold": result.threshold,

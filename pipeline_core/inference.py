@@ -1,0 +1,319 @@
+"""Batch scoring: raw records -> the registered model's own cleaning and features -> predictions.
+
+Nothing here re-implements a step of training: each chunk goes through `with_cleaned` and the
+model's `feature_frame`, i.e. the code the silver and gold layers ran. Input is staged as Parquet
+and read chunk by chunk, output is written chunk by chunk to a temporary file and published
+whole, so memory follows the chunk size and a failed run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from pipeline_core.cleaning import REASON, CleaningSpec, reason_expr, with_cleaned
+from pipeline_core.config import PipelineConfig, S3Settings
+from pipeline_core.drift import DriftAccumulator, reference_columns, report_markdown
+from pipeline_core.errors import ConfigError, DataError, StorageError
+from pipeline_core.serving import feature_frame
+from pipeline_core.sources import detect_format, fetch_http, fetch_s3, scan_source
+from pipeline_core.storage import is_s3, s3_filesystem
+
+OUTPUT_COLUMNS = ("prediction", "probability", "inference_timestamp", "model_name", "model_version")
+MODEL_SCHEMES = ("models:/", "runs:/")
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class ScoringModel:
+    uri: str
+    name: str | None
+    version: str | None
+    run_id: str | None
+    model: Any  # the RawRecordClassifier inside the MLflow pyfunc
+    input_columns: list[str]
+
+
+def default_model_uri(config: PipelineConfig) -> str:
+    from pipeline_core.tracking import registered_model_name
+
+    return f"models:/{registered_model_name(config)}@{config.inference.model_alias}"
+
+
+def _registry_version(client: Any, uri: str) -> tuple[str | None, str | None]:
+    """(name, version) that a models:/ URI points at; (None, None) for runs:/."""
+    if not uri.startswith("models:/"):
+        return None, None
+    ref = uri[len("models:/"):]
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        try:
+            return name, str(client.get_model_version_by_alias(name, alias).version)
+        except Exception:
+            raise ConfigError(f"model '{name}' has no version with alias '{alias}'; train one (`pipeline-cli train`), "
+                              f"promote one (`pipeline-cli models promote`) or pass --model") from None
+    name, _, version = ref.partition("/")
+    return name, version or None
+
+
+def load_scoring_model(uri: str, client: Any) -> ScoringModel:
+    """The pyfunc behind a models:/ or runs:/ URI, with its registry name, version and input columns."""
+    import mlflow
+
+    if not uri.startswith(MODEL_SCHEMES):
+        raise ConfigError(f"--model {uri!r}: use models:/<name>/<version>, models:/<name>@<alias> or runs:/<run id>/model")
+    name, version = _registry_version(client, uri)
+    try:
+        pyfunc = mlflow.pyfunc.load_model(uri)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ConfigError(f"--model {uri}: cannot load it ({first}); `pipeline-cli models describe NAME` lists the versions") from None
+    inner = pyfunc.unwrap_python_model()
+    if not all(hasattr(inner, a) for a in ("cleaning", "features", "pipeline", "threshold")):
+        raise ConfigError(f"--model {uri}: not a model logged by this pipeline (it lacks the raw-record cleaning and features)")
+    schema = pyfunc.metadata.get_input_schema()
+    columns = schema.input_names() if schema is not None else list(inner.cleaning["renames"])
+    return ScoringModel(uri, name, version, pyfunc.metadata.run_id, inner, [str(c) for c in columns])
+
+
+def inference_spec(cleaning: dict[str, Any], rules: bool) -> CleaningSpec:
+    """Training's cleaning spec for scoring: no de-duplication, no rule on the target or the id.
+
+    Uncastable values always quarantine a row; the silver rules (ranges, allowed values,
+    not-null) do too unless ``rules`` is off, since the model never saw rows that break them.
+    """
+    spec = CleaningSpec.from_dict(cleaning)
+    skip = {spec.target, spec.id_column}
+    keep = (lambda c: c not in skip) if rules else (lambda c: False)
+    return replace(spec, deduplicate=False, not_null=[c for c in spec.not_null if keep(c)],
+                   ranges={c: r for c, r in spec.ranges.items() if keep(c)},
+                   allowed_values={c: v for c, v in spec.allowed_values.items() if keep(c)})
+
+
+def check_input_columns(columns: list[str], model: ScoringModel, source: str) -> None:
+    id_raw = next((raw for raw, new in model.model.cleaning["renames"].items() if new == model.model.cleaning.get("id_column")), None)
+    missing = [c for c in model.input_columns if c not in columns and c != id_raw]
+    if missing:
+        raise DataError(f"{source}: missing required column(s) {', '.join(missing)}; the model reads {', '.join(model.input_columns)}")
+    clash = [c for c in OUTPUT_COLUMNS if c in columns]
+    if clash:
+        raise DataError(f"{source}: column(s) {', '.join(clash)} would be overwritten by the predictions; rename them first")
+
+
+@dataclass
+class ScoredChunk:
+    scored: pl.DataFrame  # input columns + prediction columns, in input order
+    quarantined: pl.DataFrame  # input columns as text + _reason
+    features: pl.DataFrame
+    probabilities: np.ndarray
+    predictions: np.ndarray
+
+
+def score_chunk(model: Any, raw: pl.DataFrame, spec: CleaningSpec, threshold: float, stamp: datetime,
+                name: str | None, version: str | None) -> ScoredChunk:
+    """Flag rows that cannot be scored, then featurise and score the rest with the model's own code."""
+    staged = with_cleaned(raw.lazy(), spec)
+    flagged = staged.with_columns(reason_expr(spec, staged.collect_schema())).collect()
+    bad = flagged.get_column(REASON).is_not_null()
+    good = flagged.filter(~bad)
+    features = feature_frame(good, model.cleaning, model.features)
+    proba = model.probabilities(features) if good.height else np.zeros(0)
+    pred = (proba >= threshold).astype("int64")
+    scored = raw.filter(~bad).with_columns(
+        pl.Series("prediction", pred, dtype=pl.Int64),
+        pl.Series("probability", proba, dtype=pl.Float64),
+        pl.lit(stamp, dtype=pl.Datetime("us", "UTC")).alias("inference_timestamp"),
+        pl.lit(name or "", dtype=pl.String).alias("model_name"),
+        pl.lit(version or "", dtype=pl.String).alias("model_version"),
+    )
+    quarantined = raw.filter(bad).select([pl.col(c).cast(pl.String) for c in raw.columns]).with_columns(flagged.get_column(REASON).filter(bad))
+    return ScoredChunk(scored, quarantined, features, proba, pred)
+
+
+# -- I/O edges -----------------------------------------------------------------------
+
+def fetch_input(uri: str, s3: S3Settings, staging: Path, timeout: float = 60.0) -> Path:
+    """A local path with the input's bytes (the input itself when it is local)."""
+    if uri.startswith(("http://", "https://")):
+        return fetch_http(uri, staging / (Path(uri.split("?", 1)[0]).name or "input"), timeout)
+    if is_s3(uri):
+        return fetch_s3(uri, staging / Path(uri).name, s3)
+    path = Path(uri).expanduser()
+    if not path.is_file():
+        raise DataError(f"{path}: input file not found")
+    return path
+
+
+def staged_parquet(path: Path, fmt: str, table: str | None, separator: str, staging: Path) -> Path:
+    """The input as one local Parquet file, streamed there when it is CSV or SQLite."""
+    frame = scan_source(path, fmt, table, separator, allow_empty=True)
+    if fmt == "parquet":
+        return path
+    out = staging / "input.parquet"
+    frame.sink_parquet(out)
+    return out
+
+
+def read_chunks(path: Path, chunk_size: int) -> tuple[int, pl.Schema, Iterator[pl.DataFrame]]:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    empty = pl.from_arrow(pf.schema_arrow.empty_table())
+    assert isinstance(empty, pl.DataFrame)
+
+    def chunks() -> Iterator[pl.DataFrame]:
+        for batch in pf.iter_batches(batch_size=chunk_size):
+            frame = pl.from_arrow(batch)
+            assert isinstance(frame, pl.DataFrame)
+            yield frame
+
+    return pf.metadata.num_rows, empty.schema, chunks()
+
+
+class ChunkWriter:
+    """Appends chunks to one Parquet file; `publish` moves it to its destination whole."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.writer: Any = None
+        self.rows = 0
+
+    def write(self, frame: pl.DataFrame) -> None:
+        import pyarrow.parquet as pq
+
+        table = frame.to_arrow()
+        if self.writer is None:
+            self.schema = table.schema
+            self.writer = pq.ParquetWriter(self.path, table.schema)
+        self.writer.write_table(table.cast(self.schema))
+        self.rows += frame.height
+
+    def close(self, empty: pl.DataFrame) -> Path:
+        if self.writer is None:
+            empty.write_parquet(self.path)
+        else:
+            self.writer.close()
+        return self.path
+
+
+def local_temp_for(uri: str, staging: Path) -> Path:
+    """Where to build a file bound for ``uri``: beside it when local (so a rename publishes it), else in staging."""
+    if is_s3(uri):
+        return staging / f"{uuid.uuid4().hex}-{Path(uri).name}"
+    target = Path(uri).expanduser().resolve()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"{target.parent}: cannot create the output folder ({exc.strerror})") from None
+    return target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")
+
+
+def publish(local: Path, uri: str, s3: S3Settings) -> str:
+    if is_s3(uri):
+        try:
+            s3_filesystem(s3).put_file(str(local), uri)
+        except Exception as exc:  # botocore raises many types for one cause
+            raise StorageError(f"{uri}: cannot write ({str(exc).splitlines()[0][:200]})") from None
+        return uri
+    target = Path(uri).expanduser().resolve()
+    os.replace(local, target)
+    return str(target)
+
+
+def sibling(uri: str, suffix: str) -> str:
+    """``out/preds.parquet`` -> ``out/preds<suffix>``: reports and quarantine sit beside the predictions."""
+    base = uri[: -len(".parquet")] if uri.endswith(".parquet") else uri
+    return base + suffix
+
+
+def expand_output(uri: str, stamp: datetime) -> str:
+    """Fill ``{timestamp}`` / ``{date}`` so that a scheduled run writes a new file each time."""
+    return uri.replace("{timestamp}", stamp.strftime("%Y%m%dT%H%M%SZ")).replace("{date}", stamp.strftime("%Y-%m-%d"))
+
+
+def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, output_uri: str, *, gold_metadata: dict[str, Any] | None,
+               threshold: float | None = None, allow_empty: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+    """Score INPUT into OUTPUT (+ quarantine) chunk by chunk; return the summary and the drift counts."""
+    start = time.perf_counter()
+    stamp = datetime.now(timezone.utc)
+    output_uri = expand_output(output_uri, stamp)
+    if not output_uri.endswith(".parquet"):
+        raise ConfigError(f"OUTPUT {output_uri}: predictions are written as Parquet; give a path ending in .parquet")
+    s3 = config.store.s3
+    inner = model.model
+    cut = float(threshold if threshold is not None else inner.threshold)
+    if not 0 <= cut <= 1:
+        raise ConfigError(f"--threshold {cut}: must be between 0 and 1")
+    spec = inference_spec(inner.cleaning, config.inference.quarantine_rules)
+    reference = reference_columns(gold_metadata, [*inner.numeric, *inner.categorical]) if gold_metadata else {}
+    drift = DriftAccumulator(reference, getattr(inner, "prediction_reference", None))
+    with tempfile.TemporaryDirectory(prefix="pipeline-inference-") as tmp:
+        staging = Path(tmp)
+        local = fetch_input(input_uri, s3, staging)
+        fmt = detect_format(str(local) if not is_s3(input_uri) else input_uri)
+        total, schema, chunks = read_chunks(staged_parquet(local, fmt, None, config.dataset.csv_separator, staging),
+                                            config.inference.chunk_size)
+        check_input_columns(list(schema), model, input_uri)
+        if total == 0 and not allow_empty:
+            raise DataError(f"{input_uri}: no rows to score; pass --allow-empty to write an empty output with the prediction columns")
+        out_tmp, q_tmp = local_temp_for(output_uri, staging), local_temp_for(sibling(output_uri, ".quarantine.parquet"), staging)
+        out, quarantine = ChunkWriter(out_tmp), ChunkWriter(q_tmp)
+        try:
+            done = 0
+            empty_chunk = score_chunk(inner, pl.DataFrame(schema=schema), spec, cut, stamp, model.name, model.version)
+            for raw in chunks:
+                chunk = score_chunk(inner, raw, spec, cut, stamp, model.name, model.version)
+                out.write(chunk.scored)
+                if chunk.quarantined.height:
+                    quarantine.write(chunk.quarantined)
+                drift.update(chunk.features, chunk.probabilities, chunk.predictions)
+                done += raw.height
+                if progress:
+                    progress(done, total)
+            out.close(empty_chunk.scored)
+            quarantine.close(empty_chunk.quarantined)
+            report = drift_summary(drift, config, gold_metadata, model)
+            title = f"Drift of {Path(output_uri).name} ({model.name or model.uri} v{model.version or '-'})"
+            reports = {".drift.json": json.dumps(report, indent=2, default=str), ".drift.md": report_markdown(report, title)}
+            published = {"quarantine": publish(q_tmp, sibling(output_uri, ".quarantine.parquet"), s3)}
+            for suffix, text in reports.items():
+                path = local_temp_for(sibling(output_uri, suffix), staging)
+                path.write_text(text)
+                published[suffix.strip(".").replace(".", "_")] = publish(path, sibling(output_uri, suffix), s3)
+            published["output"] = publish(out_tmp, output_uri, s3)  # last: predictions appear only when all is done
+        finally:
+            out_tmp.unlink(missing_ok=True)
+            q_tmp.unlink(missing_ok=True)
+    seconds = time.perf_counter() - start
+    return {
+        "input": input_uri, **published, "rows_in": total, "rows_scored": out.rows,
+        "rows_quarantined": quarantine.rows, "positives": drift.positives,
+        "positive_rate": round(drift.positives / out.rows, 6) if out.rows else None,
+        "threshold": cut, "model": {"uri": model.uri, "name": model.name, "version": model.version, "run_id": model.run_id},
+        "inference_timestamp": stamp.isoformat(), "seconds": round(seconds, 3),
+        "rows_per_second": round(total / seconds, 1) if seconds else None,
+        "unseen_category_values": sum(f.get("unseen_count", 0) for f in report["features"]),
+        "drift_status": report["status"], "drift": report,
+    }
+
+
+def drift_summary(drift: DriftAccumulator, config: PipelineConfig, gold_metadata: dict[str, Any] | None,
+                  model: ScoringModel) -> dict[str, Any]:
+    if not drift.reference:
+        return {"status": "no_reference", "rows": drift.rows, "alerts": [], "features": [], "prediction": {},
+                "note": f"no gold metadata for dataset '{config.dataset.name}' in {config.store.root}: feature drift not judged"}
+    report = drift.report(config.monitoring)
+    report["reference"] = {"feature_version": gold_metadata.get("feature_version") if gold_metadata else None,
+                           "rows": gold_metadata.get("row_count") if gold_metadata else None}
+    return report
