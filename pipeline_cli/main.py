@@ -81,6 +81,77 @@ for _name, _module, _flow, _through, _help in _COMMANDS:
     app.command(_name, help=_help)(_flow_command(_name, _module, _flow, _through))
 
 
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model URI: models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/model (default: the configured champion).")]
+ThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="Decision threshold (default: the one chosen in training).")]
+AllowEmptyOpt = Annotated[bool, typer.Option("--allow-empty", help="On an input without rows, write an empty output with the prediction columns.")]
+InputArg = Annotated[str, typer.Argument(help="Raw records: CSV, Parquet, SQLite, http(s):// or s3://.")]
+OutputArg = Annotated[str, typer.Argument(help="Predictions Parquet, local or s3:// ({timestamp} and {date} are filled in).")]
+
+
+def _predict(command: str, config: str, input_uri: str, output_uri: str, model: str | None, set_: list[str] | None,
+             threshold: float | None, allow_empty: bool, json_: bool, quiet: bool, verbose: bool, debug: bool) -> None:
+    opts = Options(command=command, config=config, overrides=set_ or [], json=json_, quiet=quiet, verbose=verbose, debug=debug)
+
+    def body() -> Any:
+        from pipeline_core.config import load_config
+
+        load_config(config, opts.overrides)
+        from flows.inference import inference_flow
+        from pipeline_core import progress
+
+        if opts.json or opts.quiet:
+            return inference_flow(config, input_uri, output_uri, model, opts.overrides, threshold, allow_empty)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True) as bar:
+            job = bar.add_task(f"{command}: loading model and input", total=None)
+            progress.set_reporter(lambda stage, done, total: bar.update(job, description=f"{command}: {stage}", completed=done, total=total))
+            try:
+                return inference_flow(config, input_uri, output_uri, model, opts.overrides, threshold, allow_empty)
+            finally:
+                progress.set_reporter(None)
+
+    execute(opts, body, render="inference")
+
+
+@app.command("predict", help="Score raw records with the registered model (same cleaning and features) and report drift.")
+def predict(input_uri: InputArg, output_uri: OutputArg, config: ConfigOpt, model: ModelOpt = None, set_: SetOpt = None,
+            threshold: ThresholdOpt = None, allow_empty: AllowEmptyOpt = False, json_: JsonOpt = False, quiet: QuietOpt = False,
+            verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
+    _predict("predict", config, input_uri, output_uri, model, set_, threshold, allow_empty, json_, quiet, verbose, debug)
+
+
+@app.command("inference-pipeline", help="Score with an explicit model: inference-pipeline MODEL_URI INPUT OUTPUT --config F.")
+def inference_pipeline(model_uri: Annotated[str, typer.Argument(help="models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/model.")],
+                       input_uri: InputArg, output_uri: OutputArg, config: ConfigOpt, set_: SetOpt = None, threshold: ThresholdOpt = None,
+                       allow_empty: AllowEmptyOpt = False, json_: JsonOpt = False, quiet: QuietOpt = False,
+                       verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
+    _predict("inference-pipeline", config, input_uri, output_uri, model_uri, set_, threshold, allow_empty, json_, quiet, verbose, debug)
+
+
+@app.command("monitor", help="Recent scored batches and their drift; --fail-on-drift exits 5 when one of them drifted.")
+def monitor(config: ConfigOpt, set_: SetOpt = None,
+            last: Annotated[int, typer.Option("--last", "-n", min=1, help="How many recent batches to show (and check).")] = 10,
+            fail_on_drift: Annotated[bool, typer.Option("--fail-on-drift", help="Exit 5 when a shown batch crossed a drift threshold.")] = False,
+            json_: JsonOpt = False, debug: DebugOpt = False) -> None:
+    opts = Options(command="monitor", config=config, overrides=set_ or [], json=json_, debug=debug, log_file=False)
+    shown: list[dict[str, Any]] = []
+
+    def body() -> Any:
+        from pipeline_core import monitoring
+        from pipeline_core.config import load_config
+        from pipeline_core.storage import Store
+
+        cfg = load_config(config, opts.overrides)
+        shown.extend(monitoring.batch_row(r) for r in monitoring.recent_batches(Store(cfg.store.root, cfg.store.s3), cfg.dataset.name, last))
+        return shown
+
+    execute(opts, body, render="monitor")
+    if fail_on_drift and any(r["status"] == "drift" for r in shown):
+        typer.echo("drift: a recent batch crossed a monitoring threshold (see the table or --json)", err=True)
+        raise typer.Exit(5)
+
+
 @config_app.command("validate", help="Validate a config file (with overrides) and print the resolved config.")
 def config_validate(config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False) -> None:
     opts = Options(command="config-validate", config=config, overrides=set_ or [], json=json_, debug=debug, log_file=False)

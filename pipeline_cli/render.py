@@ -120,3 +120,42 @@ def alias_history(console: Console, data: list[dict[str, Any]], elapsed: float, 
         auc = h["metrics"].get("roc_auc")
         table.add_row(h["at"][:19], h["alias"], h["version"], f"{auc:.4f}" if auc is not None else "-", h["reason"])
     console.print(table)
+
+
+_DRIFT_STYLE = {"ok": "green", "warn": "yellow", "drift": "red", "insufficient": "cyan", "no_reference": "cyan"}
+
+
+def inference(console: Console, s: dict[str, Any], elapsed: float, log_path: Path | None) -> None:
+    model = s["model"]
+    console.print(f"scored [bold]{s['rows_scored']:,}[/] of {s['rows_in']:,} rows with {model['name'] or model['uri']} "
+                  f"v{model['version'] or '-'} (threshold {s['threshold']:.3f}) in {s['seconds']:.1f}s; "
+                  f"positives {s['positives']:,} ({(s['positive_rate'] or 0):.1%})", highlight=False)
+    console.print(f"predictions: {s['output']}", highlight=False)
+    if s["rows_quarantined"]:
+        console.print(f"[yellow]quarantined {s['rows_quarantined']:,} row(s)[/] with reasons: {s['quarantine']}", highlight=False)
+    if s.get("unseen_category_values"):
+        console.print(f"{s['unseen_category_values']:,} value(s) in categories unseen in training (scored; ignored by the encoder)")
+    status = s["drift_status"]
+    console.print(f"drift: [{_DRIFT_STYLE.get(status, 'white')}]{status}[/] (report: {s.get('drift_md', '-')})", highlight=False)
+    for alert in s["drift"].get("alerts", [])[:8]:
+        console.print(f"  - {alert}", highlight=False)
+    console.print(f"done in {elapsed:.1f}s" + (f"; log: {log_path}" if log_path else ""))
+
+
+def monitor(console: Console, rows: list[dict[str, Any]], elapsed: float, log_path: Path | None) -> None:
+    if not rows:
+        console.print("no scored batches yet; `pipeline-cli predict` records one per run")
+        return
+    table = Table(title="Recent batches (newest first)", title_justify="left")
+    for col in ("When (UTC)", "Model", "Rows", "Quarantined", "Positive rate", "Max PSI (feature)", "Pred. PSI", "Drift"):
+        table.add_column(col)
+    for r in rows:
+        style = _DRIFT_STYLE.get(r["status"], "white")
+        psi = f"{r['max_psi']:.3f} ({r['max_psi_feature']})" if r["max_psi"] is not None else "-"
+        pred = f"{r['prediction_psi']:.3f}" if r["prediction_psi"] is not None else "-"
+        rate = f"{r['positive_rate']:.1%}" if r["positive_rate"] is not None else "-"
+        table.add_row(r["at"][:19], r["model"], f"{r['rows']:,}", f"{r['quarantined']:,}", rate, psi, pred, f"[{style}]{r['status']}[/]")
+    console.print(table)
+    latest = rows[0]
+    for alert in latest["alerts"][:8]:
+        console.print(f"  latest: {alert}", highlight=False)

@@ -17,6 +17,7 @@ from typing import Any, Callable
 import typer
 
 LOG_DIR = Path("results/logs")
+FLOW_RENDERS = ("layers", "inference")  # commands that run a Prefect flow: log file, spinner
 
 
 @dataclass
@@ -93,9 +94,9 @@ def execute(opts: Options, body: Callable[[], Any], render: str) -> None:
     log_path = None
     start = time.perf_counter()
     try:
-        if render == "layers":
+        if render in FLOW_RENDERS:
             log_path = configure_logging(opts)
-            if opts.quiet or opts.json:
+            if opts.quiet or opts.json or render == "inference":  # inference draws its own progress bar
                 result = body()
             else:
                 with out.status(f"[bold]{opts.command}[/]: running (log: {log_path})", spinner="dots"):
