@@ -71,10 +71,14 @@ STAGES = ("bronze", "silver", "gold", "training")
 
 
 @flow(name="full-pipeline")
-def run_flow(config_path: str, overrides: list[str] | None = None, through: str = "training") -> list[dict[str, Any]]:
-    """bronze -> silver -> gold -> training (or up to ``through``), each as a subflow."""
+def run_flow(config_path: str, overrides: list[str] | None = None, through: str = "training",
+             predict_input: str | None = None, predict_output: str | None = None) -> list[dict[str, Any]]:
+    """bronze -> silver -> gold -> training (or up to ``through``), each as a subflow; then, when
+    ``predict_input`` and ``predict_output`` are given, a batch inference with the champion."""
     if through not in STAGES:
         raise ConfigError(f"--through {through!r}: choose one of {', '.join(STAGES)}")
+    if bool(predict_input) != bool(predict_output):
+        raise ConfigError("--predict needs both INPUT and OUTPUT")
     _config(config_path, overrides)
     summaries = [bronze_flow(config_path, overrides)]
     if through != "bronze":
@@ -85,4 +89,8 @@ def run_flow(config_path: str, overrides: list[str] | None = None, through: str 
         from flows.training import training_flow
 
         summaries.append(training_flow(config_path, overrides))
+    if predict_input and predict_output:
+        from flows.inference import inference_flow
+
+        summaries.append(inference_flow(config_path, predict_input, predict_output, overrides=overrides))
     return summaries

@@ -37,6 +37,7 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")
 
 
 ThroughOpt = Annotated[str, typer.Option("--through", help="Last stage to run: bronze, silver, gold or training.")]
+PredictOpt = Annotated[Optional[tuple[str, str]], typer.Option("--predict", metavar="INPUT OUTPUT", help="After training, score INPUT into OUTPUT (Parquet) with the champion.")]
 
 
 def _flow_command(name: str, flow_module: str, flow_name: str, with_through: bool = False) -> Callable[..., None]:
@@ -56,9 +57,10 @@ def _flow_command(name: str, flow_module: str, flow_name: str, with_through: boo
         execute(opts, body, render="layers")
 
     if with_through:
-        def command(config: ConfigOpt, set_: SetOpt = None, through: ThroughOpt = "training", json_: JsonOpt = False,
-                    quiet: QuietOpt = False, verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
-            run(config, set_, json_, quiet, verbose, debug, through=through)
+        def command(config: ConfigOpt, set_: SetOpt = None, through: ThroughOpt = "training", predict: PredictOpt = None,
+                    json_: JsonOpt = False, quiet: QuietOpt = False, verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
+            run(config, set_, json_, quiet, verbose, debug, through=through,
+                predict_input=predict[0] if predict else None, predict_output=predict[1] if predict else None)
     else:
         def command(config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, quiet: QuietOpt = False,
                     verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:  # type: ignore[misc]

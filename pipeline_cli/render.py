@@ -17,12 +17,14 @@ LEADERBOARD_METRICS = ["roc_auc", "pr_auc", "f1", "mcc"]  # all 11 are in --json
 
 
 def layers(console: Console, summaries: list[dict[str, Any]], elapsed: float, log_path: Path | None) -> None:
-    data_layers = [s for s in summaries if s["layer"] != "training"]
+    data_layers = [s for s in summaries if s["layer"] not in ("training", "inference")]
     if data_layers:
         _layer_table(console, data_layers)
     for s in summaries:
         if s["layer"] == "training":
             training(console, s)
+        if s["layer"] == "inference":
+            inference_summary(console, s)
     console.print(f"done in {elapsed:.1f}s" + (f"; log: {log_path}" if log_path else ""))
 
 
@@ -126,6 +128,11 @@ _DRIFT_STYLE = {"ok": "green", "warn": "yellow", "drift": "red", "insufficient":
 
 
 def inference(console: Console, s: dict[str, Any], elapsed: float, log_path: Path | None) -> None:
+    inference_summary(console, s)
+    console.print(f"done in {elapsed:.1f}s" + (f"; log: {log_path}" if log_path else ""))
+
+
+def inference_summary(console: Console, s: dict[str, Any]) -> None:
     model = s["model"]
     console.print(f"scored [bold]{s['rows_scored']:,}[/] of {s['rows_in']:,} rows with {model['name'] or model['uri']} "
                   f"v{model['version'] or '-'} (threshold {s['threshold']:.3f}) in {s['seconds']:.1f}s; "
@@ -139,7 +146,6 @@ def inference(console: Console, s: dict[str, Any], elapsed: float, log_path: Pat
     console.print(f"drift: [{_DRIFT_STYLE.get(status, 'white')}]{status}[/] (report: {s.get('drift_md', '-')})", highlight=False)
     for alert in s["drift"].get("alerts", [])[:8]:
         console.print(f"  - {alert}", highlight=False)
-    console.print(f"done in {elapsed:.1f}s" + (f"; log: {log_path}" if log_path else ""))
 
 
 def monitor(console: Console, rows: list[dict[str, Any]], elapsed: float, log_path: Path | None) -> None:

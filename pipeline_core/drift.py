@@ -182,11 +182,15 @@ def report_markdown(report: dict[str, Any], title: str) -> str:
         lines += ["Alerts:", *[f"- {a}" for a in report["alerts"]], ""]
     p = report["prediction"]
     lines += ["| prediction | batch | training |", "|---|---|---|",
-              f"| positive rate | {p.get('positive_rate')} | {p.get('reference_positive_rate', '—')} |",
-              f"| mean probability | {p.get('mean_probability')} | {p.get('reference_mean_probability', '—')} |",
-              f"| PSI | {p.get('psi', '—')} | |", "",
+              f"| positive rate | {_num(p.get('positive_rate'))} | {_num(p.get('reference_positive_rate'))} |",
+              f"| mean probability | {_num(p.get('mean_probability'))} | {_num(p.get('reference_mean_probability'))} |",
+              f"| PSI | {_num(p.get('psi'))} | |", "",
               "| feature | kind | status | PSI | KS | null rate (ref → batch) | unseen |", "|---|---|---|---|---|---|---|"]
     for f in report["features"]:
-        lines.append(f"| {f['name']} | {f['kind']} | {f['status']} | {f['psi']:.4f} | {f.get('ks', '—')} | "
-                     f"{f['reference_null_rate']:.3f} → {f['null_rate']:.3f} | {f.get('unseen_rate', '—')} |")
+        lines.append(f"| {f['name']} | {f['kind']} | {f['status']} | {f['psi']:.4f} | {_num(f.get('ks'))} | "
+                     f"{f['reference_null_rate']:.3f} → {f['null_rate']:.3f} | {_num(f.get('unseen_rate'))} |")
     return "\n".join(lines) + "\n"
+
+
+def _num(value: Any) -> str:
+    return "—" if value is None else f"{value:.4f}"

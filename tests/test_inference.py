@@ -78,8 +78,10 @@ def model_env(tmp_path_factory, prefect_harness, demo_dir):
 
     tmp = tmp_path_factory.mktemp("infer")
     config = shipped_config("credit_default", demo_dir / "credit.csv", tmp)
-    summaries = run_flow(str(config), FAST)
-    return config, summaries[-1], tmp
+    summaries = run_flow(str(config), FAST, predict_input=str(demo_dir / "credit.csv"), predict_output=str(tmp / "run.parquet"))
+    assert [s["layer"] for s in summaries] == ["bronze", "silver", "gold", "training", "inference"]
+    assert summaries[-1]["model"]["version"] == summaries[-2]["version"] and (tmp / "run.parquet").exists()
+    return config, summaries[-2], tmp
 
 
 def _predict(config, input_uri, output_uri, **kwargs):
