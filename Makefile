@@ -4,6 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= configs/credit_default.yaml
 DEMO   := data/demo/credit_default.csv
+BATCH  := data/demo/credit_default_new_batch.csv
 STAMP  := $(VENV)/.installed
 
 .PHONY: install run test demo-data benchmark clean
@@ -21,10 +22,13 @@ install: $(STAMP)
 $(DEMO): | $(STAMP)
 	$(BIN)/pipeline-cli demo-data credit-default --rows 30000 --seed 42 --out $(DEMO)
 
-demo-data: $(DEMO)
+$(BATCH): | $(STAMP)
+	$(BIN)/pipeline-cli demo-data credit-default --rows 5000 --seed 7 --out $(BATCH)
 
-run: $(STAMP) $(DEMO)
-	$(BIN)/pipeline-cli run --config $(CONFIG)
+demo-data: $(DEMO) $(BATCH)
+
+run: $(STAMP) $(DEMO) $(BATCH)
+	$(BIN)/pipeline-cli run --config $(CONFIG) --predict $(BATCH) results/predictions/new_batch.parquet
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
