@@ -71,13 +71,13 @@ def _load(model: str) -> tuple[Any, Any]:
     return config, inference.load_scoring_model(inference.default_model_uri(config), client)
 
 
-def child_pipeline(model: str, batch: str, chunk: int) -> dict[str, Any]:
+def child_pipeline(model: str, batch: str, chunk: str) -> dict[str, Any]:
     from pipeline_core.gold import gold_paths
     from pipeline_core.inference import score_file
     from pipeline_core.storage import Store
 
     config, scoring = _load(model)
-    config = config.model_copy(update={"inference": config.inference.model_copy(update={"chunk_size": chunk})})
+    config = config.model_copy(update={"inference": config.inference.model_copy(update={"chunk_size": int(chunk)})})
     store = Store(config.store.root)
     meta = store.read_json(gold_paths(store, config.dataset.name)["metadata"])
     start = time.perf_counter()

@@ -41,7 +41,8 @@ def test_config_validate_and_schema(credit_config):
     assert ok.exit_code == 0
     assert json.loads(ok.stdout)["result"]["store"]["root"] == "/tmp/elsewhere"
     schema = json.loads(invoke("config", "schema").stdout)
-    assert set(schema["properties"]) == {"dataset", "store", "cleaning", "features", "preprocessing", "training", "mlflow"}
+    assert set(schema["properties"]) == {"dataset", "store", "cleaning", "features", "preprocessing", "training", "mlflow",
+                                         "inference", "monitoring"}
 
 
 @pytest.mark.parametrize(
