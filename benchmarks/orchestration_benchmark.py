@@ -37,6 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS_MD = REPO / "benchmarks" / "RESULTS.md"
 SECTION_START = "<!-- orchestration:start -->"
 SECTION_END = "<!-- orchestration:end -->"
+NOTES_START = "<!-- orchestration-notes:start -->"
+NOTES_END = "<!-- orchestration-notes:end -->"
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -213,7 +215,16 @@ def load_note(share: float) -> str:
     return f"{share:.0%}"
 
 
-def render(data: dict[str, Any]) -> str:
+def previous_notes() -> str:
+    """The hand-written notes of the section, kept across reruns."""
+    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else ""
+    if NOTES_START in text and NOTES_END in text:
+        notes = text.split(NOTES_START, 1)[1].split(NOTES_END, 1)[0]
+        return "" if notes.strip() == "(none yet)" else notes
+    return ""
+
+
+def render(data: dict[str, Any], notes: str) -> str:
     m = data["machine"]
     lines = [
         SECTION_START,
@@ -271,7 +282,8 @@ def render(data: dict[str, Any]) -> str:
             stages = ", ".join(f"{s['layer']} {s['seconds']:.2f}" for s in r["stages"] if s.get("seconds") is not None)
             label = "running server" if p["mode"] == "server" else "temporary server"
             lines.append(f"- through {p['through']}, {label}, {r['attempt']}: command {r['command_s']:.1f} s of {r['wall_s']:.1f} s wall; {stages}")
-    lines += ["", "Reproduce: `" + data["command"] + "`", "", SECTION_END, ""]
+    lines += ["", "Reproduce: `" + data["command"] + "`", "", "### Notes", "", NOTES_START, notes.strip() or "(none yet)", NOTES_END,
+              "", SECTION_END, ""]
     return "\n".join(lines)
 
 
@@ -338,7 +350,7 @@ def main() -> int:
         local_server.stop(server_state, local_server.PREFECT)
         shutil.rmtree(work, ignore_errors=True)
 
-    section = render(data)
+    section = render(data, previous_notes())
     print()
     print(section)
     if not args.no_write:
