@@ -147,3 +147,15 @@ def test_server_stop_and_status_when_nothing_runs(tmp_path):
     assert status.stdout.splitlines() == ["prefect: stopped", "mlflow: stopped"]
     stop = cli("server", "stop", "--state-dir", state)
     assert stop.returncode == 0 and stop.stderr.strip() == "no server started by pipeline-cli is running"
+
+
+def test_help_lists_the_orchestration_commands():
+    from typer.testing import CliRunner
+
+    from pipeline_cli.main import app
+
+    runner = CliRunner()
+    commands = {line.split()[1] for line in runner.invoke(app, ["--help"]).stdout.splitlines() if line.startswith("│ ") and len(line.split()) > 1}
+    assert {"serve", "deploy", "server"} <= commands
+    server = runner.invoke(app, ["server", "--help"]).stdout
+    assert all(sub in server for sub in ("start", "stop", "status"))
