@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -85,7 +86,7 @@ def configure_logging(opts: Options) -> Path | None:
 
 
 def without_flow_heartbeats() -> Any:
-    """Flow runs in this process send no heartbeats.
+    """A context in which flow runs of this process send no heartbeats.
 
     Prefect 3.8's heartbeat thread sleeps in 1 s steps and every flow run waits for it on exit:
     about 1 s per flow and subflow run (4 of the 6 s of a cached `run --through gold`). Heartbeats
@@ -96,23 +97,36 @@ def without_flow_heartbeats() -> Any:
     return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
 
 
+def _flows_without_heartbeats(body: Callable[[], Any]) -> Callable[[], Any]:
+    """Run ``body`` without flow heartbeats if it is a flow command (Prefect already imported for
+    its logging by then); other commands stay free of Prefect and its import time."""
+
+    def run() -> Any:
+        if "prefect" not in sys.modules:
+            return body()
+        with without_flow_heartbeats():
+            return body()
+
+    return run
+
+
 def execute(opts: Options, body: Callable[[], Any], render: str) -> None:
     from rich.console import Console
 
     out = Console()
     err = Console(stderr=True)
     prepare_environment(opts)
+    body = _flows_without_heartbeats(body)
     log_path = None
     start = time.perf_counter()
     try:
         if render == "layers":
             log_path = configure_logging(opts)
-            with without_flow_heartbeats():
-                if opts.quiet or opts.json:
+            if opts.quiet or opts.json:
+                result = body()
+            else:
+                with out.status(f"[bold]{opts.command}[/]: running (log: {log_path})", spinner="dots"):
                     result = body()
-                else:
-                    with out.status(f"[bold]{opts.command}[/]: running (log: {log_path})", spinner="dots"):
-                        result = body()
         else:
             result = body()
     except KeyboardInterrupt:

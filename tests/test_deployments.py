@@ -100,13 +100,15 @@ def test_selecting_deployments_by_name():
         # a scheduled time in another zone is named in UTC
         ("out/{scheduled_start:%Y%m%d_%H}.parquet", datetime(2026, 11, 1, 6, tzinfo=timezone(timedelta(hours=2))), "out/20261101_04.parquet"),
         ("s3://bucket/predictions/", datetime(2026, 11, 1, 4, 30, 15), "s3://bucket/predictions/predictions-20261101T043015Z.parquet"),
+        # the bare field uses the default format; other fields are left for the inference flow
+        ("out/{date}/{scheduled_start}.parquet", datetime(2026, 11, 1, 4, tzinfo=timezone.utc), "out/{date}/20261101T040000Z.parquet"),
     ],
 )
 def test_run_output_uri_names_each_run_by_its_scheduled_time(template, when, expected):
     assert run_output_uri(template, when) == expected
 
 
-@pytest.mark.parametrize("template", ["out/predictions.parquet", "out/{run}.parquet", "out/{scheduled_start:%Y}-{0}.parquet"])
+@pytest.mark.parametrize("template", ["out/predictions.parquet", "out/{run}.parquet", "out/{scheduled_start_time}.parquet"])
 def test_run_output_uri_refuses_a_name_shared_by_every_run(template):
     with pytest.raises(ConfigError, match="output_uri"):
         run_output_uri(template, datetime(2026, 11, 1, tzinfo=timezone.utc))
