@@ -705,6 +705,15 @@ def render_results(data: dict[str, Any], notes: str) -> str:
     return "\n".join(lines)
 
 
+def other_sections() -> str:
+    """Sections other benchmarks write after this one's data line (e.g. "Orchestration"), kept as they are."""
+    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else ""
+    if JSON_MARK not in text:
+        return ""
+    rest = text.split(JSON_MARK, 1)[1].split("-->", 1)[1].strip("\n")
+    return f"\n{rest}\n" if rest else ""
+
+
 def load_previous() -> tuple[dict[str, Any] | None, str]:
     if not RESULTS_MD.exists():
         return None, ""
@@ -717,7 +726,7 @@ def load_previous() -> tuple[dict[str, Any] | None, str]:
     data = None
     if JSON_MARK in text:
         try:
-            data = json.loads(text.split(JSON_MARK, 1)[1].rsplit("-->", 1)[0])
+            data = json.loads(text.split(JSON_MARK, 1)[1].split("-->", 1)[0])
         except json.JSONDecodeError:
             data = None
     return data, notes
@@ -796,7 +805,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("\n".join(verdicts(measured)))
     if not args.no_write:
-        RESULTS_MD.write_text(render_results(data, notes))
+        RESULTS_MD.write_text(render_results(data, notes) + other_sections())
         print(f"\nwrote {RESULTS_MD.relative_to(REPO)}")
     return 0
 

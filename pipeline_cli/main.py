@@ -12,6 +12,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
+from pipeline_cli import orchestration
 from pipeline_cli.runtime import Options, execute
 
 app = typer.Typer(
@@ -81,6 +82,11 @@ _COMMANDS = [
 ]
 for _name, _module, _flow, _through, _help in _COMMANDS:
     app.command(_name, help=_help)(_flow_command(_name, _module, _flow, _through))
+
+# Deployments of prefect.yaml and a local server for them (pipeline_cli/orchestration.py).
+app.command("serve")(orchestration.serve)
+app.command("deploy", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(orchestration.deploy)
+app.add_typer(orchestration.server_app, name="server")
 
 
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model URI: models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/model (default: the configured champion).")]

@@ -1,0 +1,243 @@
+"""A local Prefect server (and optionally the MLflow UI) in the background, so later runs reuse it.
+
+Without PREFECT_API_URL every pipeline run starts a temporary Prefect server of its own (about
+10 s here). `pipeline-cli server start` runs `prefect server start` once in the background,
+waits until `/api/health` answers and prints the PREFECT_API_URL to export. Each service keeps
+a JSON state file (pid, URL, log) in the state folder; `stop` ends its whole process group.
+
+Standard library only: no Prefect import, so the commands answer at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pipeline_core.errors import PipelineError, StorageError
+
+DEFAULT_STATE_DIR = Path("results/server")
+PREFECT = "prefect"
+MLFLOW = "mlflow"
+
+
+@dataclass
+class Service:
+    name: str
+    pid: int
+    url: str                 # base URL of the UI
+    health_url: str
+    log: str
+    command: list[str]
+    started_at: float
+
+    @property
+    def api_url(self) -> str | None:
+        return f"{self.url}/api" if self.name == PREFECT else None
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    state: str               # "running", "unhealthy", "stopped"
+    service: Service | None = None
+
+    def as_dict(self) -> dict:
+        out: dict = {"service": self.name, "state": self.state}
+        if self.service:
+            out.update(pid=self.service.pid, url=self.service.url, log=self.service.log)
+            if self.service.api_url:
+                out["api_url"] = self.service.api_url
+        return out
+
+
+def _state_file(state_dir: Path, name: str) -> Path:
+    return state_dir / f"{name}.json"
+
+
+def _read_state(state_dir: Path, name: str) -> Service | None:
+    path = _state_file(state_dir, name)
+    if not path.is_file():
+        return None
+    try:
+        return Service(**json.loads(path.read_text()))
+    except (ValueError, TypeError):
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _write_state(state_dir: Path, service: Service) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    tmp = _state_file(state_dir, service.name).with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(asdict(service), indent=2))
+    tmp.replace(_state_file(state_dir, service.name))
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped) is not running
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def healthy(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback URL we built
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _same_process(service: Service) -> bool:
+    """Guard against a recycled pid: where /proc exists, the process must still run our command."""
+    try:
+        with open(f"/proc/{service.pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+    except OSError:
+        return True
+    return any(a.endswith(b"server") for a in args) and any(Path(a.decode(errors="replace")).name == service.name for a in args)
+
+
+def status(state_dir: Path, name: str) -> ServiceStatus:
+    service = _read_state(state_dir, name)
+    if service is None:
+        return ServiceStatus(name, "stopped")
+    if not process_alive(service.pid) or not _same_process(service):
+        _state_file(state_dir, name).unlink(missing_ok=True)  # stale: the process is gone
+        return ServiceStatus(name, "stopped")
+    return ServiceStatus(name, "running" if healthy(service.health_url) else "unhealthy", service)
+
+
+def _executable(name: str) -> str:
+    """The console script next to this interpreter (the project's venv), else the one on PATH."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else name
+
+
+def _launch(state_dir: Path, name: str, command: list[str], url: str, health_url: str, env: dict[str, str],
+            timeout: float) -> Service:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = state_dir / f"{name}.log"
+    with open(log_path, "ab") as log:
+        log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())
+        log.flush()
+        # A session of its own: `stop` signals the whole group (the server and anything it spawned),
+        # and a Ctrl-C in the terminal that started it does not reach it.
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True)
+    service = Service(name=name, pid=proc.pid, url=url, health_url=health_url, log=str(log_path),
+                      command=command, started_at=time.time())
+    _write_state(state_dir, service)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            _state_file(state_dir, name).unlink(missing_ok=True)
+            raise PipelineError(f"{name} server exited with code {proc.returncode} while starting; see {log_path}")
+        if healthy(health_url, timeout=1.0):
+            return service
+        time.sleep(0.5)
+    _terminate(service)
+    _state_file(state_dir, name).unlink(missing_ok=True)
+    raise PipelineError(f"{name} server did not answer {health_url} within {timeout:.0f}s; see {log_path}")
+
+
+def start_prefect(state_dir: Path, host: str = "127.0.0.1", port: int = 4200, timeout: float = 120.0) -> tuple[Service, bool]:
+    """Start `prefect server start` unless ours already runs; returns (service, started_now)."""
+    current = status(state_dir, PREFECT)
+    if current.service is not None:
+        return current.service, False
+    url = f"http://{host}:{port}"
+    if not port_free(host, port):
+        if healthy(f"{url}/api/health"):
+            raise StorageError(f"a Prefect server not started by pipeline-cli already answers at {url}; "
+                               f"use it (export PREFECT_API_URL={url}/api) or pick another --port")
+        raise StorageError(f"port {port} on {host} is in use; pick another with --port")
+    env = dict(os.environ)
+    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    env.pop("PREFECT_API_URL", None)  # the server must not try to talk to another server
+    command = [_executable("prefect"), "server", "start", "--host", host, "--port", str(port)]
+    return _launch(state_dir, PREFECT, command, url, f"{url}/api/health", env, timeout), True
+
+
+def start_mlflow(state_dir: Path, backend_store_uri: str, host: str = "127.0.0.1", port: int = 5000,
+                 timeout: float = 120.0) -> tuple[Service, bool]:
+    """Start the MLflow UI on the pipeline's tracking store unless ours already runs."""
+    current = status(state_dir, MLFLOW)
+    if current.service is not None:
+        return current.service, False
+    if not port_free(host, port):
+        raise StorageError(f"port {port} on {host} is in use; pick another with --mlflow-port")
+    url = f"http://{host}:{port}"
+    env = dict(os.environ)
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # else it spawns ~2.6 GB of job workers
+    command = [_executable("mlflow"), "server", "--backend-store-uri", backend_store_uri,
+               "--host", host, "--port", str(port), "--workers", "1"]
+    return _launch(state_dir, MLFLOW, command, url, f"{url}/health", env, timeout), True
+
+
+def _terminate(service: Service, grace: float = 20.0) -> None:
+    """SIGTERM to the service's process group, SIGKILL to whatever is left after the grace period."""
+    try:
+        pgid = os.getpgid(service.pid)
+    except ProcessLookupError:
+        return
+    if pgid != service.pid:  # not the group leader we started: signal the process alone
+        pgid = None
+    try:
+        if pgid is not None:
+            os.killpg(pgid, signal.SIGTERM)
+        else:
+            os.kill(service.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and process_alive(service.pid):
+        time.sleep(0.2)
+    try:
+        if pgid is not None:
+            os.killpg(pgid, signal.SIGKILL)
+        elif process_alive(service.pid):
+            os.kill(service.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def stop(state_dir: Path, name: str) -> Service | None:
+    """Stop the service if ours runs; returns what was stopped (None when nothing ran)."""
+    current = status(state_dir, name)
+    if current.service is None:
+        return None
+    _terminate(current.service)
+    _state_file(state_dir, name).unlink(missing_ok=True)
+    return current.service
