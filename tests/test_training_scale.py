@@ -152,7 +152,7 @@ def test_tuning_stops_within_its_time_budget_and_still_yields_a_model():
     elapsed = time.perf_counter() - start
     fold = max(t["seconds"] for t in result.trials if t["seconds"]) / cfg.tuning.cv_folds
     tuning = sum(t["seconds"] or 0 for t in result.trials)
-    assert tuning <= budget + 2 * fold + 0.5, (tuning, fold)  # within the budget plus about one fold
+    assert tuning <= budget + 2 * fold + 1.0, (tuning, fold)  # within the budget plus about one fold (and slack for a busy box)
     assert elapsed < budget + 10  # final CV pass and refit of one forest on top
     assert len(result.trials) < 10_000 and result.metrics["roc_auc"] > 0.75
 
