@@ -39,11 +39,37 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")
 
 ThroughOpt = Annotated[str, typer.Option("--through", help="Last stage to run: bronze, silver, gold or training.")]
 PredictOpt = Annotated[Optional[tuple[str, str]], typer.Option("--predict", metavar="INPUT OUTPUT", help="After training, score INPUT into OUTPUT (Parquet) with the champion.")]
+NWorkersOpt = Annotated[Optional[int], typer.Option(
+    "--n-workers", min=1, help="Optuna worker processes sharing one study per model (training.tuning.n_workers).")]
+TaskRunnerOpt = Annotated[Optional[str], typer.Option(
+    "--task-runner", help="Where model tasks run: thread or dask (training.concurrency.task_runner).")]
+DaskAddressOpt = Annotated[Optional[str], typer.Option(
+    "--dask-address", help="Scheduler of an existing Dask cluster, e.g. tcp://host:8786 (implies --task-runner dask).")]
+ExportOpt = Annotated[Optional[str], typer.Option(
+    "--export", help="Also export the registered best model to this local folder, e.g. results/artifacts.")]
 
 
-def _flow_command(name: str, flow_module: str, flow_name: str, with_through: bool = False) -> Callable[..., None]:
-    def run(config: str, set_: list[str] | None, json_: bool, quiet: bool, verbose: bool, debug: bool, **kwargs: Any) -> None:
-        opts = Options(command=name, config=config, overrides=set_ or [], json=json_, quiet=quiet, verbose=verbose, debug=debug)
+def training_overrides(n_workers: int | None, task_runner: str | None, dask_address: str | None, export: str | None) -> list[str]:
+    """The training options as config overrides, so they are validated like the YAML and reach nested flows."""
+    out = []
+    if n_workers is not None:
+        out.append(f"training.tuning.n_workers={n_workers}")
+    if dask_address is not None:
+        task_runner = task_runner or "dask"
+        out.append(f"training.concurrency.dask_address={json.dumps(dask_address)}")
+    if task_runner is not None:
+        out.append(f"training.concurrency.task_runner={json.dumps(task_runner)}")
+    if export is not None:
+        out.append(f"training.export_dir={json.dumps(export)}")
+    return out
+
+
+def _flow_command(name: str, flow_module: str, flow_name: str, with_through: bool = False,
+                  with_training: bool = False) -> Callable[..., None]:
+    def run(config: str, set_: list[str] | None, json_: bool, quiet: bool, verbose: bool, debug: bool,
+            training: list[str] | None = None, **kwargs: Any) -> None:
+        overrides = [*(set_ or []), *(training or [])]
+        opts = Options(command=name, config=config, overrides=overrides, json=json_, quiet=quiet, verbose=verbose, debug=debug)
 
         def body() -> Any:
             import importlib
@@ -57,11 +83,22 @@ def _flow_command(name: str, flow_module: str, flow_name: str, with_through: boo
 
         execute(opts, body, render="layers")
 
-    if with_through:
+    if with_through and with_training:
         def command(config: ConfigOpt, set_: SetOpt = None, through: ThroughOpt = "training", predict: PredictOpt = None,
-                    json_: JsonOpt = False, quiet: QuietOpt = False, verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
-            run(config, set_, json_, quiet, verbose, debug, through=through,
-                predict_input=predict[0] if predict else None, predict_output=predict[1] if predict else None)
+                    n_workers: NWorkersOpt = None, task_runner: TaskRunnerOpt = None, dask_address: DaskAddressOpt = None,
+                    export: ExportOpt = None, json_: JsonOpt = False, quiet: QuietOpt = False, verbose: VerboseOpt = False,
+                    debug: DebugOpt = False) -> None:
+            run(config, set_, json_, quiet, verbose, debug, training_overrides(n_workers, task_runner, dask_address, export),
+                through=through, predict_input=predict[0] if predict else None, predict_output=predict[1] if predict else None)
+    elif with_training:
+        def command(config: ConfigOpt, set_: SetOpt = None, n_workers: NWorkersOpt = None, task_runner: TaskRunnerOpt = None,
+                    dask_address: DaskAddressOpt = None, export: ExportOpt = None, json_: JsonOpt = False,
+                    quiet: QuietOpt = False, verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:  # type: ignore[misc]
+            run(config, set_, json_, quiet, verbose, debug, training_overrides(n_workers, task_runner, dask_address, export))
+    elif with_through:
+        def command(config: ConfigOpt, set_: SetOpt = None, through: ThroughOpt = "training", json_: JsonOpt = False,
+                    quiet: QuietOpt = False, verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:  # type: ignore[misc]
+            run(config, set_, json_, quiet, verbose, debug, through=through)
     else:
         def command(config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, quiet: QuietOpt = False,
                     verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:  # type: ignore[misc]
@@ -81,7 +118,8 @@ _COMMANDS = [
     ("full-pipeline", "flows.layers", "run_flow", True, "Alias of `run`."),
 ]
 for _name, _module, _flow, _through, _help in _COMMANDS:
-    app.command(_name, help=_help)(_flow_command(_name, _module, _flow, _through))
+    _trains = _module == "flows.training" or _flow == "run_flow"
+    app.command(_name, help=_help)(_flow_command(_name, _module, _flow, _through, with_training=_trains))
 
 # Deployments of prefect.yaml and a local server for them (pipeline_cli/orchestration.py).
 app.command("serve")(orchestration.serve)

@@ -46,6 +46,13 @@ def training(console: Console, s: dict[str, Any]) -> None:
     verdict = "[green]promoted to champion[/]" if s["promoted"] else "[yellow]registered as challenger, not promoted[/]"
     console.print(f"best: [bold]{s['best_model']}[/] -> {s['registered_model']} v{s['version']} {verdict}: {s['reason']}", highlight=False)
     console.print(f"champion: v{s['champion_version']}; tracking: {s['tracking_uri']}", highlight=False)
+    if c := s.get("concurrency"):
+        storages = sorted({r["optuna_storage"] for r in s["models"] if r.get("optuna_storage")})
+        console.print(f"ran {c['concurrent_models']} model(s) at a time on the {c['task_runner']} runner, {c['n_jobs']} thread(s) "
+                      f"per fit, {c['tuning_workers']} Optuna worker(s)" + (f"; study storage: {', '.join(storages)}" if storages else ""),
+                      highlight=False)
+    if s.get("export_dir"):
+        console.print(f"exported to {s['export_dir']}", highlight=False)
 
 
 def _layer_table(console: Console, summaries: list[dict[str, Any]]) -> None:

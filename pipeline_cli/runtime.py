@@ -54,6 +54,8 @@ def prepare_environment(opts: Options) -> None:
         # The CLI prints its own summary; library logs go to the log file.
         os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
         os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+        # Processes started for the run (Dask workers) inherit this: warnings only on their console.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 
 def configure_logging(opts: Options) -> Path | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline_core.errors import ConfigError
 
@@ -110,11 +110,33 @@ class ModelConfig(StrictModel):
 
 class TuningConfig(StrictModel):
     enabled: bool = True
-    n_trials: int = Field(20, ge=1, description="Trials per model.")
-    timeout_seconds: float | None = Field(None, gt=0, description="Wall-time budget per model.")
+    n_trials: int = Field(20, ge=1, description="Trials per model: the study's total, also across workers and resumed runs.")
+    timeout_seconds: float | None = Field(
+        None, gt=0, description="Tuning wall-time budget per model; no fold starts when less than the mean fold time is left."
+    )
     cv_folds: int = Field(5, ge=2, le=20)
-    storage: str | None = Field(None, description="Optuna storage URL (sqlite:///..., journal file path, or a server DB); default: in memory.")
-    n_workers: int = Field(1, ge=1, description="Parallel Optuna workers per study.")
+    storage: str | None = Field(
+        None, description="Optuna storage: an RDB URL (sqlite:///..., postgresql://...) or a journal file path; "
+                          "default: in memory, or a journal file under the store root when n_workers > 1."
+    )
+    n_workers: int = Field(1, ge=1, le=64, description="Optuna worker processes sharing one study per model.")
+
+
+class ConcurrencyConfig(StrictModel):
+    """How the model tasks of one training run are spread over cores or a Dask cluster."""
+
+    task_runner: Literal["thread", "dask"] = Field("thread", description="thread: a bounded thread pool; dask: prefect-dask's DaskTaskRunner.")
+    dask_address: str | None = Field(
+        None, pattern=r"^[a-z][a-z0-9+]*://\S+$",
+        description="Scheduler of an existing Dask cluster (tcp://host:8786); default: a LocalCluster sized to the cores.",
+    )
+    max_models: int | None = Field(None, ge=1, description="Models trained at once; default: as many as the cores allow.")
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> "ConcurrencyConfig":
+        if self.dask_address and self.task_runner != "dask":
+            raise ValueError("training.concurrency.dask_address is set but training.concurrency.task_runner is not 'dask'")
+        return self
 
 
 class ThresholdConfig(StrictModel):
@@ -134,7 +156,9 @@ class TrainingConfig(StrictModel):
     )
     tuning: TuningConfig = Field(default_factory=TuningConfig)
     threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
-    n_jobs: int | None = Field(None, ge=1, description="Cores for training; default: all.")
+    n_jobs: int | None = Field(None, ge=1, description="Threads per model fit; default: the cores divided among concurrent models and tuning workers.")
+    concurrency: ConcurrencyConfig = Field(default_factory=ConcurrencyConfig)
+    export_dir: str | None = Field(None, min_length=1, description="Local folder to export the registered best model to (model, metadata, preprocessor, config); default: off.")
 
     @field_validator("models")
     @classmethod

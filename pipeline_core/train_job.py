@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ import pandas as pd
 import polars as pl
 
 from pipeline_core import tracking
+from pipeline_core.concurrency import TrainingPlan, available_cores, plan_training
 from pipeline_core.config import PipelineConfig
 from pipeline_core.errors import ConfigError, DataError
 from pipeline_core.fingerprint import digest
@@ -68,8 +70,27 @@ def check_training_config(config: PipelineConfig) -> None:
             search_space(model, mc.search_space)
 
 
-def n_jobs(config: PipelineConfig) -> int:
-    return config.training.n_jobs or max(os.cpu_count() or 1, 1)
+def training_plan(config: PipelineConfig, cores: int | None = None) -> TrainingPlan:
+    """Models at once and threads per fit for this config on this machine (see `concurrency.plan_training`)."""
+    cfg = config.training
+    n_models = sum(mc.enabled for mc in cfg.models.values())
+    workers = cfg.tuning.n_workers if cfg.tuning.enabled else 1
+    if cfg.concurrency.dask_address:  # an external cluster: its workers' cores are not ours to count
+        return TrainingPlan(min(n_models, cfg.concurrency.max_models or n_models), cfg.n_jobs or 1, workers)
+    return plan_training(cores or available_cores(), n_models, workers, cfg.n_jobs, cfg.concurrency.max_models)
+
+
+def tuning_storage(config: PipelineConfig) -> str | None:
+    """The Optuna storage: the configured one; a journal file under the store root when workers need one; else memory."""
+    tuning = config.training.tuning
+    if tuning.storage or tuning.n_workers == 1 or not tuning.enabled:
+        return tuning.storage
+    root = config.store.root
+    folder = Path("results") if root.startswith("s3://") else Path(root).expanduser().resolve()
+    path = str(folder / "optuna" / f"{config.dataset.name}.journal")
+    log.info("training.tuning.n_workers=%d needs a shared study storage and training.tuning.storage is not set: "
+             "using the journal file %s", tuning.n_workers, path)
+    return path
 
 
 def git_commit() -> str:
@@ -112,14 +133,30 @@ def holdout_predictions(data: TrainingData, probabilities: np.ndarray) -> pd.Dat
     return pd.DataFrame({"id": ids, "label": data.split.y_test, "probability": probabilities})
 
 
-def train_and_log(config: PipelineConfig, data: TrainingData, model: str, parent_run_id: str, experiment_id: str) -> dict[str, Any]:
-    """Train one model in a child run: params, metrics, trials, plots, reports, metadata and the raw-record model."""
+def study_name(config: PipelineConfig, data: TrainingData, model: str) -> str:
+    """Same data and same tuning setup -> same study, so a rerun on a persistent storage resumes it."""
+    cfg = config.training
+    setup = {"model": config.training.models[model].model_dump(mode="json"), "seed": cfg.seed, "test_size": cfg.test_size,
+             "cv_folds": cfg.tuning.cv_folds, "primary_metric": cfg.primary_metric}
+    return f"{config.dataset.name}-{model}-{data.metadata['fingerprint'][:12]}-{digest(setup)[:8]}"
+
+
+def train_and_log(config: PipelineConfig, data: TrainingData, model: str, parent_run_id: str, experiment_id: str,
+                  n_jobs: int | None = None) -> dict[str, Any]:
+    """Train one model in a child run: params, metrics, trials, plots, reports, metadata and the raw-record model.
+
+    Every MLflow call names its run (the child run is opened by id in this thread or process), so
+    models trained at once in threads or Dask workers never log into each other's runs.
+    """
     import mlflow
+    from mlflow.entities import Metric, Param, RunTag
     from sklearn.metrics import classification_report
 
-    cfg = config.training
-    result = train_model(model, cfg.models[model], build_preprocessor(data.preprocessing), data.split, cfg, n_jobs(config),
-                         study_name=f"{config.dataset.name}-{model}-{data.metadata['fingerprint'][:12]}")
+    storage = tuning_storage(config)
+    cfg = config.training.model_copy(update={"tuning": config.training.tuning.model_copy(update={"storage": storage})})
+    threads = n_jobs or training_plan(config).n_jobs
+    result = train_model(model, cfg.models[model], build_preprocessor(data.preprocessing), data.split, cfg, threads,
+                         study_name=study_name(config, data, model))
     pyfunc = RawRecordClassifier(result.pipeline, data.metadata["cleaning_spec"], data.metadata["feature_spec"],
                                  data.preprocessing["numeric_columns"], data.preprocessing["categorical_columns"], result.threshold,
                                  prediction_reference(result.test_probabilities, result.threshold))
@@ -127,29 +164,34 @@ def train_and_log(config: PipelineConfig, data: TrainingData, model: str, parent
     run = client.create_run(experiment_id, tags={"mlflow.parentRunId": parent_run_id, "mlflow.runName": model, "model": model,
                                                  **run_tags(config, data)})
     run_id = run.info.run_id
-    with mlflow.start_run(run_id=run_id, nested=True):
-        mlflow.log_params({k: v for k, v in result.params.items()})
-        mlflow.log_metrics({**result.metrics, **{f"{k}_at_0.5": v for k, v in result.metrics_at_05.items()},
-                            f"cv_{cfg.primary_metric}_mean": result.cv_mean, f"cv_{cfg.primary_metric}_std": result.cv_std,
-                            "threshold": result.threshold, "train_seconds": result.seconds})
-        if result.trials:
-            mlflow.log_table(pd.DataFrame(result.trials), artifact_file="optuna/trials.json")
-        mlflow.log_dict({"model": model, "params": result.params, "metrics": result.metrics, "threshold": result.threshold,
-                         "cv_mean": result.cv_mean, "cv_std": result.cv_std, "seconds": result.seconds,
-                         "trained_at": datetime.now(timezone.utc).isoformat()}, "model_metadata.json")
-        with tempfile.TemporaryDirectory() as tmp:
-            importance = feature_importance(result.pipeline)
-            write_evaluation_plots(tmp, data.split.y_test, result.test_probabilities, result.threshold, importance, result.trials)
-            mlflow.log_artifacts(tmp, "plots")
-        mlflow.log_dict(importance, "feature_importance.json")
-        mlflow.log_text(classification_report(data.split.y_test, (result.test_probabilities >= result.threshold).astype(int),
-                                              digits=4, zero_division=0), "classification_report.txt")
-        mlflow.log_table(holdout_predictions(data, result.test_probabilities), artifact_file="holdout_predictions.json")
-        mlflow.log_dict(confusion(data.split.y_test, (result.test_probabilities >= result.threshold).astype(int)), "confusion_matrix.json")
+    metrics = {**result.metrics, **{f"{k}_at_0.5": v for k, v in result.metrics_at_05.items()},
+               f"cv_{cfg.primary_metric}_mean": result.cv_mean, f"cv_{cfg.primary_metric}_std": result.cv_std,
+               "threshold": result.threshold, "train_seconds": result.seconds}
+    now = int(datetime.now(timezone.utc).timestamp() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                     params=[Param(k, str(v)) for k, v in result.params.items()],
+                     tags=[RunTag("tuned", str(result.tuned).lower()), RunTag("n_jobs", str(threads)),
+                           RunTag("optuna_storage", storage or "memory")])
+    if result.trials:  # read back from the study after tuning: complete even when trials ran in parallel workers
+        client.log_table(run_id, pd.DataFrame(result.trials), artifact_file="optuna/trials.json")
+    client.log_dict(run_id, {"model": model, "params": result.params, "metrics": result.metrics, "threshold": result.threshold,
+                             "cv_mean": result.cv_mean, "cv_std": result.cv_std, "seconds": result.seconds, "tuned": result.tuned,
+                             "trained_at": datetime.now(timezone.utc).isoformat()}, "model_metadata.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        importance = feature_importance(result.pipeline)
+        write_evaluation_plots(tmp, data.split.y_test, result.test_probabilities, result.threshold, importance, result.trials)
+        client.log_artifacts(run_id, tmp, "plots")
+    predicted = (result.test_probabilities >= result.threshold).astype(int)
+    client.log_dict(run_id, importance, "feature_importance.json")
+    client.log_text(run_id, classification_report(data.split.y_test, predicted, digits=4, zero_division=0), "classification_report.txt")
+    client.log_dict(run_id, confusion(data.split.y_test, predicted), "confusion_matrix.json")
+    client.log_table(run_id, holdout_predictions(data, result.test_probabilities), artifact_file="holdout_predictions.json")
+    with mlflow.start_run(run_id=run_id, nested=True):  # log_model attaches to the active run: this thread's, by id
         info = tracking.log_raw_record_model(pyfunc, raw_holdout(data).head(5))
     return {"name": model, "metrics": result.metrics, "metrics_at_0.5": result.metrics_at_05, "threshold": result.threshold,
             "cv_mean": result.cv_mean, "cv_std": result.cv_std, "params": result.params, "run_id": run_id,
-            "model_uri": info.model_uri, "seconds": round(result.seconds, 2),
+            "model_uri": info.model_uri, "seconds": round(result.seconds, 2), "tuned": result.tuned, "n_jobs": threads,
+            "optuna_storage": storage,
             "trials": {state: sum(t["state"] == state for t in result.trials) for state in ("COMPLETE", "PRUNED", "FAIL")},
             "holdout_probabilities": result.test_probabilities.tolist()}
 

@@ -8,15 +8,19 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from pipeline_core.concurrency import limit_threads
 from pipeline_core.config import ModelConfig, TrainingConfig
 from pipeline_core.errors import DataError
 from pipeline_core.metrics import choose_threshold, classification_metrics
-from pipeline_core.model_zoo import XGB_EARLY_STOPPING, make_estimator, search_space, suggest
+from pipeline_core.model_zoo import XGB_EARLY_STOPPING, make_estimator
+
+if TYPE_CHECKING:
+    from pipeline_core.tuning import TimeBudget
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ class ModelResult:
     test_probabilities: np.ndarray
     trials: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    tuned: bool = False  # False: tuning off, or no trial completed within the budget (fixed params used)
 
 
 def to_pandas_features(frame: Any, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
@@ -96,8 +101,11 @@ def make_pipeline(name: str, params: dict[str, Any], preprocessor: Any, seed: in
 
 
 def cv_scores(name: str, params: dict[str, Any], preprocessor: Any, data: Split, cfg: TrainingConfig, n_jobs: int,
-              trial: Any = None) -> tuple[list[float], np.ndarray, list[int]]:
-    """Per-fold primary-metric scores and out-of-fold probabilities; reports folds to Optuna for pruning."""
+              trial: Any = None, budget: TimeBudget | None = None) -> tuple[list[float], np.ndarray, list[int]]:
+    """Per-fold primary-metric scores and out-of-fold probabilities; reports folds to Optuna for pruning.
+
+    Inside a trial, a fold starts only while the time budget has room for one more (see TimeBudget).
+    """
     import optuna
     from sklearn.model_selection import StratifiedKFold
 
@@ -106,6 +114,11 @@ def cv_scores(name: str, params: dict[str, Any], preprocessor: Any, data: Split,
     scores: list[float] = []
     best_rounds: list[int] = []
     for k, (tr, va) in enumerate(folds.split(data.X_train, data.y_train)):
+        if trial is not None and budget is not None and not budget.allows_fold():
+            trial.set_user_attr("stopped_by", "time budget")
+            trial.study.stop()
+            raise optuna.TrialPruned(f"time budget spent before fold {k}")
+        started = time.perf_counter()
         pipe = make_pipeline(name, params, preprocessor, cfg.seed, n_jobs)
         X_tr, X_va = data.X_train.iloc[tr], data.X_train.iloc[va]
         _fit(name, pipe, X_tr, data.y_train[tr], X_va, data.y_train[va])
@@ -113,6 +126,8 @@ def cv_scores(name: str, params: dict[str, Any], preprocessor: Any, data: Split,
             best_rounds.append(int(pipe.named_steps["model"].best_iteration) + 1)
         oof[va] = pipe.predict_proba(X_va)[:, 1]
         scores.append(classification_metrics(data.y_train[va], oof[va])[cfg.primary_metric])
+        if budget is not None:
+            budget.record_fold(time.perf_counter() - started)
         if trial is not None:
             trial.report(float(np.mean(scores)), k)
             if trial.should_prune():
@@ -120,60 +135,30 @@ def cv_scores(name: str, params: dict[str, Any], preprocessor: Any, data: Split,
     return scores, oof, best_rounds
 
 
-def tune(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Split, cfg: TrainingConfig, n_jobs: int,
-         study_name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Best hyperparameters by seeded TPE under stratified k-fold CV, with median pruning on fold scores."""
-    import optuna
-
-    space = search_space(name, model_cfg.search_space)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # trial results are logged to MLflow instead
-    sampler = optuna.samplers.TPESampler(seed=cfg.seed)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
-    study = optuna.create_study(study_name=study_name, direction="maximize", sampler=sampler, pruner=pruner,
-                                storage=cfg.tuning.storage, load_if_exists=True)
-
-    def objective(trial: Any) -> float:
-        params = {**model_cfg.params, **suggest(trial, space)}
-        scores, _, rounds = cv_scores(name, params, preprocessor, data, cfg, n_jobs, trial)
-        if rounds:
-            trial.set_user_attr("best_rounds", int(np.mean(rounds)))
-        return float(np.mean(scores))
-
-    study.optimize(objective, n_trials=cfg.tuning.n_trials, timeout=cfg.tuning.timeout_seconds, n_jobs=1)
-    trials = [
-        {"number": t.number, "state": t.state.name, "value": t.value, **{f"param_{k}": v for k, v in t.params.items()}}
-        for t in study.trials
-    ]
-    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not completed:
-        raise DataError(f"{name}: no Optuna trial completed within the budget; raise training.tuning.n_trials or timeout_seconds")
-    best = study.best_trial
-    params = {**model_cfg.params, **best.params}
-    if name == "xgboost" and "best_rounds" in best.user_attrs:
-        params["n_estimators"] = best.user_attrs["best_rounds"]
-    return params, trials
-
-
 def train_model(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Split, cfg: TrainingConfig, n_jobs: int,
                 study_name: str) -> ModelResult:
     """Tune (or take fixed params), pick the threshold on out-of-fold predictions, refit, score the holdout."""
+    from pipeline_core.tuning import tune
+
     start = time.perf_counter()
-    trials: list[dict[str, Any]] = []
-    if cfg.tuning.enabled:
-        params, trials = tune(name, model_cfg, preprocessor, data, cfg, n_jobs, study_name)
-    else:
-        params = dict(model_cfg.params)
-    scores, oof, rounds = cv_scores(name, params, preprocessor, data, cfg, n_jobs)
-    if name == "xgboost" and rounds and "n_estimators" not in model_cfg.params:
-        params["n_estimators"] = int(np.mean(rounds))
-    th = cfg.threshold
-    threshold = choose_threshold(data.y_train, oof, th.objective, fp_cost=th.fp_cost, fn_cost=th.fn_cost, fixed=th.fixed)
-    pipeline = make_pipeline(name, params, preprocessor, cfg.seed, n_jobs).fit(data.X_train, data.y_train)
-    proba = pipeline.predict_proba(data.X_test)[:, 1]
+    with limit_threads(n_jobs):
+        trials: list[dict[str, Any]] = []
+        tuned = False
+        if cfg.tuning.enabled:
+            params, trials, tuned = tune(name, model_cfg, preprocessor, data, cfg, n_jobs, study_name)
+        else:
+            params = dict(model_cfg.params)
+        scores, oof, rounds = cv_scores(name, params, preprocessor, data, cfg, n_jobs)
+        if name == "xgboost" and rounds and "n_estimators" not in model_cfg.params:
+            params["n_estimators"] = int(np.mean(rounds))
+        th = cfg.threshold
+        threshold = choose_threshold(data.y_train, oof, th.objective, fp_cost=th.fp_cost, fn_cost=th.fn_cost, fixed=th.fixed)
+        pipeline = make_pipeline(name, params, preprocessor, cfg.seed, n_jobs).fit(data.X_train, data.y_train)
+        proba = pipeline.predict_proba(data.X_test)[:, 1]
     return ModelResult(
         name=name, params=params, pipeline=pipeline, threshold=threshold,
         metrics=classification_metrics(data.y_test, proba, threshold),
         metrics_at_05=classification_metrics(data.y_test, proba, 0.5),
         cv_mean=float(np.mean(scores)), cv_std=float(np.std(scores)),
-        test_probabilities=proba, trials=trials, seconds=time.perf_counter() - start,
+        test_probabilities=proba, trials=trials, seconds=time.perf_counter() - start, tuned=tuned,
     )

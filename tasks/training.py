@@ -13,11 +13,12 @@ from pipeline_core.config import PipelineConfig
 from tasks.layers import make_store
 
 
-@task(name="train-model", cache_policy=NO_CACHE)
-def train_model(config: PipelineConfig, model: str, parent_run_id: str, experiment_id: str) -> dict[str, Any]:
+@task(name="train-model", cache_policy=NO_CACHE, task_run_name="train-{model}")
+def train_model(config: PipelineConfig, model: str, parent_run_id: str, experiment_id: str, n_jobs: int | None = None) -> dict[str, Any]:
+    """One model, end to end; safe to run beside others in threads or Dask worker processes."""
     tracking.connect(config)
     data = train_job.load_training_data(config, make_store(config))
-    result = train_job.train_and_log(config, data, model, parent_run_id, experiment_id)
+    result = train_job.train_and_log(config, data, model, parent_run_id, experiment_id, n_jobs)
     get_run_logger().info("%s: holdout %s=%.4f (cv %.4f ± %.4f) in %.1fs", model, config.training.primary_metric,
                           result["metrics"][config.training.primary_metric], result["cv_mean"], result["cv_std"], result["seconds"])
     return result
@@ -46,3 +47,13 @@ def register_best(config: PipelineConfig, ranked: list[dict[str, Any]], parent_r
     get_run_logger().info("registry: %s v%s %s (%s)", outcome["registered_model"], outcome["version"],
                           "promoted to champion" if outcome["promoted"] else "kept as challenger", outcome["reason"])
     return outcome
+
+
+@task(name="export-model", cache_policy=NO_CACHE)
+def export_model(config: PipelineConfig, outcome: dict[str, Any], ranked: list[dict[str, Any]]) -> str:
+    from pipeline_core import export
+
+    tracking.connect(config)
+    path = export.export_registered_model(config, outcome, ranked[0])
+    get_run_logger().info("exported %s v%s to %s", outcome["registered_model"], outcome["version"], path)
+    return str(path)
