@@ -21,7 +21,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -513,29 +512,11 @@ def code_state() -> dict[str, Any]:
 
 
 def machine_info() -> dict[str, Any]:
-    import pandas as pd
     import polars as pl
-    import pyarrow
 
-    with open("/proc/meminfo") as fh:
-        mem_kib = int(next(line for line in fh if line.startswith("MemTotal:")).split()[1])
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "ram_gib": round(mem_kib / 2**20, 1),
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "polars": pl.__version__,
-        "pandas": pd.__version__,
-        "pyarrow": pyarrow.__version__,
-        "polars_threads": pl.thread_pool_size(),
-    }
+    from benchmarks.machine import machine_info as base
+
+    return {**base("polars", "pandas", "pyarrow"), "polars_threads": pl.thread_pool_size()}
 
 
 def mib(kib: int) -> float:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -190,19 +189,9 @@ def measure_pipeline(work: Path, source: Path, through: str, home: Path, api_url
 # -- report ------------------------------------------------------------------------------------
 
 def machine_info() -> dict[str, Any]:
-    from importlib import metadata
+    from benchmarks.machine import machine_info as base
 
-    with open("/proc/meminfo") as fh:
-        mem_kib = int(next(line for line in fh if line.startswith("MemTotal:")).split()[1])
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    versions = {p: metadata.version(p) for p in ("prefect", "fastapi", "sqlalchemy", "typer", "mlflow")}
-    return {"nproc": os.cpu_count(), "cpu": cpu, "ram_gib": round(mem_kib / 2**20, 1),
-            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(), **versions}
+    return base("prefect", "fastapi", "sqlalchemy", "typer", "mlflow")
 
 
 def git_head() -> str:
