@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prefect import flow
@@ -19,18 +20,29 @@ def _config(config_path: str, overrides: list[str] | None) -> PipelineConfig:
     return load_config(config_path, overrides or [])
 
 
-def run_cached(stage_task: Any, config: PipelineConfig, input_fingerprint: str, layer: str) -> dict[str, Any]:
-    """Run a cached stage; trust a cache hit only while the stored output is the one it describes."""
+def run_cached(stage_task: Any, config: PipelineConfig, input_fingerprint: str, layer: str, refresh: bool = False,
+               still_valid: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None) -> dict[str, Any]:
+    """Run a cached stage; trust a cache hit only while the stored output is the one it describes.
+
+    ``still_valid`` checks a cached summary against the world (default: the layer's stored
+    fingerprint) and returns what to refresh in it, or None to recompute. ``refresh`` recomputes
+    regardless and replaces the cached result.
+    """
     start = time.perf_counter()
+    if refresh:
+        get_run_logger().info("%s: --refresh given; recomputing", layer)
+        return stage_task.with_options(refresh_cache=True)(config, input_fingerprint=input_fingerprint)
     state = stage_task(config, input_fingerprint=input_fingerprint, return_state=True)
     summary = state.result()
     if state.name != "Cached":
         return summary
-    if layers.stored_fingerprint(config, layer) != summary["fingerprint"]:
+    check = still_valid or (lambda s: {} if layers.stored_fingerprint(config, layer) == s["fingerprint"] else None)
+    updates = check(summary)
+    if updates is None:
         get_run_logger().info("%s: cached result no longer matches the store; recomputing", layer)
         return stage_task.with_options(refresh_cache=True)(config, input_fingerprint=input_fingerprint)
     get_run_logger().info("%s: inputs, config and code unchanged; cache hit, nothing recomputed", layer)
-    return {**summary, "status": "cached", "seconds": round(time.perf_counter() - start, 3)}
+    return {**summary, **updates, "status": "cached", "seconds": round(time.perf_counter() - start, 3)}
 
 
 @flow(name="bronze", log_prints=True)
@@ -50,21 +62,21 @@ def bronze_flow(config_path: str, overrides: list[str] | None = None) -> dict[st
 
 
 @flow(name="silver")
-def silver_flow(config_path: str, overrides: list[str] | None = None) -> dict[str, Any]:
+def silver_flow(config_path: str, overrides: list[str] | None = None, refresh: bool = False) -> dict[str, Any]:
     """Clean and validate every bronze batch into the silver layer; quarantine what fails."""
     config = _config(config_path, overrides)
     fingerprint = layers.bronze_fingerprint(config)
-    return run_cached(layers.refine_silver, config, fingerprint, "silver")
+    return run_cached(layers.refine_silver, config, fingerprint, "silver", refresh)
 
 
 @flow(name="feature-pipeline")
-def features_flow(config_path: str, overrides: list[str] | None = None) -> dict[str, Any]:
+def features_flow(config_path: str, overrides: list[str] | None = None, refresh: bool = False) -> dict[str, Any]:
     """Engineer features from silver into the gold layer with its metadata."""
     config = _config(config_path, overrides)
     fingerprint = layers.stored_fingerprint(config, "silver")
     if fingerprint is None:
         raise DataError(f"no silver layer for dataset '{config.dataset.name}' in {config.store.root}; run `pipeline-cli silver` first")
-    return run_cached(layers.build_gold, config, fingerprint, "gold")
+    return run_cached(layers.build_gold, config, fingerprint, "gold", refresh)
 
 
 STAGES = ("bronze", "silver", "gold", "training")
@@ -72,9 +84,11 @@ STAGES = ("bronze", "silver", "gold", "training")
 
 @flow(name="full-pipeline")
 def run_flow(config_path: str, overrides: list[str] | None = None, through: str = "training",
-             predict_input: str | None = None, predict_output: str | None = None) -> list[dict[str, Any]]:
+             predict_input: str | None = None, predict_output: str | None = None, refresh: bool = False) -> list[dict[str, Any]]:
     """bronze -> silver -> gold -> training (or up to ``through``), each as a subflow; then, when
-    ``predict_input`` and ``predict_output`` are given, a batch inference with the champion."""
+    ``predict_input`` and ``predict_output`` are given, a batch inference with the champion.
+
+    Unchanged inputs, config and code make every cached stage a cache hit; ``refresh`` recomputes them all."""
     if through not in STAGES:
         raise ConfigError(f"--through {through!r}: choose one of {', '.join(STAGES)}")
     if bool(predict_input) != bool(predict_output):
@@ -82,13 +96,13 @@ def run_flow(config_path: str, overrides: list[str] | None = None, through: str 
     _config(config_path, overrides)
     summaries = [bronze_flow(config_path, overrides)]
     if through != "bronze":
-        summaries.append(silver_flow(config_path, overrides))
+        summaries.append(silver_flow(config_path, overrides, refresh))
     if through in ("gold", "training"):
-        summaries.append(features_flow(config_path, overrides))
+        summaries.append(features_flow(config_path, overrides, refresh))
     if through == "training":
         from flows.training import training_flow
 
-        summaries.append(training_flow(config_path, overrides))
+        summaries.append(training_flow(config_path, overrides, refresh))
     if predict_input and predict_output:
         from flows.inference import inference_flow
 

@@ -45,6 +45,8 @@ TaskRunnerOpt = Annotated[Optional[str], typer.Option(
     "--task-runner", help="Where model tasks run: thread or dask (training.concurrency.task_runner).")]
 DaskAddressOpt = Annotated[Optional[str], typer.Option(
     "--dask-address", help="Scheduler of an existing Dask cluster, e.g. tcp://host:8786 (implies --task-runner dask).")]
+RefreshOpt = Annotated[bool, typer.Option(
+    "--refresh", help="Recompute cached stages even when their inputs, config and code are unchanged.")]
 ExportOpt = Annotated[Optional[str], typer.Option(
     "--export", help="Also export the registered best model to this local folder, e.g. results/artifacts.")]
 
@@ -65,7 +67,7 @@ def training_overrides(n_workers: int | None, task_runner: str | None, dask_addr
 
 
 def _flow_command(name: str, flow_module: str, flow_name: str, with_through: bool = False,
-                  with_training: bool = False) -> Callable[..., None]:
+                  with_training: bool = False, cached: bool = True) -> Callable[..., None]:
     def run(config: str, set_: list[str] | None, json_: bool, quiet: bool, verbose: bool, debug: bool,
             training: list[str] | None = None, **kwargs: Any) -> None:
         overrides = [*(set_ or []), *(training or [])]
@@ -86,19 +88,22 @@ def _flow_command(name: str, flow_module: str, flow_name: str, with_through: boo
     if with_through and with_training:
         def command(config: ConfigOpt, set_: SetOpt = None, through: ThroughOpt = "training", predict: PredictOpt = None,
                     n_workers: NWorkersOpt = None, task_runner: TaskRunnerOpt = None, dask_address: DaskAddressOpt = None,
-                    export: ExportOpt = None, json_: JsonOpt = False, quiet: QuietOpt = False, verbose: VerboseOpt = False,
-                    debug: DebugOpt = False) -> None:
+                    export: ExportOpt = None, refresh: RefreshOpt = False, json_: JsonOpt = False, quiet: QuietOpt = False,
+                    verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
             run(config, set_, json_, quiet, verbose, debug, training_overrides(n_workers, task_runner, dask_address, export),
-                through=through, predict_input=predict[0] if predict else None, predict_output=predict[1] if predict else None)
+                through=through, predict_input=predict[0] if predict else None, predict_output=predict[1] if predict else None,
+                refresh=refresh)
     elif with_training:
         def command(config: ConfigOpt, set_: SetOpt = None, n_workers: NWorkersOpt = None, task_runner: TaskRunnerOpt = None,
-                    dask_address: DaskAddressOpt = None, export: ExportOpt = None, json_: JsonOpt = False,
+                    dask_address: DaskAddressOpt = None, export: ExportOpt = None, refresh: RefreshOpt = False,
+                    json_: JsonOpt = False, quiet: QuietOpt = False, verbose: VerboseOpt = False,
+                    debug: DebugOpt = False) -> None:  # type: ignore[misc]
+            run(config, set_, json_, quiet, verbose, debug, training_overrides(n_workers, task_runner, dask_address, export),
+                refresh=refresh)
+    elif cached:
+        def command(config: ConfigOpt, set_: SetOpt = None, refresh: RefreshOpt = False, json_: JsonOpt = False,
                     quiet: QuietOpt = False, verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:  # type: ignore[misc]
-            run(config, set_, json_, quiet, verbose, debug, training_overrides(n_workers, task_runner, dask_address, export))
-    elif with_through:
-        def command(config: ConfigOpt, set_: SetOpt = None, through: ThroughOpt = "training", json_: JsonOpt = False,
-                    quiet: QuietOpt = False, verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:  # type: ignore[misc]
-            run(config, set_, json_, quiet, verbose, debug, through=through)
+            run(config, set_, json_, quiet, verbose, debug, refresh=refresh)
     else:
         def command(config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, quiet: QuietOpt = False,
                     verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:  # type: ignore[misc]
@@ -119,7 +124,8 @@ _COMMANDS = [
 ]
 for _name, _module, _flow, _through, _help in _COMMANDS:
     _trains = _module == "flows.training" or _flow == "run_flow"
-    app.command(_name, help=_help)(_flow_command(_name, _module, _flow, _through, with_training=_trains))
+    app.command(_name, help=_help)(_flow_command(_name, _module, _flow, _through, with_training=_trains,
+                                                 cached=_flow != "bronze_flow"))
 
 # Deployments of prefect.yaml and a local server for them (pipeline_cli/orchestration.py).
 app.command("serve")(orchestration.serve)

@@ -44,6 +44,10 @@ def training(console: Console, s: dict[str, Any]) -> None:
                       f"{r['cv_mean']:.3f}", f"{r['seconds']:.0f}")
     console.print(table)
     verdict = "[green]promoted to champion[/]" if s["promoted"] else "[yellow]registered as challenger, not promoted[/]"
+    if s.get("status") == "cached":
+        console.print(f"training: [cyan]cached[/] in {s['seconds']:.1f}s: gold data, config and code unchanged, nothing retrained "
+                      f"(leaderboard of MLflow run {s['parent_run_id']}; --refresh trains again)", highlight=False)
+        verdict = "(earlier run) " + verdict
     console.print(f"best: [bold]{s['best_model']}[/] -> {s['registered_model']} v{s['version']} {verdict}: {s['reason']}", highlight=False)
     console.print(f"champion: v{s['champion_version']}; tracking: {s['tracking_uri']}", highlight=False)
     if c := s.get("concurrency"):

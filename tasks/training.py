@@ -1,7 +1,9 @@
-"""Tasks of the training stage: one per model, then registration behind the promotion gate."""
+"""Tasks of the training stage: one per model, then registration behind the promotion gate, and the
+stage as a whole as one cached task, so that unchanged gold data, config and code retrain nothing."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from prefect import task
@@ -10,7 +12,9 @@ from prefect.logging import get_run_logger
 
 from pipeline_core import train_job, tracking
 from pipeline_core.config import PipelineConfig
+from tasks.caching import stage_cache_key
 from tasks.layers import make_store
+from tasks.runners import api_visible_to_workers, model_task_runner
 
 
 @task(name="train-model", cache_policy=NO_CACHE, task_run_name="train-{model}")
@@ -57,3 +61,54 @@ def export_model(config: PipelineConfig, outcome: dict[str, Any], ranked: list[d
     path = export.export_registered_model(config, outcome, ranked[0])
     get_run_logger().info("exported %s v%s to %s", outcome["registered_model"], outcome["version"], path)
     return str(path)
+
+
+@task(
+    name="train-and-register",
+    cache_key_fn=stage_cache_key("training", *train_job.TRAINING_SECTIONS, code_version=train_job.training_code_version),
+    persist_result=True,
+)
+def train_stage(config: PipelineConfig, input_fingerprint: str) -> dict[str, Any]:
+    """Every enabled model (several at once where the cores allow), a leaderboard, and the gated registry.
+
+    ``input_fingerprint`` is the gold layer's: with the config sections and the training code it
+    keys the cache, so a rerun on unchanged inputs returns this summary without retraining.
+    """
+    import mlflow
+    from prefect.futures import wait
+
+    from pipeline_core.selection import rank_models
+
+    start = time.perf_counter()
+    plan = train_job.training_plan(config)
+    runner = model_task_runner(config, plan)
+    models = [name for name, mc in config.training.models.items() if mc.enabled]
+    get_run_logger().info("training %d models, %d at a time on the %s runner, %d thread(s) per fit, %d tuning worker(s) each",
+                          len(models), plan.concurrent_models, config.training.concurrency.task_runner, plan.n_jobs,
+                          plan.tuning_workers)
+    client, experiment_id = tracking.connect(config)
+    parent = client.create_run(experiment_id, tags={"mlflow.runName": f"training-{config.dataset.name}", "dataset": config.dataset.name,
+                                                    "gold_fingerprint": input_fingerprint})
+    parent_id = parent.info.run_id
+    export_path = None
+    try:
+        with api_visible_to_workers(config), runner:
+            futures = [runner.submit(train_model, {"config": config, "model": name, "parent_run_id": parent_id,
+                                                   "experiment_id": experiment_id, "n_jobs": plan.n_jobs})
+                       for name in models]
+            wait(futures)
+            results = [f.result() for f in futures]  # submission order: the same list a sequential run builds
+        ranked = rank_models(results, config.training.primary_metric, config.training.tie_breakers)
+        slim = [{k: v for k, v in r.items() if k != "holdout_probabilities"} for r in ranked]
+        outcome = register_best(config, slim, parent_id)
+        if config.training.export_dir:
+            export_path = export_model(config, outcome, slim)
+    except BaseException:
+        client.set_terminated(parent_id, "FAILED")
+        raise
+    client.set_terminated(parent_id, "FINISHED")
+    return {"layer": "training", "status": "ran", "tracking_uri": mlflow.get_tracking_uri(), "parent_run_id": parent_id,
+            "primary_metric": config.training.primary_metric, "fingerprint": input_fingerprint, **outcome,
+            "concurrency": {"task_runner": config.training.concurrency.task_runner, "concurrent_models": plan.concurrent_models,
+                            "n_jobs": plan.n_jobs, "tuning_workers": plan.tuning_workers},
+            "export_dir": export_path, "models": slim, "seconds": round(time.perf_counter() - start, 3)}

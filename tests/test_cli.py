@@ -100,6 +100,10 @@ def test_run_json_summary_and_layer_commands(credit_config, tmp_path):
     table = invoke("features", "--config", credit_config)
     assert table.exit_code == 0 and "cached" in table.stdout and "feature version" in table.stdout
 
+    forced = invoke("run", "--config", credit_config, "--through", "gold", "--refresh", "--json")
+    assert forced.exit_code == 0, forced.output
+    assert {s["layer"]: s["status"] for s in json.loads(forced.stdout)["result"]} == {"bronze": "skipped", "silver": "ran", "gold": "ran"}
+
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_data_error_is_one_line_with_exit_code(tmp_path, credit_config):

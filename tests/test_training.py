@@ -94,7 +94,7 @@ def test_preprocessor_drops_first_level_and_ignores_unknown():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, prefect_harness, demo_dir):
-    """Layers once, then three trainings: first, identical rerun, and one with an unreachable minimum."""
+    """Layers once, then three trainings: first, a forced identical rerun, and one with an unreachable minimum."""
     from flows.layers import run_flow
     from flows.training import training_flow
     from tests.conftest import shipped_config
@@ -102,7 +102,7 @@ def trained(tmp_path_factory, prefect_harness, demo_dir):
     config = shipped_config("credit_default", demo_dir / "credit.csv", tmp_path_factory.mktemp("train"))
     run_flow(str(config), FAST, through="gold")
     first = training_flow(str(config), FAST)
-    second = training_flow(str(config), FAST)
+    second = training_flow(str(config), FAST, refresh=True)
     third = training_flow(str(config), [*FAST, "mlflow.min_metrics={roc_auc: 0.99}"])
     return config, first, second, third
 
@@ -140,6 +140,34 @@ def test_same_inputs_same_metrics_and_gate_keeps_champion(trained):
     assert second["version"] == "2" and not second["promoted"] and "does not beat" in second["reason"]
     assert second["champion_version"] == "1"
     assert third["version"] == "3" and not third["promoted"] and "below the configured minimum" in third["reason"]
+
+
+def test_unchanged_rerun_reuses_training_until_the_registry_loses_its_model(trained, tmp_path):
+    """Same gold data, config and code: a cache hit that trains nothing; a deleted model version forces retraining."""
+    from mlflow import MlflowClient
+
+    from flows.training import training_flow
+    from pipeline_core import tracking
+    from pipeline_core.config import load_config
+
+    config = str(trained[0])
+    quick = ["training.models={logistic_regression: {}}", "training.tuning.n_trials=1", "training.tuning.cv_folds=3",
+             f"mlflow.tracking_uri=sqlite:///{tmp_path / 'cache.db'}"]
+    first = training_flow(config, quick)
+    again = training_flow(config, quick)
+    assert (first["status"], again["status"]) == ("ran", "cached")
+    assert (again["version"], again["parent_run_id"]) == (first["version"], first["parent_run_id"]) == ("1", first["parent_run_id"])
+    assert [m["metrics"] for m in again["models"]] == [m["metrics"] for m in first["models"]]
+    client, experiment = tracking.connect(load_config(config, quick))
+    assert len(client.search_runs([experiment])) == 2  # the parent and one model run: the hit logged nothing
+    assert [v.version for v in MlflowClient().search_model_versions(f"name='{first['registered_model']}'")] == [1]
+
+    client.delete_model_version(first["registered_model"], "1")
+    rebuilt = training_flow(config, quick)
+    assert rebuilt["status"] == "ran" and rebuilt["version"] == "2" and rebuilt["parent_run_id"] != first["parent_run_id"]
+    assert rebuilt["models"][0]["metrics"] == first["models"][0]["metrics"]  # same seed, same data: same model
+    changed = training_flow(config, [*quick, "training.threshold.objective=cost"])
+    assert changed["status"] == "ran" and changed["version"] == "3"
 
 
 def test_registry_aliases_and_history(trained):
