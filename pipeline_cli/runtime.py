@@ -60,9 +60,10 @@ def prepare_environment(opts: Options) -> None:
 
 def configure_logging(opts: Options) -> Path | None:
     """A timestamped log file per run; the console shows Prefect logs only with --verbose."""
-    import prefect.logging.configuration as prefect_logging
+    # Importing prefect.main configures Prefect's logging from its settings; done later (by the
+    # first `from prefect import flow`), it would undo the console levels set below.
+    import prefect.main  # noqa: F401
 
-    prefect_logging.setup_logging()
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     log_path = None
     logging.captureWarnings(True)

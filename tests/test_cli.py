@@ -106,6 +106,20 @@ def test_run_json_summary_and_layer_commands(credit_config, tmp_path):
 
 
 @pytest.mark.usefixtures("prefect_harness")
+def test_user_error_in_a_fresh_process_prints_one_line_and_no_traceback(tmp_path, credit_config):
+    """In a real process Prefect configures its logging on first import; the CLI's quiet console must outlast that."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**__import__("os").environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_HOME": str(tmp_path / "home")}
+    cli = Path(sys.executable).with_name("pipeline-cli")
+    proc = subprocess.run([str(cli), "silver", "--config", str(credit_config), "--set", f"store.root={tmp_path / 'empty'}"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 3
+    assert proc.stderr.strip().splitlines() == [
+        f"error: no bronze batches for dataset 'credit_default' in {tmp_path / 'empty'}; run `pipeline-cli bronze` first"]
+
+
+@pytest.mark.usefixtures("prefect_harness")
 def test_data_error_is_one_line_with_exit_code(tmp_path, credit_config):
     empty = tmp_path / "empty.csv"
     empty.write_text("")
