@@ -9,7 +9,7 @@ from prefect import flow
 from flows.layers import run_cached
 from pipeline_core.config import load_config
 from pipeline_core.errors import DataError
-from pipeline_core.train_job import check_training_config, registry_view
+from pipeline_core.training_cache import registry_view
 from tasks import layers, training
 
 
@@ -21,7 +21,6 @@ def training_flow(config_path: str, overrides: list[str] | None = None, refresh:
     the model version it registered; ``refresh`` trains again regardless.
     """
     config = load_config(config_path, overrides or [])
-    check_training_config(config)
     fingerprint = layers.stored_fingerprint(config, "gold")
     if fingerprint is None:
         raise DataError(f"no gold layer for dataset '{config.dataset.name}' in {config.store.root}; run `pipeline-cli features` first")

@@ -6,9 +6,9 @@ Cache keys are built only from these, never from in-memory frames.
 from __future__ import annotations
 
 import hashlib
-import importlib
-import inspect
+import importlib.util
 import json
+from pathlib import Path
 from typing import Any
 
 
@@ -22,6 +22,12 @@ def digest(*parts: Any) -> str:
 
 
 def code_version(*modules: str) -> str:
-    """Hash of the source of the modules that define a stage's behaviour."""
-    sources = [inspect.getsource(importlib.import_module(m)) for m in modules]
+    """Hash of the source of the modules that define a stage's behaviour (read, not imported: a cache
+    lookup should not pay for importing the libraries those modules use)."""
+    sources = []
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError(f"no source for module {name}")
+        sources.append(Path(spec.origin).read_text(encoding="utf-8"))
     return digest(*sources)[:16]

@@ -24,7 +24,7 @@ from pipeline_core import tracking
 from pipeline_core.concurrency import TrainingPlan, available_cores, plan_training
 from pipeline_core.config import PipelineConfig
 from pipeline_core.errors import ConfigError, DataError
-from pipeline_core.fingerprint import code_version, digest
+from pipeline_core.fingerprint import digest
 from pipeline_core.gold import gold_paths
 from pipeline_core.metrics import classification_metrics, confusion
 from pipeline_core.plots import feature_importance, write_evaluation_plots
@@ -42,22 +42,6 @@ class TrainingData:
     metadata: dict[str, Any]
     preprocessing: dict[str, Any]
     split: Split
-
-
-# Everything a training result depends on besides the gold data and the config: a change to any of
-# these modules makes the next run retrain instead of reusing a cached result.
-TRAINING_MODULES = (
-    "pipeline_core.train_job", "pipeline_core.training", "pipeline_core.model_zoo", "pipeline_core.tuning",
-    "pipeline_core.preprocessing", "pipeline_core.metrics", "pipeline_core.selection", "pipeline_core.serving",
-    "pipeline_core.features", "pipeline_core.cleaning", "pipeline_core.tracking", "pipeline_core.export",
-    "pipeline_core.concurrency", "pipeline_core.plots",
-)
-# Config sections that shape a training result (the serving model embeds cleaning and features).
-TRAINING_SECTIONS = ("dataset", "cleaning", "features", "preprocessing", "training", "mlflow")
-
-
-def training_code_version() -> str:
-    return code_version(*TRAINING_MODULES)
 
 
 def load_training_data(config: PipelineConfig, store: Store) -> TrainingData:
@@ -240,25 +224,6 @@ def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[d
     return {"registered_model": name, "version": str(version.version), "best_model": best["name"], "promoted": promote,
             "reason": reason, "champion_version": str(version.version) if promote else (str(current.version) if current else None),
             "leaderboard": [{k: r[k] for k in ("rank", "name", "metrics", "threshold", "cv_mean", "cv_std", "run_id", "seconds")} for r in ranked]}
-
-
-def registry_view(config: PipelineConfig, summary: dict[str, Any]) -> dict[str, Any] | None:
-    """The registry's present view of an earlier training result, or None when it no longer holds that version.
-
-    A cached result is only worth reusing while the model it registered is still there, from the same run.
-    """
-    from mlflow.exceptions import MlflowException
-
-    client, _ = tracking.connect(config)
-    name, version = summary["registered_model"], summary["version"]
-    try:
-        registered = client.get_model_version(name, version)
-    except MlflowException:
-        return None
-    if registered.tags.get("run_id") != summary["models"][0]["run_id"]:
-        return None
-    champion = tracking.champion_version(client, name)
-    return {"champion_version": str(champion.version) if champion else None}
 
 
 def log_leaderboard(ranked: list[dict[str, Any]], primary: str) -> None:

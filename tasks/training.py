@@ -10,7 +10,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from pipeline_core import train_job, tracking
+from pipeline_core import tracking, training_cache
 from pipeline_core.config import PipelineConfig
 from tasks.caching import stage_cache_key
 from tasks.layers import make_store
@@ -20,6 +20,8 @@ from tasks.runners import api_visible_to_workers, model_task_runner
 @task(name="train-model", cache_policy=NO_CACHE, task_run_name="train-{model}")
 def train_model(config: PipelineConfig, model: str, parent_run_id: str, experiment_id: str, n_jobs: int | None = None) -> dict[str, Any]:
     """One model, end to end; safe to run beside others in threads or Dask worker processes."""
+    from pipeline_core import train_job
+
     tracking.connect(config)
     data = train_job.load_training_data(config, make_store(config))
     result = train_job.train_and_log(config, data, model, parent_run_id, experiment_id, n_jobs)
@@ -31,6 +33,8 @@ def train_model(config: PipelineConfig, model: str, parent_run_id: str, experime
 @task(name="register-best", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def register_best(config: PipelineConfig, ranked: list[dict[str, Any]], parent_run_id: str) -> dict[str, Any]:
     import mlflow
+
+    from pipeline_core import train_job
 
     tracking.connect(config)
     data = train_job.load_training_data(config, make_store(config))
@@ -65,7 +69,7 @@ def export_model(config: PipelineConfig, outcome: dict[str, Any], ranked: list[d
 
 @task(
     name="train-and-register",
-    cache_key_fn=stage_cache_key("training", *train_job.TRAINING_SECTIONS, code_version=train_job.training_code_version),
+    cache_key_fn=stage_cache_key("training", *training_cache.TRAINING_SECTIONS, code_version=training_cache.training_code_version),
     persist_result=True,
 )
 def train_stage(config: PipelineConfig, input_fingerprint: str) -> dict[str, Any]:
@@ -77,9 +81,11 @@ def train_stage(config: PipelineConfig, input_fingerprint: str) -> dict[str, Any
     import mlflow
     from prefect.futures import wait
 
+    from pipeline_core import train_job
     from pipeline_core.selection import rank_models
 
     start = time.perf_counter()
+    train_job.check_training_config(config)
     plan = train_job.training_plan(config)
     runner = model_task_runner(config, plan)
     models = [name for name, mc in config.training.models.items() if mc.enabled]
