@@ -11,7 +11,9 @@ Measures, each in fresh child processes as a user would run them:
   (the temporary server Prefect starts when PREFECT_API_URL is unset) and with a running one
   (`deployments.local_server`, as `pipeline-cli server start` runs it);
 - `pipeline-cli run --through gold|training` on demo credit data: a first run on an empty store,
-  then the same command again (cache hits), with and without a running server.
+  then the same command again (cache hits), with and without a running server;
+- Optuna tuning throughput (finished trials per minute) of one model with one worker and with two
+  worker processes sharing one study through a journal file.
 
 Prints the tables and rewrites the "Orchestration" section of ``benchmarks/RESULTS.md``
 (between its markers, after the layer benchmark's data line, which that benchmark keeps).
@@ -152,21 +154,24 @@ def measure_trivial_flow(repeat: int, home: Path, api_url: str | None, heartbeat
     return {"process": summary(walls), "flow_call": summary(flows), "import": summary(imports), "other_share": load.other_share}
 
 
-def write_config(work: Path, source: Path, store: Path, through: str, n_trials: int, tuning_timeout: int) -> Path:
+def write_config(work: Path, source: Path, store: Path, through: str, n_trials: int | None, tuning_timeout: float | None) -> Path:
+    """The shipped demo config on this data and store; tuning as `make run` tunes unless told otherwise."""
     import yaml
 
     data = yaml.safe_load((REPO / "configs" / "credit_default.yaml").read_text())
     data["dataset"]["source"] = str(source)
     data["store"]["root"] = str(store)
-    data["training"]["tuning"]["n_trials"] = n_trials
-    data["training"]["tuning"]["timeout_seconds"] = tuning_timeout
+    if n_trials is not None:
+        data["training"]["tuning"]["n_trials"] = n_trials
+    if tuning_timeout is not None:
+        data["training"]["tuning"]["timeout_seconds"] = tuning_timeout
     path = work / f"config-{through}-{store.name}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
 
 
-def measure_pipeline(work: Path, source: Path, through: str, home: Path, api_url: str | None, n_trials: int,
-                     tuning_timeout: int) -> dict[str, Any]:
+def measure_pipeline(work: Path, source: Path, through: str, home: Path, api_url: str | None, n_trials: int | None,
+                     tuning_timeout: float | None) -> dict[str, Any]:
     mode = "server" if api_url else "temporary"
     store = work / f"store-{through}-{mode}"
     shutil.rmtree(store, ignore_errors=True)
@@ -184,6 +189,54 @@ def measure_pipeline(work: Path, source: Path, through: str, home: Path, api_url
         print(f"  run --through {through} ({mode}), {attempt}: {wall:.1f} s wall, {statuses}", flush=True)
     return {"through": through, "mode": mode, "runs": runs,
             "ratio_wall": runs[0]["wall_s"] / runs[1]["wall_s"], "ratio_command": runs[0]["command_s"] / runs[1]["command_s"]}
+
+
+TUNING_WORKER = r"""
+import json, sys, tempfile, time
+from pathlib import Path
+from pipeline_core import bronze, gold, silver
+from pipeline_core.config import load_config
+from pipeline_core.preprocessing import build_preprocessor
+from pipeline_core.storage import Store
+from pipeline_core.train_job import load_training_data
+from pipeline_core.tuning import tune
+
+config_path, model, n_trials, workers, journal = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+config = load_config(config_path)
+store = Store(config.store.root)
+if not Path(config.store.root, "gold").exists():
+    bronze.ingest_batch(config, store, Path(config.dataset.source))
+    silver.refine_to_silver(config, store)
+    gold.build_gold(config, store)
+data = load_training_data(config, store)
+cfg = config.training.model_copy(deep=True)
+cfg.tuning.n_trials, cfg.tuning.timeout_seconds, cfg.tuning.n_workers = n_trials, None, workers
+cfg.tuning.storage = journal
+t0 = time.perf_counter()
+_, trials, _ = tune(model, config.training.models[model], build_preprocessor(data.preprocessing), data.split, cfg, 1, f"bench-{workers}")
+seconds = time.perf_counter() - t0
+print(json.dumps({"seconds": seconds, "finished": len(trials),
+                  "states": {s: sum(t["state"] == s for t in trials) for s in ("COMPLETE", "PRUNED", "FAIL")}}))
+"""
+
+
+def measure_tuning(work: Path, source: Path, model: str, n_trials: int) -> dict[str, Any]:
+    """Trials per minute of one model's study, one worker vs two worker processes (one thread per fit each)."""
+    store = work / "store-tuning"
+    config = write_config(work, source, store, "tuning", None, None)
+    out: dict[str, Any] = {"model": model, "n_trials": n_trials, "runs": {}}
+    for workers in (1, 2):
+        journal = work / f"optuna-{workers}.journal"
+        with Load() as load:
+            wall, stdout = timed([sys.executable, "-c", TUNING_WORKER, str(config), model, str(n_trials), str(workers), str(journal)],
+                                 {**os.environ, "PYTHONPATH": str(REPO)}, REPO)
+        result = json.loads(stdout.strip().splitlines()[-1])
+        result.update(trials_per_min=60 * result["finished"] / result["seconds"], other_share=load.other_share, process_s=wall)
+        out["runs"][workers] = result
+        print(f"  {model}, {workers} worker(s): {result['finished']} trials in {result['seconds']:.1f} s "
+              f"= {result['trials_per_min']:.1f}/min", flush=True)
+    out["speedup"] = out["runs"][2]["trials_per_min"] / out["runs"][1]["trials_per_min"]
+    return out
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -271,6 +324,20 @@ def render(data: dict[str, Any], notes: str) -> str:
             stages = ", ".join(f"{s['layer']} {s['seconds']:.2f}" for s in r["stages"] if s.get("seconds") is not None)
             label = "running server" if p["mode"] == "server" else "temporary server"
             lines.append(f"- through {p['through']}, {label}, {r['attempt']}: command {r['command_s']:.1f} s of {r['wall_s']:.1f} s wall; {stages}")
+    if data.get("tuning"):
+        t = data["tuning"]
+        lines += [
+            "",
+            f"### Tuning throughput ({t['model']}, {t['n_trials']} trials, one thread per fit, study shared through a journal file)",
+            "",
+            "| workers | finished trials | complete / pruned / failed | tuning s | trials/min | other load |",
+            "|---:|---:|---|---:|---:|---:|",
+        ]
+        for workers, r in sorted(t["runs"].items(), key=lambda kv: int(kv[0])):
+            st = r["states"]
+            lines.append(f"| {workers} | {r['finished']} | {st['COMPLETE']} / {st['PRUNED']} / {st['FAIL']} | {r['seconds']:.1f} "
+                         f"| {r['trials_per_min']:.1f} | {load_note(r['other_share'])} |")
+        lines += ["", f"Two workers: {t['speedup']:.2f}x the trials per minute of one (worker start-up and the journal included)."]
     lines += ["", "Reproduce: `" + data["command"] + "`", "", "### Notes", "", NOTES_START, notes.strip() or "(none yet)", NOTES_END,
               "", SECTION_END, ""]
     return "\n".join(lines)
@@ -292,8 +359,10 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=30_000, help="rows of demo credit data (default: the `make run` size)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--through", nargs="+", default=["gold"], choices=["gold", "training"])
-    parser.add_argument("--n-trials", type=int, default=4, help="Optuna trials per model when running through training")
-    parser.add_argument("--tuning-timeout", type=int, default=10, help="seconds of tuning per model")
+    parser.add_argument("--n-trials", type=int, default=None, help="Optuna trials per model through training (default: the demo config's)")
+    parser.add_argument("--tuning-timeout", type=float, default=None, help="seconds of tuning per model (default: the demo config's)")
+    parser.add_argument("--tuning-model", default="xgboost", help="model of the one-vs-two-workers tuning measurement")
+    parser.add_argument("--tuning-trials", type=int, default=16, help="trials of that measurement (0: skip it)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args()
 
@@ -332,9 +401,11 @@ def main() -> int:
         data["pipeline"] = []
         for through in args.through:
             data["pipeline"].append(measure_pipeline(work, source, through, server_home, api_url, args.n_trials, args.tuning_timeout))
-            if through == "gold":  # through training, the temporary server's fixed cost is small beside tuning
-                data["pipeline"].append(measure_pipeline(work, source, through, work / "prefect-home-temporary", None,
-                                                         args.n_trials, args.tuning_timeout))
+            data["pipeline"].append(measure_pipeline(work, source, through, work / "prefect-home-temporary", None,
+                                                     args.n_trials, args.tuning_timeout))
+        if args.tuning_trials:
+            print("tuning throughput", flush=True)
+            data["tuning"] = measure_tuning(work, source, args.tuning_model, args.tuning_trials)
     finally:
         local_server.stop(server_state, local_server.PREFECT)
         shutil.rmtree(work, ignore_errors=True)
