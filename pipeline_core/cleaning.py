@@ -264,17 +264,45 @@ def duplicate_expr(spec: CleaningSpec) -> pl.Expr:
     return clean & ~pl.when(clean).then(key).otherwise(None).is_last_distinct()
 
 
-def flag_rows(frame: pl.LazyFrame, spec: CleaningSpec) -> pl.LazyFrame:
-    """Raw rows, their cleaned values and a `_reason` column (null when the row is clean), duplicates included."""
+def duplicate_reason(spec: CleaningSpec) -> str:
+    return f"duplicate:{spec.id_column or 'row'}"
+
+
+def flag_rows(frame: pl.LazyFrame, spec: CleaningSpec, deduplicate: bool = True) -> pl.LazyFrame:
+    """Raw rows, their cleaned values and a `_reason` column (null when the row is clean), duplicates included.
+
+    ``deduplicate=False`` leaves duplicates unflagged: a whole-frame window cannot stream, so large
+    inputs flag them in a separate pass (`duplicate_rows` + `mark_duplicates`).
+    """
     staged = with_cleaned(frame, spec)
     schema = staged.collect_schema()
     flagged = staged.with_columns(reason_expr(spec, schema))
-    if spec.deduplicate:
-        dup_reason = f"duplicate:{spec.id_column or 'row'}"
+    if spec.deduplicate and deduplicate:
         flagged = flagged.with_columns(
-            pl.when(duplicate_expr(spec)).then(pl.lit(dup_reason)).otherwise(pl.col(REASON)).alias(REASON)
+            pl.when(duplicate_expr(spec)).then(pl.lit(duplicate_reason(spec))).otherwise(pl.col(REASON)).alias(REASON)
         )
     return flagged.drop([c for c in schema if c.startswith(PRESENT)])
+
+
+def duplicate_rows(flagged: pl.LazyFrame, spec: CleaningSpec, row: str) -> pl.Series:
+    """Row numbers (column ``row``, in input order) of the clean rows that `duplicate_expr` flags.
+
+    Reads only the key and the row number, so memory follows the number of distinct keys rather
+    than the width and length of the rows.
+    """
+    keys = [CLEAN + spec.id_column] if spec.id_column else [CLEAN + n for n in spec.columns]
+    clean = flagged.filter(pl.col(REASON).is_null()).select(row, *keys)
+    last = clean.group_by(keys).agg(pl.col(row).max())
+    return clean.join(last.select(row), on=row, how="anti").select(row).collect(engine="streaming")[row]
+
+
+def mark_duplicates(flagged: pl.LazyFrame, spec: CleaningSpec, row: str, rows: pl.Series) -> pl.LazyFrame:
+    """``flagged`` with the duplicate reason on the given rows (see `duplicate_rows`)."""
+    if rows.is_empty():
+        return flagged
+    return flagged.with_columns(
+        pl.when(pl.col(row).is_in(rows.implode())).then(pl.lit(duplicate_reason(spec))).otherwise(pl.col(REASON)).alias(REASON)
+    )
 
 
 def clean_rows(frame: pl.LazyFrame, spec: CleaningSpec, keep: list[str] | None = None) -> pl.LazyFrame:

@@ -21,7 +21,9 @@ from pipeline_core.cleaning import (
     REASON,
     CleaningSpec,
     clean_rows,
+    duplicate_rows,
     flag_rows,
+    mark_duplicates,
     quarantine_rows,
     resolve_cleaning_spec,
 )
@@ -33,6 +35,7 @@ from pipeline_core.storage import Store
 log = logging.getLogger(__name__)
 
 SAMPLE_ROWS = 100_000
+ROW = "__silver_row"  # input order, for the duplicate pass
 
 
 def silver_paths(store: Store, dataset: str) -> dict[str, str]:
@@ -89,10 +92,14 @@ def refine_to_silver(config: PipelineConfig, store: Store) -> dict[str, Any]:
     previous = store.read_json(paths["report"]) if store.exists(paths["report"]) else None
 
     with tempfile.TemporaryDirectory(prefix="pipeline-silver-") as tmpdir:
-        # One streaming pass flags every row; the counts and both outputs then read the flags.
+        # One streaming pass flags every row but duplicates; a second reads only ids and row numbers
+        # to find those (a window over the whole frame would hold every row in memory); the counts
+        # and both outputs then read the flags.
         flagged_path = os.path.join(tmpdir, "flagged.parquet")
-        flag_rows(bronze, spec).sink_parquet(flagged_path)
+        flag_rows(bronze.with_row_index(ROW), spec, deduplicate=False).sink_parquet(flagged_path)
         flagged = pl.scan_parquet(flagged_path)
+        if spec.deduplicate:
+            flagged = mark_duplicates(flagged, spec, ROW, duplicate_rows(flagged, spec, ROW))
         rows_in = flagged.select(pl.len()).collect().item()
         by_rule = count_reasons(flagged)
         quarantined = flagged.filter(pl.col(REASON).is_not_null()).select(pl.len()).collect().item()

@@ -1,7 +1,16 @@
 import polars as pl
 import pytest
 
-from pipeline_core.cleaning import REASON, clean_rows, flag_rows, infer_type, quarantine_rows, resolve_cleaning_spec
+from pipeline_core.cleaning import (
+    REASON,
+    clean_rows,
+    duplicate_rows,
+    flag_rows,
+    infer_type,
+    mark_duplicates,
+    quarantine_rows,
+    resolve_cleaning_spec,
+)
 from pipeline_core.config import CleaningConfig, DatasetConfig
 from pipeline_core.errors import ConfigError, DataError
 
@@ -53,6 +62,24 @@ def test_duplicate_ids_keep_last_clean_row():
     s = resolve_cleaning_spec(DATASET, CleaningConfig(), raw)
     reasons = flag_rows(raw.lazy(), s).collect()[REASON].to_list()
     assert reasons == ["duplicate:id", "duplicate:id", None, None]
+
+
+@pytest.mark.parametrize("with_id", [True, False])
+def test_separate_duplicate_pass_flags_what_the_window_flags(with_id):
+    """Silver finds duplicates in a pass over ids and row numbers only; it must agree with the one-expression definition."""
+    raw = pl.DataFrame({"ID": ["1", "1", "2", "1", "3", "3", "2", None, None],
+                        "AGE": ["30", "30", "40", "abc", "50", "50", "40", "20", "20"],
+                        "Label": ["0", "0", "1", "0", "1", "1", "1", "0", "0"]})
+    dataset = DATASET if with_id else DatasetConfig(name="t", source="t.csv", target="Label")
+    s = resolve_cleaning_spec(dataset, CleaningConfig(types={"AGE": "int"}), raw)
+    expected = flag_rows(raw.lazy(), s).collect()[REASON].to_list()
+    staged = flag_rows(raw.lazy().with_row_index("row"), s, deduplicate=False)
+    got = mark_duplicates(staged, s, "row", duplicate_rows(staged, s, "row")).collect()[REASON].to_list()
+    assert got == expected
+    if with_id:  # later clean copies win; the invalid copy of id 1 does not compete; null ids fail not-null
+        assert expected == ["duplicate:id", None, "duplicate:id", "cast:age", "duplicate:id", None, None, "null:id", "null:id"]
+    else:  # whole rows compare, the id included
+        assert expected == ["duplicate:row", None, "duplicate:row", "cast:age", "duplicate:row", None, None, "duplicate:row", None]
 
 
 def test_duplicate_rows_without_id():
