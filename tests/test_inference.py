@@ -31,6 +31,16 @@ def test_bin_counts_match_the_gold_histogram_convention():
     assert bin_counts(np.array([1.0, 2.0, 2.5, 3.0, 9.0, np.nan]), [2.0, 3.0]).tolist() == [2, 2, 1]
 
 
+@pytest.mark.parametrize("edges", [[], [0.0], [-1.0, 0.0, 0.5, 2.0], np.linspace(-2, 2, 9).tolist()])
+def test_bin_counts_equal_a_binary_search_per_value(edges):
+    rng = np.random.default_rng(1)
+    values = np.concatenate([rng.normal(size=5000), np.repeat(edges, 3), [np.nan] * 7, [np.inf, -np.inf]])
+    x = values[~np.isnan(values)]
+    expected = np.bincount(np.searchsorted(np.asarray(edges, dtype=float), x, side="left"), minlength=len(edges) + 1)
+    counts = bin_counts(values, edges)
+    assert counts.tolist() == expected.tolist() and counts.sum() == values.size - 7
+
+
 def _reference():
     return {"x": {"role": "numeric", "histogram": {"edges": [1.0, 2.0, 3.0], "counts": [25, 25, 25, 25]}, "null_rate": 0.0},
             "c": {"role": "categorical", "levels": {"a": 50, "b": 50}, "null_rate": 0.0}}
