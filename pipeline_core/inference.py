@@ -1,8 +1,8 @@
 """Batch scoring: raw records -> the registered model's own cleaning and features -> predictions.
 
 Nothing here re-implements a step of training: each chunk goes through `with_cleaned` and the
-model's `feature_frame`, i.e. the code the silver and gold layers ran. Input is staged as Parquet
-and read chunk by chunk, output is written chunk by chunk to a temporary file and published
+model's `feature_frame`, i.e. the code the silver and gold layers ran. Input is streamed chunk
+by chunk (CSV columns as text, as at ingest), output is written chunk by chunk to a temporary file and published
 whole, so memory follows the chunk size and a failed run leaves nothing behind.
 """
 
@@ -155,30 +155,18 @@ def fetch_input(uri: str, s3: S3Settings, staging: Path, timeout: float = 60.0) 
     return path
 
 
-def staged_parquet(path: Path, fmt: str, table: str | None, separator: str, staging: Path) -> Path:
-    """The input as one local Parquet file, streamed there when it is CSV or SQLite."""
-    frame = scan_source(path, fmt, table, separator, allow_empty=True)
-    if fmt == "parquet":
-        return path
-    out = staging / "input.parquet"
-    frame.sink_parquet(out)
-    return out
+def read_chunks(frame: pl.LazyFrame, chunk_size: int) -> tuple[int, pl.Schema, Iterator[pl.DataFrame]]:
+    """Row count, schema and the rows in chunks of ``chunk_size``, streamed from the source.
 
-
-def read_chunks(path: Path, chunk_size: int) -> tuple[int, pl.Schema, Iterator[pl.DataFrame]]:
-    import pyarrow.parquet as pq
-
-    pf = pq.ParquetFile(path)
-    empty = pl.from_arrow(pf.schema_arrow.empty_table())
-    assert isinstance(empty, pl.DataFrame)
-
-    def chunks() -> Iterator[pl.DataFrame]:
-        for batch in pf.iter_batches(batch_size=chunk_size):
-            frame = pl.from_arrow(batch)
-            assert isinstance(frame, pl.DataFrame)
-            yield frame
-
-    return pf.metadata.num_rows, empty.schema, chunks()
+    polars' streaming engine parses ahead on its own threads while a chunk is scored and holds a
+    bounded read-ahead, not the file, so there is no need to stage a CSV as Parquet first (that
+    parsed and wrote the whole file before scoring began, then read it back). The count is cheap:
+    polars counts CSV rows without parsing fields and reads it from Parquet metadata.
+    """
+    total = int(frame.select(pl.len()).collect().item())
+    schema = frame.collect_schema()
+    # lazy: nothing is read until the first chunk is asked for, i.e. after the input checks pass
+    return total, schema, iter(frame.collect_batches(chunk_size=chunk_size, lazy=True))
 
 
 class ChunkWriter:
@@ -262,8 +250,8 @@ def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, outp
         staging = Path(tmp)
         local = fetch_input(input_uri, s3, staging)
         fmt = detect_format(str(local) if not is_s3(input_uri) else input_uri)
-        total, schema, chunks = read_chunks(staged_parquet(local, fmt, None, config.dataset.csv_separator, staging),
-                                            config.inference.chunk_size)
+        source = scan_source(local, fmt, None, config.dataset.csv_separator, allow_empty=True)
+        total, schema, chunks = read_chunks(source, config.inference.chunk_size)
         check_input_columns(list(schema), model, input_uri)
         if total == 0 and not allow_empty:
             raise DataError(f"{input_uri}: no rows to score; pass --allow-empty to write an empty output with the prediction columns")
