@@ -26,6 +26,7 @@ from pipeline_core.cleaning import REASON, CleaningSpec, reason_expr, with_clean
 from pipeline_core.config import PipelineConfig, S3Settings
 from pipeline_core.drift import DriftAccumulator, reference_columns, report_markdown
 from pipeline_core.errors import ConfigError, DataError, StorageError
+from pipeline_core.overlap import SerialWorker, map_ahead
 from pipeline_core.serving import feature_frame
 from pipeline_core.sources import detect_format, fetch_http, fetch_s3, scan_source
 from pipeline_core.storage import is_s3, s3_filesystem
@@ -112,6 +113,17 @@ def check_input_columns(columns: list[str], model: ScoringModel, source: str) ->
 
 
 @dataclass
+class FlaggedChunk:
+    good: pl.DataFrame  # input columns of the rows that can be scored
+    features: pl.DataFrame  # their features, as `feature_frame` makes them
+    quarantined: pl.DataFrame  # input columns as text + _reason
+
+    @property
+    def rows(self) -> int:
+        return self.good.height + self.quarantined.height
+
+
+@dataclass
 class ScoredChunk:
     scored: pl.DataFrame  # input columns + prediction columns, in input order
     quarantined: pl.DataFrame  # input columns as text + _reason
@@ -120,25 +132,36 @@ class ScoredChunk:
     predictions: np.ndarray
 
 
-def score_chunk(model: Any, raw: pl.DataFrame, spec: CleaningSpec, threshold: float, stamp: datetime,
-                name: str | None, version: str | None) -> ScoredChunk:
-    """Flag rows that cannot be scored, then featurise and score the rest with the model's own code."""
+def flag_chunk(model: Any, raw: pl.DataFrame, spec: CleaningSpec) -> FlaggedChunk:
+    """Flag rows that cannot be scored, and featurise the rest with the model's own code (polars only)."""
     staged = with_cleaned(raw.lazy(), spec)
     flagged = staged.with_columns(reason_expr(spec, staged.collect_schema())).collect()
     bad = flagged.get_column(REASON).is_not_null()
     good = flagged.filter(~bad)
     features = feature_frame(good, model.cleaning, model.features)
-    proba = model.probabilities(features) if good.height else np.zeros(0)
+    quarantined = raw.filter(bad).select([pl.col(c).cast(pl.String) for c in raw.columns]).with_columns(flagged.get_column(REASON).filter(bad))
+    return FlaggedChunk(good.select(raw.columns), features, quarantined)
+
+
+def predict_chunk(model: Any, flagged: FlaggedChunk, threshold: float, stamp: datetime,
+                  name: str | None, version: str | None) -> ScoredChunk:
+    """The model's probabilities for the rows that can be scored, appended to their input columns."""
+    proba = model.probabilities(flagged.features) if flagged.good.height else np.zeros(0)
     pred = (proba >= threshold).astype("int64")
-    scored = raw.filter(~bad).with_columns(
+    scored = flagged.good.with_columns(
         pl.Series("prediction", pred, dtype=pl.Int64),
         pl.Series("probability", proba, dtype=pl.Float64),
         pl.lit(stamp, dtype=pl.Datetime("us", "UTC")).alias("inference_timestamp"),
         pl.lit(name or "", dtype=pl.String).alias("model_name"),
         pl.lit(version or "", dtype=pl.String).alias("model_version"),
     )
-    quarantined = raw.filter(bad).select([pl.col(c).cast(pl.String) for c in raw.columns]).with_columns(flagged.get_column(REASON).filter(bad))
-    return ScoredChunk(scored, quarantined, features, proba, pred)
+    return ScoredChunk(scored, flagged.quarantined, flagged.features, proba, pred)
+
+
+def score_chunk(model: Any, raw: pl.DataFrame, spec: CleaningSpec, threshold: float, stamp: datetime,
+                name: str | None, version: str | None) -> ScoredChunk:
+    """Flag, featurise and score one chunk of raw records."""
+    return predict_chunk(model, flag_chunk(model, raw, spec), threshold, stamp, name, version)
 
 
 # -- I/O edges -----------------------------------------------------------------------
@@ -208,6 +231,12 @@ def _parquet_writer(path: Path, schema: Any) -> Any:
     return pq.ParquetWriter(path, schema, write_statistics=stats, **PARQUET_OPTIONS)
 
 
+def write_chunk(out: ChunkWriter, quarantine: ChunkWriter, chunk: ScoredChunk) -> None:
+    out.write(chunk.scored)
+    if chunk.quarantined.height:
+        quarantine.write(chunk.quarantined)
+
+
 def local_temp_for(uri: str, staging: Path) -> Path:
     """Where to build a file bound for ``uri``: beside it when local (so a rename publishes it), else in staging."""
     if is_s3(uri):
@@ -273,15 +302,17 @@ def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, outp
         try:
             done = 0
             empty_chunk = score_chunk(inner, pl.DataFrame(schema=schema), spec, cut, stamp, model.name, model.version)
-            for raw in chunks:
-                chunk = score_chunk(inner, raw, spec, cut, stamp, model.name, model.version)
-                out.write(chunk.scored)
-                if chunk.quarantined.height:
-                    quarantine.write(chunk.quarantined)
-                drift.update(chunk.features, chunk.probabilities, chunk.predictions)
-                done += raw.height
-                if progress:
-                    progress(done, total)
+            # Three stages one chunk apart: a worker cleans and featurises the next chunk (polars) and
+            # another writes the previous one (pyarrow) while this thread runs the model's scikit-learn
+            # pipeline, which holds the GIL for much of its time and uses one core for its preprocessing.
+            with SerialWorker() as writer:
+                for flagged in map_ahead(lambda raw: flag_chunk(inner, raw, spec), chunks):
+                    chunk = predict_chunk(inner, flagged, cut, stamp, model.name, model.version)
+                    writer.submit(write_chunk, out, quarantine, chunk)
+                    drift.update(chunk.features, chunk.probabilities, chunk.predictions)
+                    done += flagged.rows
+                    if progress:
+                        progress(done, total)
             out.close(empty_chunk.scored)
             quarantine.close(empty_chunk.quarantined)
             report = drift_summary(drift, config, gold_metadata, model)
