@@ -191,8 +191,11 @@ def read_chunks(frame: pl.LazyFrame, chunk_size: int) -> tuple[int, pl.Schema, I
     """
     total = int(frame.select(pl.len()).collect().item())
     schema = frame.collect_schema()
-    # lazy: nothing is read until the first chunk is asked for, i.e. after the input checks pass
-    return total, schema, iter(frame.collect_batches(chunk_size=chunk_size, lazy=True))
+    # lazy: nothing is read until the first chunk is asked for, i.e. after the input checks pass.
+    # A streamed chunk arrives in several pieces per column; cleaning a contiguous copy costs less
+    # than cleaning the pieces, copy included (about 10% of the cleaning).
+    batches = frame.collect_batches(chunk_size=chunk_size, lazy=True)
+    return total, schema, (batch.rechunk() for batch in batches)
 
 
 # How the output Parquet is written. Measured on 100k scored credit rows (25 raw text columns +

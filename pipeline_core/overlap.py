@@ -17,20 +17,24 @@ R = TypeVar("R")
 
 
 def map_ahead(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
-    """``fn`` over ``items`` in order, the next result computed in a worker while the caller uses this one.
+    """``fn`` over ``items`` in order, the next result made in a worker while the caller uses this one.
 
-    Unlike ``Executor.map``, which takes every item at once (the whole input, here), it reads one
-    item ahead. A failure of ``fn`` is raised to the caller when it asks for that result.
+    The worker also takes the item from ``items`` (reading the next chunk is part of the work done
+    ahead). Unlike ``Executor.map``, which takes every item at once (the whole input, here), it
+    holds one item ahead. A failure of ``fn`` or of ``items`` is raised to the caller in order.
     """
+    source = iter(items)
+    end = object()
+
+    def next_result() -> Any:
+        item = next(source, end)
+        return end if item is end else fn(item)
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="map-ahead") as pool:
-        pending: Future[R] | None = None
-        for item in items:
-            job = pool.submit(fn, item)
-            if pending is not None:
-                yield pending.result()
-            pending = job
-        if pending is not None:
-            yield pending.result()
+        pending = pool.submit(next_result)
+        while (result := pending.result()) is not end:
+            pending = pool.submit(next_result)
+            yield result
 
 
 class SerialWorker:

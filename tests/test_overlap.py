@@ -26,8 +26,16 @@ def test_map_ahead_keeps_order_and_reads_one_item_ahead():
 
 def test_map_ahead_runs_fn_in_a_worker_and_raises_its_error_in_order():
     caller = threading.get_ident()
-    threads = set(map_ahead(lambda _: threading.get_ident(), range(3)))
+    readers = []
+
+    def items():
+        for i in range(3):
+            readers.append(threading.get_ident())
+            yield i
+
+    threads = set(map_ahead(lambda _: threading.get_ident(), items()))
     assert caller not in threads and len(threads) == 1
+    assert set(readers) == threads  # the items are read ahead in the worker as well
 
     def fail_on_two(x):
         if x == 2:
