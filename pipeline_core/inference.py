@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from pipeline_core.cleaning import FAILED, REASON, CleaningSpec, failed_expr, reason_expr, with_cleaned
+from pipeline_core.concurrency import limit_threads
 from pipeline_core.config import PipelineConfig, S3Settings
 from pipeline_core.drift import DriftAccumulator, reference_columns, report_markdown
 from pipeline_core.errors import ConfigError, DataError, StorageError
@@ -311,7 +312,10 @@ def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, outp
             # Three stages one chunk apart: a worker cleans and featurises the next chunk (polars) and
             # another writes the previous one (pyarrow) while this thread runs the model's scikit-learn
             # pipeline, which holds the GIL for much of its time and uses one core for its preprocessing.
-            with SerialWorker() as writer:
+            # The model gets one OpenMP thread: the other core is busy beside it, and XGBoost's second
+            # thread spin-waiting between calls took CPU from those stages (1M rows: 5.3 s -> 4.4 s,
+            # identical probabilities).
+            with limit_threads(1), SerialWorker() as writer:
                 for flagged in map_ahead(lambda raw: flag_chunk(inner, raw, spec), chunks):
                     chunk = predict_chunk(inner, flagged, cut, stamp, model.name, model.version)
                     writer.submit(write_chunk, out, quarantine, chunk)
