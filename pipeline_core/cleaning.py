@@ -150,6 +150,7 @@ def _resolve_required(ref: str | None, key: str, resolve: Any, source: str, cols
 
 CLEAN = "__clean__"  # prefix of the cleaned value of each column, computed once per row
 PRESENT = "__present__"  # prefix of "a raw value was there" flags
+FAILED = "__failed__"  # "breaks a rule" flag (see `failed_expr`)
 _TEXT = "__text__"
 _NUM = "__num__"
 
@@ -248,6 +249,16 @@ def reason_expr(spec: CleaningSpec, schema: pl.Schema) -> pl.Expr:
         return pl.lit(None, dtype=pl.String).alias(REASON)
     joined = pl.concat_str(parts, separator="; ", ignore_nulls=True)
     return pl.when(joined == "").then(None).otherwise(joined).alias(REASON)
+
+
+def failed_expr(spec: CleaningSpec, schema: pl.Schema) -> pl.Expr:
+    """True for a row that breaks any rule, i.e. exactly where `reason_expr` is not null.
+
+    A cheap boolean: joining the reason strings of every row costs more than the rest of the
+    checks, so a caller that keeps only the failing rows' reasons can join them after filtering.
+    """
+    failed = [check for _, check in rule_checks(spec, schema)]
+    return (pl.any_horizontal(failed).fill_null(False) if failed else pl.lit(False)).alias(FAILED)
 
 
 def duplicate_expr(spec: CleaningSpec) -> pl.Expr:

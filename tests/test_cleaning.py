@@ -2,14 +2,19 @@ import polars as pl
 import pytest
 
 from pipeline_core.cleaning import (
+    FAILED,
     REASON,
+    CleaningSpec,
     clean_rows,
     duplicate_rows,
+    failed_expr,
     flag_rows,
     infer_type,
     mark_duplicates,
     quarantine_rows,
+    reason_expr,
     resolve_cleaning_spec,
+    with_cleaned,
 )
 from pipeline_core.config import CleaningConfig, DatasetConfig
 from pipeline_core.errors import ConfigError, DataError
@@ -55,6 +60,17 @@ def test_reasons_per_row_hand_computed():
         None,                        # empty age is missing, not a cast failure
         "null:label; allowed:education",  # 9 is not an allowed code; no label
     ]
+
+
+def test_failed_flag_is_true_exactly_where_a_reason_is_given():
+    s = spec()
+    staged = with_cleaned(RAW.lazy(), s)
+    schema = staged.collect_schema()
+    out = staged.select(failed_expr(s, schema), reason_expr(s, schema)).collect()
+    assert out[FAILED].to_list() == [False, True, True, False, False, True]
+    assert out[FAILED].to_list() == out[REASON].is_not_null().to_list()
+    no_rules = CleaningSpec(renames={"ID": "id"}, dropped=[], types={"id": "str"})
+    assert pl.DataFrame({"ID": ["a"]}).select(failed_expr(no_rules, pl.Schema({"ID": pl.String})))[FAILED].to_list() == [False]
 
 
 def test_duplicate_ids_keep_last_clean_row():

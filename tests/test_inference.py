@@ -31,6 +31,16 @@ def test_bin_counts_match_the_gold_histogram_convention():
     assert bin_counts(np.array([1.0, 2.0, 2.5, 3.0, 9.0, np.nan]), [2.0, 3.0]).tolist() == [2, 2, 1]
 
 
+@pytest.mark.parametrize("edges", [[], [0.0], [-1.0, 0.0, 0.5, 2.0], np.linspace(-2, 2, 9).tolist()])
+def test_bin_counts_equal_a_binary_search_per_value(edges):
+    rng = np.random.default_rng(1)
+    values = np.concatenate([rng.normal(size=5000), np.repeat(edges, 3), [np.nan] * 7, [np.inf, -np.inf]])
+    x = values[~np.isnan(values)]
+    expected = np.bincount(np.searchsorted(np.asarray(edges, dtype=float), x, side="left"), minlength=len(edges) + 1)
+    counts = bin_counts(values, edges)
+    assert counts.tolist() == expected.tolist() and counts.sum() == values.size - 7
+
+
 def _reference():
     return {"x": {"role": "numeric", "histogram": {"edges": [1.0, 2.0, 3.0], "counts": [25, 25, 25, 25]}, "null_rate": 0.0},
             "c": {"role": "categorical", "levels": {"a": 50, "b": 50}, "null_rate": 0.0}}
@@ -67,6 +77,25 @@ def test_small_batches_are_not_judged():
     acc.update(_batch([3.5] * 10, ["zzz"] * 10), np.full(10, 0.9), np.ones(10))
     report = acc.report(MonitoringConfig(min_rows=100))
     assert report["status"] == "insufficient" and "only 10 rows" in report["alerts"][0]
+
+
+# -- streaming the input ---------------------------------------------------------------
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 7, 100])
+def test_csv_is_streamed_in_exact_chunks_with_the_text_a_whole_read_gives(tmp_path, chunk_size):
+    from pipeline_core.inference import read_chunks
+    from pipeline_core.sources import scan_source
+
+    path = tmp_path / "batch.csv"
+    # quoted separators and line breaks, padded and empty fields, missing-value tokens stay text
+    path.write_text('ID,NAME,AMT\n1,"a, b",10\n2,"line\nbreak", 20 \n3,,NA\n4,x,\n5,"",7.5\n6,y,abc\n7,z,1e3\n')
+    whole = pl.read_csv(path, infer_schema=False)
+    total, schema, chunks = read_chunks(scan_source(path, "csv", allow_empty=True), chunk_size)
+    got = list(chunks)
+    assert total == whole.height == 7 and dict(schema) == {"ID": pl.String, "NAME": pl.String, "AMT": pl.String}
+    assert [c.height for c in got] == [min(chunk_size, 7 - i) for i in range(0, 7, chunk_size)]
+    assert pl.concat(got).equals(whole)
+    assert pl.concat(got)["AMT"].to_list() == ["10", " 20 ", "NA", None, "7.5", "abc", "1e3"]
 
 
 # -- scoring on a trained model --------------------------------------------------------
@@ -218,6 +247,27 @@ def test_chunked_scoring_matches_one_chunk(model_env, demo_dir, tmp_path):
     # BLAS may block a 700-row matrix differently from a 3,000-row one: equal up to rounding
     assert np.max(np.abs(a["probability"].to_numpy() - b["probability"].to_numpy())) < 1e-12
     assert [f["psi"] for f in small["drift"]["features"]] == pytest.approx([f["psi"] for f in whole["drift"]["features"]], abs=1e-9)
+
+
+def test_csv_parquet_and_sqlite_inputs_score_identically(model_env, demo_dir, tmp_path):
+    """Every input format is streamed through the same path: the same rows give the same output, byte for byte."""
+    import sqlite3
+
+    config, _, _ = model_env
+    raw = pl.read_csv(demo_dir / "credit.csv", infer_schema=False)  # text columns, as a CSV is read
+    raw.write_parquet(tmp_path / "batch.parquet")
+    with sqlite3.connect(tmp_path / "batch.sqlite") as conn:
+        conn.execute(f"CREATE TABLE batch ({', '.join(f'{chr(34)}{c}{chr(34)} TEXT' for c in raw.columns)})")
+        conn.executemany(f"INSERT INTO batch VALUES ({', '.join('?' * raw.width)})", raw.rows())
+    outs = {fmt: _predict(config, path, tmp_path / f"{fmt}.parquet") for fmt, path in
+            [("csv", demo_dir / "credit.csv"), ("parquet", tmp_path / "batch.parquet"), ("sqlite", tmp_path / "batch.sqlite")]}
+    frames = {fmt: pl.read_parquet(out["output"]).drop("inference_timestamp") for fmt, out in outs.items()}
+    assert frames["csv"].height == outs["csv"]["rows_scored"] > 2900
+    assert frames["parquet"].equals(frames["csv"]) and frames["sqlite"].equals(frames["csv"])
+    assert frames["csv"].columns[: raw.width] == raw.columns
+    quarantined = {fmt: pl.read_parquet(out["quarantine"]) for fmt, out in outs.items()}
+    assert quarantined["parquet"].equals(quarantined["csv"]) and quarantined["sqlite"].equals(quarantined["csv"])
+    assert len({json.dumps(out["drift"]["features"], sort_keys=True) for out in outs.values()}) == 1
 
 
 def test_injected_drift_is_flagged_and_monitor_reports_it(model_env, tmp_path):
