@@ -121,8 +121,8 @@ def parse_project(stdout: str, stderr: str, wall: float, prep_s: float, load_bef
     out = json.loads(stdout)
     res = out["result"][0] if isinstance(out, dict) and "result" in out else (out[0] if isinstance(out, list) else out)
     models = {m["name"]: {"roc_auc": m["metrics"]["roc_auc"], "cv_mean": m.get("cv_mean"), "seconds": m.get("seconds"),
-                          "n_trials": len(m.get("trials", []) or []),
-                          "trial_states": _count_states(m.get("trials") or []), "params": m.get("params")}
+                          "n_trials": sum(_count_states(m.get("trials")).values()),
+                          "trial_states": _count_states(m.get("trials")), "params": m.get("params")}
               for m in res["models"]}
     warn_lines = [ln for ln in stderr.splitlines() if "warn" in ln.lower() or "error" in ln.lower()]
     return {"wall_s": wall, "prep_s": prep_s, "load_before": load_before, "load_after": load_after,
@@ -133,9 +133,12 @@ def parse_project(stdout: str, stderr: str, wall: float, prep_s: float, load_bef
             "n_warning_lines": len(warn_lines)}
 
 
-def _count_states(trials: list[dict[str, Any]]) -> dict[str, int]:
+def _count_states(trials: dict[str, int] | list[dict[str, Any]] | None) -> dict[str, int]:
+    """Trial counts per state: the CLI reports them as {state: count}; older output listed the trials."""
+    if isinstance(trials, dict):
+        return {state: int(n) for state, n in trials.items() if n}
     counts: dict[str, int] = {}
-    for t in trials:
+    for t in trials or []:
         counts[t.get("state", "?")] = counts.get(t.get("state", "?"), 0) + 1
     return counts
 
