@@ -30,7 +30,7 @@ def run_cached(stage_task: Any, config: PipelineConfig, input_fingerprint: str, 
     """
     start = time.perf_counter()
     if refresh:
-        get_run_logger().info("%s: --refresh given; recomputing", layer)
+        get_run_logger().info("%s: refresh requested; recomputing even if cached", layer)
         return stage_task.with_options(refresh_cache=True)(config, input_fingerprint=input_fingerprint)
     state = stage_task(config, input_fingerprint=input_fingerprint, return_state=True)
     summary = state.result()
