@@ -246,6 +246,11 @@ def run_baseline_model(name: str, split: Any, prep: dict[str, Any], budget_s: fl
 
 # -- report ---------------------------------------------------------------------------------
 
+def repo_relative(command: str) -> str:
+    """A command as run from the repository root, free of this checkout's absolute path."""
+    return command.replace(str(REPO) + os.sep, "")
+
+
 def write_md(info: dict[str, Any]) -> None:
     p, b = info["project"], info["baseline"]
     v = info["versions"]
@@ -260,15 +265,15 @@ def write_md(info: dict[str, Any]) -> None:
         "",
         f"- nproc: {os.cpu_count()}, RAM: {mem_gib():.1f} GiB, {platform.platform()}",
         "- " + ", ".join(f"{k} {val}" for k, val in v.items()),
-        "- Other jobs shared the machine (a second benchmark was running during this session); the 1/5/15-min load "
-        "averages before/after each measurement are recorded below.",
+        "- The 1/5/15-min load averages before/after each measurement are recorded below: on 2 cores, values well "
+        "above 2 mean other jobs shared the machine.",
         "",
         "## Commands",
         "",
         "```",
-        " ".join(info["data_cmd"]),
-        f"PREFECT_HOME=<tmp>/prefect_home {p['commands'][0]}    # not timed: prepares gold",
-        f"PREFECT_HOME=<tmp>/prefect_home {p['commands'][1]}    # timed: whole command",
+        repo_relative(" ".join(info["data_cmd"])),
+        f"PREFECT_HOME=<tmp>/prefect_home {repo_relative(p['commands'][0])}    # not timed: prepares gold",
+        f"PREFECT_HOME=<tmp>/prefect_home {repo_relative(p['commands'][1])}    # timed: whole command",
         "```",
         "",
         f"Data: {info['rows_in_csv']} rows in the CSV ({info['rows']} requested), holdout {info['n_test']} rows, "
