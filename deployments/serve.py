@@ -74,7 +74,30 @@ def serve_all(prefect_file: str | Path | None = None, names: list[str] | None = 
     deployments = build_deployments(specs, path.parent)
     for name in take_over_worker_deployments(deployments):
         print(f"serving {name} here from now on: its work-pool deployment was replaced", file=sys.stderr)
-    serve(*deployments, limit=limit)
+    try:
+        serve(*deployments, limit=limit)
+    finally:
+        pause_schedules(deployments)
+
+
+def pause_schedules(deployments: list[Any]) -> None:
+    """Pause what was served, once more after Prefect's own attempt.
+
+    Prefect 3.8's SIGTERM handler exits while its runner still pauses the schedules, which can cut
+    that request off; a service manager stopping `serve` must still leave them paused.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    paused = []
+    with get_client(sync_client=True) as client:
+        for d in deployments:
+            try:
+                client.pause_deployment(client.read_deployment_by_name(f"{d.flow_name}/{d.name}").id)
+            except ObjectNotFound:
+                continue
+            paused.append(d.name)
+    print(f"schedules paused: {', '.join(paused) or 'none'}", file=sys.stderr)
 
 
 def main() -> None:

@@ -50,6 +50,10 @@ def prepare_environment(opts: Options) -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "pipeline_core")
+    from deployments.local_server import SERVER_WRITE_BATCHING
+
+    for key, value in SERVER_WRITE_BATCHING.items():  # for the temporary server a run starts itself
+        os.environ.setdefault(key, value)
     if not opts.verbose and not opts.debug:
         # The CLI prints its own summary; library logs go to the log file.
         os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")

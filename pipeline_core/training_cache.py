@@ -1,10 +1,13 @@
 """What a cached training result depends on, and whether the registry still backs it.
 
-Kept free of the training libraries: a rerun that hits the cache imports MLflow's client only.
+Kept free of the training libraries: a rerun that hits the cache imports MLflow's client at most,
+and not even that while the local tracking database is byte for byte as training left it.
 """
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
 from pipeline_core import tracking
@@ -26,11 +29,40 @@ def training_code_version() -> str:
     return code_version(*TRAINING_MODULES)
 
 
+# Larger tracking databases are asked through MLflow rather than hashed.
+SIGNATURE_MAX_BYTES = 64 * 2**20
+
+
+def registry_signature(config: PipelineConfig) -> str | None:
+    """Digest of the tracking database's bytes when it is a local SQLite file; None when it cannot prove anything.
+
+    Equal digests mean that nothing in the registry changed in between, so a cached training result
+    can be trusted without importing MLflow (about 2 of the 6 s of a cached rerun). A server, a
+    transaction in progress or a very large file gives None: ask the registry instead.
+    """
+    uri = tracking.tracking_uri(config)
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+    if not path.is_file() or Path(f"{path}-journal").exists():
+        return None
+    files = [f for f in (path, Path(f"{path}-wal")) if f.is_file()]
+    if sum(f.stat().st_size for f in files) > SIGNATURE_MAX_BYTES:
+        return None
+    digest = hashlib.blake2b(digest_size=16)
+    for f in files:
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
 def registry_view(config: PipelineConfig, summary: dict[str, Any]) -> dict[str, Any] | None:
     """The registry's present view of an earlier training result, or None when it no longer holds that version.
 
     A cached result is only worth reusing while the model it registered is still there, from the same run.
     """
+    signature = registry_signature(config)
+    if signature is not None and signature == summary.get("registry_signature"):
+        return {}  # the registry is exactly as training left it: the summary's view still holds
     from mlflow.exceptions import MlflowException
 
     client, _ = tracking.connect(config)
@@ -41,5 +73,18 @@ def registry_view(config: PipelineConfig, summary: dict[str, Any]) -> dict[str, 
         return None
     if registered.tags.get("run_id") != summary["models"][0]["run_id"]:
         return None
+    return {"champion_version": _champion(client, name)}
+
+
+def _champion(client: Any, name: str) -> str | None:
     champion = tracking.champion_version(client, name)
-    return {"champion_version": str(champion.version) if champion else None}
+    return str(champion.version) if champion else None
+
+
+def settled_view(config: PipelineConfig, client: Any, name: str) -> dict[str, Any]:
+    """What a finished training run leaves for `registry_view`: the database's signature, then the champion.
+
+    In this order, a change between the two reads leaves a signature that no longer matches.
+    """
+    signature = registry_signature(config)
+    return {"registry_signature": signature, "champion_version": _champion(client, name)}

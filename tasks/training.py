@@ -113,8 +113,9 @@ def train_stage(config: PipelineConfig, input_fingerprint: str) -> dict[str, Any
         client.set_terminated(parent_id, "FAILED")
         raise
     client.set_terminated(parent_id, "FINISHED")
+    settled = training_cache.settled_view(config, client, outcome["registered_model"])
     return {"layer": "training", "status": "ran", "tracking_uri": mlflow.get_tracking_uri(), "parent_run_id": parent_id,
-            "primary_metric": config.training.primary_metric, "fingerprint": input_fingerprint, **outcome,
+            "primary_metric": config.training.primary_metric, "fingerprint": input_fingerprint, **outcome, **settled,
             "concurrency": {"task_runner": config.training.concurrency.task_runner, "concurrent_models": plan.concurrent_models,
                             "n_jobs": plan.n_jobs, "tuning_workers": plan.tuning_workers},
             "export_dir": export_path, "models": slim, "seconds": round(time.perf_counter() - start, 3)}

@@ -191,6 +191,7 @@ def test_serve_takes_over_a_deployment_and_runs_it(server, deployed, tmp_path, d
         serving.send_signal(signal.SIGTERM)  # what a service manager sends; serve pauses its schedules on the way out
         serving.wait(timeout=30)
         assert server.deployments()["feature-pipeline-daily"]["paused"] is True
+        assert "schedules paused: feature-pipeline-daily" in (tmp_path / "serve.log").read_text()
     finally:
         kill_group(serving)
 

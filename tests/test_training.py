@@ -142,6 +142,30 @@ def test_same_inputs_same_metrics_and_gate_keeps_champion(trained):
     assert third["version"] == "3" and not third["promoted"] and "below the configured minimum" in third["reason"]
 
 
+def test_registry_signature_changes_with_every_write_and_refuses_what_it_cannot_prove(tmp_path):
+    import sqlite3
+
+    from pipeline_core.training_cache import registry_signature
+
+    def config(uri: str):
+        return parse_config({"dataset": {"name": "d", "source": "x.csv", "target": "y"}, "store": {"root": str(tmp_path / "store")},
+                             "mlflow": {"tracking_uri": uri}})
+
+    db = tmp_path / "mlflow.db"
+    local = config(f"sqlite:///{db}")
+    assert registry_signature(local) is None  # no database yet
+    with sqlite3.connect(db) as conn:
+        conn.execute("create table t (v integer)")
+    before = registry_signature(local)
+    assert before is not None and registry_signature(local) == before
+    with sqlite3.connect(db) as conn:
+        conn.execute("insert into t values (1)")
+    assert registry_signature(local) not in (None, before)
+    (tmp_path / "mlflow.db-journal").write_bytes(b"")  # a transaction in flight proves nothing
+    assert registry_signature(local) is None
+    assert registry_signature(config("http://127.0.0.1:5000")) is None
+
+
 def test_unchanged_rerun_reuses_training_until_the_registry_loses_its_model(trained, tmp_path):
     """Same gold data, config and code: a cache hit that trains nothing; a deleted model version forces retraining."""
     from mlflow import MlflowClient
@@ -161,6 +185,12 @@ def test_unchanged_rerun_reuses_training_until_the_registry_loses_its_model(trai
     client, experiment = tracking.connect(load_config(config, quick))
     assert len(client.search_runs([experiment])) == 2  # the parent and one model run: the hit logged nothing
     assert [v.version for v in MlflowClient().search_model_versions(f"name='{first['registered_model']}'")] == [1]
+
+    # The hit trusted the database's signature; any registry change since is seen on the next hit.
+    assert again["registry_signature"] == first["registry_signature"] is not None
+    client.delete_registered_model_alias(first["registered_model"], "champion")
+    unaliased = training_flow(config, quick)
+    assert (unaliased["status"], unaliased["version"], unaliased["champion_version"]) == ("cached", "1", None)
 
     client.delete_model_version(first["registered_model"], "1")
     rebuilt = training_flow(config, quick)
