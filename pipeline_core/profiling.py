@@ -18,14 +18,27 @@ DECILES = [i / 10 for i in range(1, 10)]
 _ID_NAME = re.compile(r"(^|_)(id|uuid|index|key)$")
 
 
+# Columns aggregated per pass. The in-memory engine loads every column a selection touches (exact
+# distinct counts and quantiles do not stream), so one selection over all columns held the whole
+# gold table: 2.7 GB at 10M rows. A few at a time bound the peak by the pass, not the table.
+COLUMNS_PER_PASS = 4
+
+
+def aggregate_in_passes(frame: pl.LazyFrame, columns: list[str], exprs_for: Any) -> dict[str, Any]:
+    """One row of named aggregates, ``exprs_for(column)`` of every column, a few columns per pass."""
+    row: dict[str, Any] = {}
+    for i in range(0, len(columns), COLUMNS_PER_PASS):
+        exprs = [e for c in columns[i:i + COLUMNS_PER_PASS] for e in exprs_for(c)]
+        row.update(frame.select(exprs).collect().row(0, named=True))
+    return row
+
+
 def basic_profile(frame: pl.LazyFrame) -> dict[str, dict[str, Any]]:
-    """dtype, null count and distinct count of every column, in one pass."""
+    """dtype, null count and distinct count of every column."""
     schema = frame.collect_schema()
-    exprs = []
-    for c in schema:
-        exprs += [pl.col(c).null_count().alias(f"{c}\x00nulls"), pl.col(c).n_unique().alias(f"{c}\x00unique")]
-    row = frame.select([pl.len().alias("\x00rows"), *exprs]).collect().row(0, named=True)
-    rows = row["\x00rows"]
+    row = aggregate_in_passes(frame, list(schema), lambda c: [pl.col(c).null_count().alias(f"{c}\x00nulls"),
+                                                             pl.col(c).n_unique().alias(f"{c}\x00unique")])
+    rows = frame.select(pl.len()).collect().item()
     return {
         c: {"dtype": str(t), "rows": rows, "null_count": row[f"{c}\x00nulls"], "n_unique": row[f"{c}\x00unique"]}
         for c, t in schema.items()
@@ -79,18 +92,19 @@ def numeric_profile(frame: pl.LazyFrame, columns: list[str]) -> dict[str, dict[s
     if not columns:
         return {}
     levels = sorted(set(QUANTILES + DECILES))
-    stats_exprs = []
-    for c in columns:
+
+    def stats(c: str) -> list[pl.Expr]:
         x = pl.col(c).cast(pl.Float64)
-        stats_exprs += [x.min().alias(f"{c}\x00min"), x.max().alias(f"{c}\x00max"), x.mean().alias(f"{c}\x00mean"), x.std().alias(f"{c}\x00std")]
-        # One list-valued quantile per column: a single selection pass instead of one per level.
-        stats_exprs.append(x.quantile(levels, "linear").alias(f"{c}\x00quantiles"))
-    row = frame.select(stats_exprs).collect().row(0, named=True)
+        # One list-valued quantile per column: one selection instead of one per level.
+        return [x.min().alias(f"{c}\x00min"), x.max().alias(f"{c}\x00max"), x.mean().alias(f"{c}\x00mean"),
+                x.std().alias(f"{c}\x00std"), x.quantile(levels, "linear").alias(f"{c}\x00quantiles")]
+
+    row = aggregate_in_passes(frame, columns, stats)
     for c in columns:
         for q, v in zip(levels, row.pop(f"{c}\x00quantiles") or [None] * len(levels)):
             row[f"{c}\x00q{q}"] = v
     out: dict[str, dict[str, Any]] = {}
-    hist_exprs = []
+    hist_exprs: dict[str, list[pl.Expr]] = {}
     for c in columns:
         edges = sorted({row[f"{c}\x00q{q}"] for q in DECILES if row[f"{c}\x00q{q}"] is not None})
         out[c] = {
@@ -100,15 +114,16 @@ def numeric_profile(frame: pl.LazyFrame, columns: list[str]) -> dict[str, dict[s
         }
         x = pl.col(c).cast(pl.Float64)
         bounds = [None, *edges, None]
+        hist_exprs[c] = []
         for i, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
             cond = x.is_not_null()
             if lo is not None:
                 cond = cond & (x > lo)
             if hi is not None:
                 cond = cond & (x <= hi)
-            hist_exprs.append(cond.sum().alias(f"{c}\x00h{i}"))
+            hist_exprs[c].append(cond.sum().alias(f"{c}\x00h{i}"))
     if hist_exprs:
-        hrow = frame.select(hist_exprs).collect().row(0, named=True)
+        hrow = aggregate_in_passes(frame, columns, hist_exprs.__getitem__)
         for c in columns:
             n = len(out[c]["histogram"]["edges"]) + 1
             out[c]["histogram"]["counts"] = [hrow[f"{c}\x00h{i}"] for i in range(n)]

@@ -30,6 +30,7 @@ from pipeline_core.cleaning import (
 from pipeline_core.config import PipelineConfig
 from pipeline_core.errors import DataError
 from pipeline_core.fingerprint import code_version, digest
+from pipeline_core.profiling import aggregate_in_passes
 from pipeline_core.storage import Store
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def silver_paths(store: Store, dataset: str) -> dict[str, str]:
 
 
 def silver_code_version() -> str:
-    return code_version("pipeline_core.cleaning", "pipeline_core.naming", "pipeline_core.silver")
+    return code_version("pipeline_core.cleaning", "pipeline_core.naming", "pipeline_core.profiling", "pipeline_core.silver")
 
 
 def bronze_fingerprint(store: Store, dataset: str) -> str:
@@ -116,7 +117,7 @@ def refine_to_silver(config: PipelineConfig, store: Store) -> dict[str, Any]:
 
     silver = store.scan_parquet(paths["data"])
     schema = {c: str(t) for c, t in silver.collect_schema().items() if c not in LINEAGE_COLUMNS}
-    null_counts = silver.select([pl.col(c).null_count() for c in schema]).collect().row(0, named=True)
+    null_counts = aggregate_in_passes(silver, list(schema), lambda c: [pl.col(c).null_count()])
     rows_out = rows_in - quarantined
     version = silver_code_version()
     report = {

@@ -48,3 +48,23 @@ def test_profile_counts_nulls_and_histogram_covers_all_values():
     assert len(stats["histogram"]["counts"]) == len(stats["histogram"]["edges"]) + 1
     levels = categorical_profile(lf, ["color"], top=10)["color"]["levels"]
     assert levels["red"] == 25 and levels["None"] == 25
+
+
+def test_profiles_computed_a_few_columns_per_pass_equal_one_pass_over_all():
+    import numpy as np
+
+    from pipeline_core import profiling
+
+    rng = np.random.default_rng(3)
+    frame = pl.DataFrame({f"c{i}": rng.normal(size=500).round(i % 3) for i in range(2 * profiling.COLUMNS_PER_PASS + 1)})
+    frame = frame.with_columns(pl.when(pl.col("c0") > 1).then(None).otherwise(pl.col("c1")).alias("c1"))
+    one_pass = frame.select([e for c in frame.columns for e in (pl.col(c).null_count().alias(f"{c}/n"), pl.col(c).n_unique().alias(f"{c}/u"))]).row(0, named=True)
+    basic = profiling.basic_profile(frame.lazy())
+    assert {c: (p["null_count"], p["n_unique"], p["rows"]) for c, p in basic.items()} == \
+        {c: (one_pass[f"{c}/n"], one_pass[f"{c}/u"], 500) for c in frame.columns}
+    numeric = profiling.numeric_profile(frame.lazy(), frame.columns)
+    for c in frame.columns:
+        x = frame[c].drop_nulls()
+        assert numeric[c]["min"] == x.min() and numeric[c]["max"] == x.max()
+        assert numeric[c]["quantiles"]["0.5"] == x.quantile(0.5, "linear")
+        assert sum(numeric[c]["histogram"]["counts"]) == len(x)
