@@ -90,13 +90,17 @@ def pause_schedules(deployments: list[Any]) -> None:
     from prefect.exceptions import ObjectNotFound
 
     paused = []
-    with get_client(sync_client=True) as client:
-        for d in deployments:
-            try:
-                client.pause_deployment(client.read_deployment_by_name(f"{d.flow_name}/{d.name}").id)
-            except ObjectNotFound:
-                continue
-            paused.append(d.name)
+    try:
+        with get_client(sync_client=True) as client:
+            for d in deployments:
+                try:
+                    client.pause_deployment(client.read_deployment_by_name(f"{d.flow_name}/{d.name}").id)
+                except ObjectNotFound:
+                    continue
+                paused.append(d.name)
+    except Exception as exc:  # the server may be what went away; do not hide why serve stopped
+        print(f"warning: could not pause the served schedules ({type(exc).__name__}: {str(exc)[:200]})", file=sys.stderr)
+        return
     print(f"schedules paused: {', '.join(paused) or 'none'}", file=sys.stderr)
 
 
