@@ -97,7 +97,9 @@ def refine_to_silver(config: PipelineConfig, store: Store) -> dict[str, Any]:
         # to find those (a window over the whole frame would hold every row in memory); the counts
         # and both outputs then read the flags.
         flagged_path = os.path.join(tmpdir, "flagged.parquet")
-        flag_rows(bronze.with_row_index(ROW), spec, deduplicate=False).sink_parquet(flagged_path)
+        # Scratch data read back twice and then deleted: lz4 instead of zstd took silver at 10M rows
+        # from 38.7 to 35.3 s.
+        flag_rows(bronze.with_row_index(ROW), spec, deduplicate=False).sink_parquet(flagged_path, compression="lz4")
         flagged = pl.scan_parquet(flagged_path)
         if spec.deduplicate:
             flagged = mark_duplicates(flagged, spec, ROW, duplicate_rows(flagged, spec, ROW))
