@@ -6,7 +6,7 @@ The profile is the reference later drift checks compare against (decile histogra
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable
 
 import polars as pl
 
@@ -24,7 +24,7 @@ _ID_NAME = re.compile(r"(^|_)(id|uuid|index|key)$")
 COLUMNS_PER_PASS = 4
 
 
-def aggregate_in_passes(frame: pl.LazyFrame, columns: list[str], exprs_for: Any) -> dict[str, Any]:
+def aggregate_in_passes(frame: pl.LazyFrame, columns: list[str], exprs_for: Callable[[str], list[pl.Expr]]) -> dict[str, Any]:
     """One row of named aggregates, ``exprs_for(column)`` of every column, a few columns per pass."""
     row: dict[str, Any] = {}
     for i in range(0, len(columns), COLUMNS_PER_PASS):
@@ -123,7 +123,7 @@ def numeric_profile(frame: pl.LazyFrame, columns: list[str]) -> dict[str, dict[s
                 cond = cond & (x <= hi)
             hist_exprs[c].append(cond.sum().alias(f"{c}\x00h{i}"))
     if hist_exprs:
-        hrow = aggregate_in_passes(frame, columns, hist_exprs.__getitem__)
+        hrow = aggregate_in_passes(frame, columns, lambda c: hist_exprs[c])
         for c in columns:
             n = len(out[c]["histogram"]["edges"]) + 1
             out[c]["histogram"]["counts"] = [hrow[f"{c}\x00h{i}"] for i in range(n)]
