@@ -152,3 +152,25 @@ def test_unparsable_required_value_is_a_cast_failure_not_a_missing_value():
     s = resolve_cleaning_spec(DatasetConfig(name="t", source="t", target="Label"),
                               CleaningConfig(types={"n": "int"}, not_null=["n"]), raw)
     assert flag_rows(raw.lazy(), s).collect()[REASON].to_list() == ["cast:n", "null:n", None]
+
+
+def test_numbers_are_trimmed_and_missing_tokens_are_missing_whatever_the_padding():
+    cells = ["7", " 7", "\t8\n", "3.0", "3.5", "NaN", " NaN ", "", "  ", "N/A", " ? ", "abc", "1e3", "+4", None, "1,5"]
+    raw = pl.DataFrame({"f": cells, "i": cells, "Label": ["0"] * len(cells)})
+    s = resolve_cleaning_spec(DatasetConfig(name="t", source="t", target="Label"),
+                              CleaningConfig(types={"f": "float", "i": "int"}, deduplicate=False), raw)
+    out = flag_rows(raw.lazy(), s).collect()
+    none = None
+    assert out["__clean__f"].to_list() == [7.0, 7.0, 8.0, 3.0, 3.5, none, none, none, none, none, none, none, 1000.0, 4.0, none, none]
+    assert out["__clean__i"].to_list() == [7, 7, 8, 3, none, none, none, none, none, none, none, none, 1000, 4, none, none]
+    # a blank or a missing-value token is a missing value; only text that is there and does not parse fails the cast
+    assert out[REASON].to_list() == [none, none, none, none, "cast:i", none, none, none, none, none, none,
+                                     "cast:f; cast:i", none, none, none, "cast:f; cast:i"]
+
+
+def test_integers_beyond_float_precision_stay_exact():
+    raw = pl.DataFrame({"n": ["9007199254740993", " 9007199254740993 ", "9007199254740993.0"], "Label": ["0", "1", "0"]})
+    s = resolve_cleaning_spec(DatasetConfig(name="t", source="t", target="Label"),
+                              CleaningConfig(types={"n": "int"}, deduplicate=False), raw)
+    # written as a float, it is parsed as one: 2**53 + 1 rounds to 2**53
+    assert flag_rows(raw.lazy(), s).collect()["__clean__n"].to_list() == [2**53 + 1, 2**53 + 1, 2**53]
