@@ -20,6 +20,8 @@ from pipeline_core.metrics import choose_threshold, classification_metrics
 from pipeline_core.model_zoo import XGB_EARLY_STOPPING, make_estimator
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from pipeline_core.tuning import TimeBudget
 
 log = logging.getLogger(__name__)
@@ -51,15 +53,27 @@ class ModelResult:
     tuned: bool = False  # False: tuning off, or no trial completed within the budget (fixed params used)
 
 
-def to_pandas_features(frame: Any, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
-    """Feature columns as pandas with NaN for every missing value (scikit-learn's convention)."""
-    pdf = frame.select([*numeric, *categorical]).to_pandas()
-    for c in numeric:
-        pdf[c] = pd.to_numeric(pdf[c], errors="coerce").astype("float64")
+def to_pandas_features(frame: pl.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
+    """Feature columns as pandas with NaN for every missing value (scikit-learn's convention).
+
+    Numeric columns leave polars as one float block (nulls become NaN on the way), categorical
+    ones as object columns. Going through pandas' own conversion and re-typing each column cost
+    four times as much, a quarter of scoring's model time.
+    """
+    import polars as pl
+
+    index = pd.RangeIndex(frame.height)
+    X = pd.DataFrame(index=index)
+    if numeric:
+        X = pd.DataFrame(frame.select(pl.col(numeric).cast(pl.Float64, strict=False)).to_numpy(), columns=numeric, index=index)
     for c in categorical:
-        col = pdf[c].astype(object)
-        pdf[c] = col.where(col.notna(), np.nan)
-    return pdf
+        # object, as pandas made it: ints stay ints (floats when the column has nulls), text stays text
+        column = frame.get_column(c)
+        values = pd.Series(column.to_numpy(), dtype=object, index=index)
+        if column.null_count() and not (column.dtype.is_integer() or column.dtype.is_float()):  # numbers arrive with NaN for null
+            values = values.where(values.notna(), np.nan)
+        X[c] = values
+    return X
 
 
 def split_data(X: pd.DataFrame, y: np.ndarray, cfg: TrainingConfig) -> Split:

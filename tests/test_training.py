@@ -11,7 +11,7 @@ import pytest
 from pipeline_core.config import TrainingConfig, parse_config
 from pipeline_core.errors import ConfigError, DataError, StorageError
 from pipeline_core.tracking import gate_decision
-from pipeline_core.training import split_data
+from pipeline_core.training import split_data, to_pandas_features
 
 FAST = [
     "training.models={logistic_regression: {}, xgboost: {}}",
@@ -19,6 +19,22 @@ FAST = [
     "training.tuning.cv_folds=3",
     "mlflow.min_metrics={roc_auc: 0.7}",
 ]
+
+
+def test_features_reach_scikit_learn_as_floats_and_objects_with_nan_for_missing():
+    import polars as pl
+
+    frame = pl.DataFrame({"x": [1, None, 3], "r": [0.5, 1.5, None], "code": [2, None, 1], "level": ["a", None, "b"],
+                          "flag": [1, 2, 1], "unused": ["u", "v", "w"]})
+    X = to_pandas_features(frame, ["x", "r"], ["code", "level", "flag"])
+    assert list(X.columns) == ["x", "r", "code", "level", "flag"]
+    assert X.dtypes.astype(str).tolist() == ["float64", "float64", "object", "object", "object"]
+    assert X["x"].tolist()[::2] == [1.0, 3.0] and np.isnan(X["x"][1]) and np.isnan(X["r"][2])
+    # missing categories are NaN (what the imputer looks for), never None; complete integer codes stay ints
+    assert X["code"][0] == 2.0 and isinstance(X["code"][1], float) and np.isnan(X["code"][1])
+    assert X["level"][0] == "a" and isinstance(X["level"][1], float) and np.isnan(X["level"][1])
+    assert [type(v) for v in X["flag"]] == [int, int, int]
+    assert to_pandas_features(frame, [], ["level"]).shape == (3, 1)
 
 
 def test_split_refuses_unlearnable_targets():
