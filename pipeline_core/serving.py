@@ -56,9 +56,13 @@ class RawRecordClassifier(PythonModel):  # type: ignore[misc,valid-type]
         self.threshold = threshold
         self.prediction_reference = prediction_reference
 
+    def model_input(self, features: pl.DataFrame) -> pd.DataFrame:
+        """Feature rows as `feature_frame` makes them -> what the scikit-learn pipeline reads."""
+        return to_pandas_features(features, self.numeric, self.categorical)
+
     def probabilities(self, features: pl.DataFrame) -> np.ndarray:
         """Probabilities of feature rows as `feature_frame` makes them."""
-        return self.pipeline.predict_proba(to_pandas_features(features, self.numeric, self.categorical))[:, 1]
+        return self.pipeline.predict_proba(self.model_input(features))[:, 1]
 
     def predict_proba(self, raw: pd.DataFrame) -> np.ndarray:
         X = raw_to_features(raw, self.cleaning, self.features, self.numeric, self.categorical)
