@@ -125,6 +125,23 @@ def test_silver_fails_above_threshold_and_keeps_previous_layer(tmp_path):
     assert first["rows_out"] == 4
 
 
+def test_quarantine_holds_the_raw_rows_in_input_order_with_their_batch(tmp_path):
+    src = tmp_path / "a.csv"
+    src.write_text("id,x,y\n1, 2 ,0\n2,oops,1\n3,4,0\n")
+    config = cfg(tmp_path, src, id_column="id")
+    strict = parse_config({**config.model_dump(mode="json"), "cleaning": {"types": {"x": "int"}, "max_failure_rate": 1.0}})
+    first, store = ingest(strict)
+    src.write_text("id,x,y\n9,N/A,1\n3, 5.5,1\n1,7 ,1\n")
+    second, _ = ingest(strict)
+    report = silver.refine_to_silver(strict, store)
+    q = pl.read_parquet(report["paths"]["quarantine"])
+    # raw text as ingested (padding kept), oldest batch first; the earlier copy of id 1 loses to the later one
+    assert q.select("id", "x", "_reason").rows() == [("1", " 2 ", "duplicate:id"), ("2", "oops", "cast:x"), ("3", " 5.5", "cast:x")]
+    assert q["_batch_id"].to_list() == [first["batch_id"], first["batch_id"], second["batch_id"]]
+    clean = pl.read_parquet(report["paths"]["data"])
+    assert clean.select("id", "x").rows() == [(3, 4), (9, None), (1, 7)]
+
+
 def test_silver_and_gold_on_demo_credit(credit_config, demo_dir):
     config = load_config(credit_config)
     _, store = ingest(config)
