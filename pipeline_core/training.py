@@ -57,8 +57,8 @@ def to_pandas_features(frame: pl.DataFrame, numeric: list[str], categorical: lis
     """Feature columns as pandas with NaN for every missing value (scikit-learn's convention).
 
     Numeric columns leave polars as one float block (nulls become NaN on the way), categorical
-    ones as object columns. Going through pandas' own conversion and re-typing each column cost
-    four times as much, a quarter of scoring's model time.
+    ones as object columns. Going through pandas' own conversion and re-typing each column
+    cost about twice as much CPU.
     """
     import polars as pl
 
