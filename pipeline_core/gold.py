@@ -95,7 +95,8 @@ def build_gold(config: PipelineConfig, store: Store) -> dict[str, Any]:
     categorical = [c for c, r in roles.items() if r == "categorical"]
     if not numeric and not categorical:
         raise ConfigError(f"gold/{ds.name}: no usable feature columns (roles: {roles}); set preprocessing.numeric/categorical")
-    stats = numeric_profile(gold, numeric)
+    stats = {c: profile[c]["numeric"] for c in numeric if "numeric" in profile[c]}
+    stats.update(numeric_profile(gold, [c for c in numeric if c not in stats]))
     levels = categorical_profile(gold, categorical, top=config.preprocessing.max_categories)
     rows = next(iter(profile.values()))["rows"]
     positives = gold.select(pl.col(spec.target).sum()).collect().item()

@@ -34,14 +34,85 @@ def aggregate_in_passes(frame: pl.LazyFrame, columns: list[str], exprs_for: Call
 
 
 def basic_profile(frame: pl.LazyFrame) -> dict[str, dict[str, Any]]:
-    """dtype, null count and distinct count of every column."""
+    """dtype, null count and distinct count of every column, and ``numeric`` stats where numbers.
+
+    ``numeric`` (see ``numeric_stats``) is there for every column whose values are numbers
+    (integers, floats, booleans, dates, times), whatever role it later gets. One read of the data,
+    a few columns at a time; each column is sorted once and its distinct count, quantiles and
+    histogram are read off the sorted values. At 10M rows that took half the time of hashing every
+    value for the distinct count and selecting quantiles from unsorted values.
+    """
     schema = frame.collect_schema()
-    row = aggregate_in_passes(frame, list(schema), lambda c: [pl.col(c).null_count().alias(f"{c}\x00nulls"),
-                                                             pl.col(c).n_unique().alias(f"{c}\x00unique")])
     rows = frame.select(pl.len()).collect().item()
+    columns = list(schema)
+    out: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(columns), COLUMNS_PER_PASS):
+        group = frame.select(columns[i:i + COLUMNS_PER_PASS]).collect()
+        numeric = [c for c in group.columns if _numeric_dtype(group.schema[c])]
+        summaries = _summaries(group, numeric)
+        hashed = [c for c in group.columns if not _sortable(group.schema[c])]
+        # Types that do not sort (lists, structs, ...) are hashed.
+        unique = group.select(pl.col(hashed).n_unique(), pl.col(hashed).null_count().name.suffix("\x00nulls")).row(0, named=True) if hashed else {}
+        ordered = group.select(pl.col(c).sort(nulls_last=True) for c in group.columns if c not in hashed)
+        del group
+        for c in columns[i:i + COLUMNS_PER_PASS]:
+            entry: dict[str, Any] = {"dtype": str(schema[c]), "rows": rows}
+            if c in hashed:
+                entry["null_count"] = unique[f"{c}\x00nulls"]
+                entry["n_unique"] = unique[c]
+            else:
+                values = _valid(ordered.get_column(c))
+                entry["null_count"] = rows - values.len()
+                entry["n_unique"] = values.n_unique() + (1 if entry["null_count"] else 0)
+                if c in summaries:
+                    entry["numeric"] = numeric_stats(summaries[c], values.cast(pl.Float64).set_sorted())
+            out[c] = entry
+    return out
+
+
+def _numeric_dtype(dtype: pl.DataType) -> bool:
+    return dtype.is_numeric() or dtype.is_temporal() or dtype == pl.Boolean
+
+
+def _sortable(dtype: pl.DataType) -> bool:
+    return _numeric_dtype(dtype) or dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum)
+
+
+def _valid(ordered: pl.Series) -> pl.Series:
+    """The non-null values of a series sorted with nulls last, flagged as sorted."""
+    return ordered.head(ordered.len() - ordered.null_count()).set_sorted()
+
+
+def _summaries(group: pl.DataFrame, columns: list[str]) -> dict[str, dict[str, Any]]:
+    """min, max, mean and std, computed over the values in their stored order.
+
+    (Summing sorted values would change the mean's last digits against every earlier profile.)
+    """
+    if not columns:
+        return {}
+    exprs = []
+    for c in columns:
+        x = pl.col(c).cast(pl.Float64)
+        exprs += [x.min().alias(f"{c}\x00min"), x.max().alias(f"{c}\x00max"),
+                  x.mean().alias(f"{c}\x00mean"), x.std().alias(f"{c}\x00std")]
+    row = group.lazy().select(exprs).collect().row(0, named=True)
+    return {c: {k: row[f"{c}\x00{k}"] for k in ("min", "max", "mean", "std")} for c in columns}
+
+
+def numeric_stats(summary: dict[str, Any], values: pl.Series) -> dict[str, Any]:
+    """Summary stats, quantiles and a decile histogram from a column's sorted non-null Float64 values.
+
+    Histogram bins are ``(edge[i-1], edge[i]]`` between the distinct deciles, open at both ends;
+    NaN sorts above every number and so falls in the last bin.
+    """
+    levels = {q: (values.quantile(q, "linear") if values.len() else None) for q in sorted(set(QUANTILES + DECILES))}
+    edges = sorted({levels[q] for q in DECILES if levels[q] is not None})
+    at_or_below = values.search_sorted(pl.Series(edges, dtype=pl.Float64), side="right").to_list() if edges else []
+    bounds = [0, *at_or_below, values.len()]
     return {
-        c: {"dtype": str(t), "rows": rows, "null_count": row[f"{c}\x00nulls"], "n_unique": row[f"{c}\x00unique"]}
-        for c, t in schema.items()
+        **summary,
+        "quantiles": {str(q): levels[q] for q in QUANTILES},
+        "histogram": {"edges": edges, "counts": [hi - lo for lo, hi in zip(bounds, bounds[1:])]},
     }
 
 
@@ -88,45 +159,13 @@ def infer_roles(profile: dict[str, dict[str, Any]], prep: PreprocessingConfig, t
 
 
 def numeric_profile(frame: pl.LazyFrame, columns: list[str]) -> dict[str, dict[str, Any]]:
-    """Summary stats, quantiles and a decile histogram per numeric column (two passes in all)."""
-    if not columns:
-        return {}
-    levels = sorted(set(QUANTILES + DECILES))
-
-    def stats(c: str) -> list[pl.Expr]:
-        x = pl.col(c).cast(pl.Float64)
-        # One list-valued quantile per column: one selection instead of one per level.
-        return [x.min().alias(f"{c}\x00min"), x.max().alias(f"{c}\x00max"), x.mean().alias(f"{c}\x00mean"),
-                x.std().alias(f"{c}\x00std"), x.quantile(levels, "linear").alias(f"{c}\x00quantiles")]
-
-    row = aggregate_in_passes(frame, columns, stats)
-    for c in columns:
-        for q, v in zip(levels, row.pop(f"{c}\x00quantiles") or [None] * len(levels)):
-            row[f"{c}\x00q{q}"] = v
+    """``numeric_stats`` of columns cast to Float64, for columns whose stored type is not a number."""
     out: dict[str, dict[str, Any]] = {}
-    hist_exprs: dict[str, list[pl.Expr]] = {}
-    for c in columns:
-        edges = sorted({row[f"{c}\x00q{q}"] for q in DECILES if row[f"{c}\x00q{q}"] is not None})
-        out[c] = {
-            "min": row[f"{c}\x00min"], "max": row[f"{c}\x00max"], "mean": row[f"{c}\x00mean"], "std": row[f"{c}\x00std"],
-            "quantiles": {str(q): row[f"{c}\x00q{q}"] for q in QUANTILES},
-            "histogram": {"edges": edges, "counts": []},
-        }
-        x = pl.col(c).cast(pl.Float64)
-        bounds = [None, *edges, None]
-        hist_exprs[c] = []
-        for i, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
-            cond = x.is_not_null()
-            if lo is not None:
-                cond = cond & (x > lo)
-            if hi is not None:
-                cond = cond & (x <= hi)
-            hist_exprs[c].append(cond.sum().alias(f"{c}\x00h{i}"))
-    if hist_exprs:
-        hrow = aggregate_in_passes(frame, columns, lambda c: hist_exprs[c])
-        for c in columns:
-            n = len(out[c]["histogram"]["edges"]) + 1
-            out[c]["histogram"]["counts"] = [hrow[f"{c}\x00h{i}"] for i in range(n)]
+    for i in range(0, len(columns), COLUMNS_PER_PASS):
+        group = frame.select(pl.col(columns[i:i + COLUMNS_PER_PASS]).cast(pl.Float64)).collect()
+        summaries = _summaries(group, group.columns)
+        ordered = group.select(pl.all().sort(nulls_last=True))
+        out.update({c: numeric_stats(summaries[c], _valid(ordered.get_column(c))) for c in group.columns})
     return out
 
 
@@ -134,6 +173,8 @@ def categorical_profile(frame: pl.LazyFrame, columns: list[str], top: int) -> di
     """Level frequencies (top ``top`` levels) per categorical column."""
     out = {}
     for c in columns:
-        counts = frame.select(pl.col(c).cast(pl.String).value_counts(sort=True, name="n")).unnest(c).head(top).collect()
+        # Count first, then cast the few distinct values (casting every row to text cost more than counting).
+        counts = frame.select(pl.col(c).value_counts(sort=True, name="n")).unnest(c).head(top).collect()
+        counts = counts.with_columns(pl.col(c).cast(pl.String))
         out[c] = {"levels": {str(k): v for k, v in zip(counts[c].to_list(), counts["n"].to_list())}}
     return out

@@ -68,3 +68,39 @@ def test_profiles_computed_a_few_columns_per_pass_equal_one_pass_over_all():
         assert numeric[c]["min"] == x.min() and numeric[c]["max"] == x.max()
         assert numeric[c]["quantiles"]["0.5"] == x.quantile(0.5, "linear")
         assert sum(numeric[c]["histogram"]["counts"]) == len(x)
+
+
+def test_sorted_profile_matches_direct_counts_quantiles_and_bins():
+    """Distinct counts, quantiles and histogram read off sorted values equal the direct computations."""
+    import numpy as np
+
+    from pipeline_core import profiling
+
+    rng = np.random.default_rng(11)
+    n = 2_000
+    frame = pl.DataFrame({
+        "ints": rng.integers(0, 7, n),  # many ties: deciles coincide with values
+        "floats": rng.normal(size=n),
+        "flags": rng.random(n) < 0.2,
+        "text": rng.choice(["a", "b", "c"], n),
+    }).with_columns(
+        pl.when(pl.col("ints") == 3).then(None).otherwise(pl.col("floats")).alias("floats"),
+        pl.when(pl.col("ints") == 5).then(float("nan")).otherwise(pl.col("floats")).alias("with_nan"),
+    )
+    profile = profiling.basic_profile(frame.lazy())
+    assert "numeric" not in profile["text"]
+    for c in frame.columns:
+        assert profile[c]["n_unique"] == frame[c].n_unique() and profile[c]["null_count"] == frame[c].null_count()
+    for c in ["ints", "floats", "flags"]:
+        values = frame[c].drop_nulls().cast(pl.Float64).to_numpy()
+        stats = profile[c]["numeric"]
+        for q in profiling.QUANTILES:
+            assert stats["quantiles"][str(q)] == np.quantile(values, q)
+        edges = stats["histogram"]["edges"]
+        assert edges == sorted({float(np.quantile(values, q)) for q in profiling.DECILES})
+        bounds = [-np.inf, *edges, np.inf]
+        expected = [int(((values > lo) & (values <= hi)).sum()) for lo, hi in zip(bounds, bounds[1:])]
+        assert stats["histogram"]["counts"] == expected
+    nan_stats = profile["with_nan"]["numeric"]
+    assert sum(nan_stats["histogram"]["counts"]) == frame["with_nan"].drop_nulls().len()
+    assert nan_stats["histogram"]["counts"][-1] >= int(frame["with_nan"].is_nan().sum())  # NaN sorts last
