@@ -185,7 +185,6 @@ class Store:
 
 
 def _sink(frame: pl.LazyFrame | pl.DataFrame, path: str) -> None:
-    if isinstance(frame, pl.LazyFrame):
-        frame.sink_parquet(path)
-    else:
-        frame.write_parquet(path)
+    from pipeline_core.parquet_writer import write_parquet
+
+    write_parquet(frame, path)
