@@ -28,6 +28,7 @@ from pipeline_core.config import PipelineConfig, S3Settings
 from pipeline_core.drift import DriftAccumulator, reference_columns, report_markdown
 from pipeline_core.errors import ConfigError, DataError, StorageError
 from pipeline_core.overlap import SerialWorker, map_ahead
+from pipeline_core.parquet_writer import ParquetChunkWriter
 from pipeline_core.serving import feature_frame
 from pipeline_core.sources import detect_format, fetch_http, fetch_s3, scan_source
 from pipeline_core.storage import is_s3, s3_filesystem
@@ -199,76 +200,7 @@ def read_chunks(frame: pl.LazyFrame, chunk_size: int) -> tuple[int, pl.Schema, I
     return total, schema, iter(frame.collect_batches(chunk_size=chunk_size, lazy=True))
 
 
-# How the output Parquet is written. Measured on 1M scored credit rows (25 raw text columns +
-# predictions), CPU seconds and size: dictionaries and min/max statistics for every column,
-# snappy (pyarrow's defaults) 1.7 s, 75 MiB; zstd level 1 without dictionaries, statistics on the
-# prediction columns only, 1.4 s, 52 MiB; the same with dictionaries for the columns with few
-# distinct values in the first chunk (codes, ages, limits, labels, model name), 1.0 s, 46 MiB.
-# Dictionaries of ids and amounts overflow and fall back to plain encoding after the work is
-# done, and min/max of raw text serve no query, while those of `prediction` and `probability`
-# let a reader skip row groups. Content is unchanged.
-PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 1}
-FEW_DISTINCT = 0.01  # a column is dictionary-encoded when its first chunk has at most this share of distinct values
-
-
-def dictionary_columns(frame: pl.DataFrame) -> list[str]:
-    """Columns worth a dictionary: few distinct values in ``frame`` (at least 16 allowed, for small chunks)."""
-    if frame.is_empty():
-        return []
-    limit = max(16, int(frame.height * FEW_DISTINCT))
-    counts = frame.select(pl.all().n_unique()).row(0, named=True)
-    return [c for c, n in counts.items() if n <= limit and frame.schema[c] != pl.Float64]
-
-
-def _arrow(frame: pl.DataFrame) -> Any:
-    """``frame`` as an Arrow table, text columns as string views.
-
-    polars holds text as views, so handing them over needs no copy; converting them to plain
-    Arrow strings copied every cell (0.7 s of CPU per 1M credit rows, a third of the write).
-    Parquet stores views as ordinary strings. Other types keep the classic Arrow layout, which
-    the Parquet writer takes for every type (a categorical's view dictionary it does not).
-    """
-    import pyarrow as pa
-
-    text = [c for c, dtype in frame.schema.items() if dtype == pl.String]
-    if not text:
-        return frame.to_arrow()
-    views = frame.select(text).to_arrow(compat_level=pl.CompatLevel.newest())
-    rest = frame.drop(text).to_arrow()
-    return pa.table({c: (views if c in text else rest).column(c) for c in frame.columns})
-
-
-class ChunkWriter:
-    """Appends chunks to one Parquet file; `publish` moves it to its destination whole."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.writer: Any = None
-        self.rows = 0
-
-    def write(self, frame: pl.DataFrame) -> None:
-        table = _arrow(frame)
-        if self.writer is None:
-            self.schema = table.schema
-            self.writer = _parquet_writer(self.path, table.schema, dictionary_columns(frame))
-        self.writer.write_table(table.cast(self.schema))
-        self.rows += frame.height
-
-    def close(self, empty: pl.DataFrame) -> Path:
-        if self.writer is None:
-            self.writer = _parquet_writer(self.path, _arrow(empty).schema, [])
-        self.writer.close()
-        return self.path
-
-
-def _parquet_writer(path: Path, schema: Any, dictionary: list[str]) -> Any:
-    import pyarrow.parquet as pq
-
-    stats = [name for name in schema.names if name in OUTPUT_COLUMNS]
-    return pq.ParquetWriter(path, schema, write_statistics=stats, use_dictionary=dictionary, **PARQUET_OPTIONS)
-
-
-def write_chunk(out: ChunkWriter, quarantine: ChunkWriter, chunk: ScoredChunk, drift: DriftAccumulator | None = None) -> None:
+def write_chunk(out: ParquetChunkWriter, quarantine: ParquetChunkWriter, chunk: ScoredChunk, drift: DriftAccumulator | None = None) -> None:
     """Append the chunk's predictions and quarantined rows, and count it into ``drift``."""
     out.write(chunk.scored)
     if chunk.quarantined.height:
@@ -338,7 +270,7 @@ def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, outp
         if total == 0 and not allow_empty:
             raise DataError(f"{input_uri}: no rows to score; pass --allow-empty to write an empty output with the prediction columns")
         out_tmp, q_tmp = local_temp_for(output_uri, staging), local_temp_for(sibling(output_uri, ".quarantine.parquet"), staging)
-        out, quarantine = ChunkWriter(out_tmp), ChunkWriter(q_tmp)
+        out, quarantine = ParquetChunkWriter(str(out_tmp)), ParquetChunkWriter(str(q_tmp))
         try:
             done = 0
             empty_chunk = score_chunk(inner, pl.DataFrame(schema=schema), spec, cut, stamp, model.name, model.version)
