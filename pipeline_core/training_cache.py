@@ -7,6 +7,8 @@ and not even that while the local tracking database is byte for byte as training
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +42,8 @@ def registry_signature(config: PipelineConfig) -> str | None:
     can be trusted without importing MLflow (about 2 of the 6 s of a cached rerun). A server, a
     transaction in progress or a very large file gives None: ask the registry instead.
     """
-    uri = tracking.tracking_uri(config)
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
-    if not path.is_file() or Path(f"{path}-journal").exists():
+    path = _sqlite_path(config)
+    if path is None or not path.is_file() or Path(f"{path}-journal").exists():
         return None
     files = [f for f in (path, Path(f"{path}-wal")) if f.is_file()]
     if sum(f.stat().st_size for f in files) > SIGNATURE_MAX_BYTES:
@@ -55,6 +54,13 @@ def registry_signature(config: PipelineConfig) -> str | None:
     return digest.hexdigest()
 
 
+def _sqlite_path(config: PipelineConfig) -> Path | None:
+    uri = tracking.tracking_uri(config)
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+
+
 def registry_view(config: PipelineConfig, summary: dict[str, Any]) -> dict[str, Any] | None:
     """The registry's present view of an earlier training result, or None when it no longer holds that version.
 
@@ -63,17 +69,51 @@ def registry_view(config: PipelineConfig, summary: dict[str, Any]) -> dict[str, 
     signature = registry_signature(config)
     if signature is not None and signature == summary.get("registry_signature"):
         return {}  # the registry is exactly as training left it: the summary's view still holds
+    model = {"registered_model": summary["registered_model"], "version": summary["version"], "run_id": summary["models"][0]["run_id"]}
+    confirmed = _read_confirmation(config)
+    if signature is not None and confirmed.get("registry_signature") == signature and confirmed.get("model") == model:
+        return {"champion_version": confirmed.get("champion_version")}  # confirmed below, and nothing written since
     from mlflow.exceptions import MlflowException
 
     client, _ = tracking.connect(config)
-    name, version = summary["registered_model"], summary["version"]
     try:
-        registered = client.get_model_version(name, version)
+        registered = client.get_model_version(model["registered_model"], model["version"])
     except MlflowException:
         return None
-    if registered.tags.get("run_id") != summary["models"][0]["run_id"]:
+    if registered.tags.get("run_id") != model["run_id"]:
         return None
-    return {"champion_version": _champion(client, name)}
+    view = {"champion_version": _champion(client, model["registered_model"])}
+    if signature is not None:
+        # Scoring logs its batches to MLflow, which changes the database after training; remembering
+        # what the registry said for this signature spares the next cached run the 2 s of asking again.
+        # The signature was taken before the questions, so a write in between leaves it stale.
+        _write_confirmation(config, {"model": model, "registry_signature": signature, **view})
+    return view
+
+
+def _confirmation_path(config: PipelineConfig) -> Path | None:
+    path = _sqlite_path(config)
+    return None if path is None else path.with_name(f"{path.name}.training-check.json")
+
+
+def _read_confirmation(config: PipelineConfig) -> dict[str, Any]:
+    path = _confirmation_path(config)
+    try:
+        return json.loads(path.read_text()) if path is not None else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_confirmation(config: PipelineConfig, data: dict[str, Any]) -> None:
+    path = _confirmation_path(config)
+    if path is None:
+        return
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # only a shortcut: without it the next run asks MLflow
 
 
 def _champion(client: Any, name: str) -> str | None:

@@ -182,7 +182,7 @@ def test_registry_signature_changes_with_every_write_and_refuses_what_it_cannot_
     assert registry_signature(config("http://127.0.0.1:5000")) is None
 
 
-def test_unchanged_rerun_reuses_training_until_the_registry_loses_its_model(trained, tmp_path):
+def test_unchanged_rerun_reuses_training_until_the_registry_loses_its_model(trained, tmp_path, monkeypatch):
     """Same gold data, config and code: a cache hit that trains nothing; a deleted model version forces retraining."""
     from mlflow import MlflowClient
 
@@ -207,6 +207,11 @@ def test_unchanged_rerun_reuses_training_until_the_registry_loses_its_model(trai
     client.delete_registered_model_alias(first["registered_model"], "champion")
     unaliased = training_flow(config, quick)
     assert (unaliased["status"], unaliased["version"], unaliased["champion_version"]) == ("cached", "1", None)
+    # That answer is remembered for the database as it now is: the next hit does not ask MLflow.
+    with monkeypatch.context() as patched:
+        patched.setattr(tracking, "connect", lambda *a, **k: pytest.fail("asked MLflow although nothing changed"))
+        remembered = training_flow(config, quick)
+    assert (remembered["status"], remembered["version"], remembered["champion_version"]) == ("cached", "1", None)
 
     client.delete_model_version(first["registered_model"], "1")
     rebuilt = training_flow(config, quick)
