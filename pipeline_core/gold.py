@@ -20,6 +20,7 @@ from pipeline_core.naming import silver_name
 from pipeline_core.profiling import basic_profile, categorical_profile, infer_roles, numeric_profile
 from pipeline_core.silver import load_cleaning_spec, silver_paths
 from pipeline_core.storage import Store
+from pipeline_core.streaming import small_morsels
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ def resolve_preprocessing_refs(config: PipelineConfig) -> PreprocessingConfig:
     return prep.model_copy(update={"numeric": names(prep.numeric), "categorical": names(prep.categorical), "exclude": names(prep.exclude)})
 
 
+@small_morsels
 def build_gold(config: PipelineConfig, store: Store) -> dict[str, Any]:
     ds = config.dataset
     s_paths = silver_paths(store, ds.name)

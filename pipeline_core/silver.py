@@ -33,6 +33,7 @@ from pipeline_core.fingerprint import code_version, digest
 from pipeline_core.parquet_writer import write_parquet
 from pipeline_core.profiling import aggregate_in_passes
 from pipeline_core.storage import Store
+from pipeline_core.streaming import small_morsels
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ def count_reasons(reasons: pl.LazyFrame) -> dict[str, int]:
     return dict(zip(counted["rule"].to_list(), counted["len"].to_list()))
 
 
+@small_morsels
 def refine_to_silver(config: PipelineConfig, store: Store) -> dict[str, Any]:
     ds = config.dataset
     bronze = scan_bronze(store, ds.name)
