@@ -2,8 +2,8 @@
 
 When the slowest step of a streamed query is its end (a Parquet writer encoding on one core),
 polars keeps parsing ahead and holds the parsed morsels. With its default morsel size the silver
-flag pass at 10M rows peaked at 1.37 GiB and the gold features write at about 1 GiB; with
-20,000-row morsels at 0.85 and 0.6 GiB, in about the same time (measured back to back).
+flag pass at 10M rows peaked at 1,373 MiB and the gold features write at about 1,000 MiB; with
+20,000-row morsels at 853 and 560-600 MiB, in about the same time (measured back to back).
 """
 
 from __future__ import annotations
