@@ -88,12 +88,19 @@ class ParquetChunkWriter:
         self.writer.write_table(table.cast(self.schema), row_group_size=ROW_GROUP_MAX_ROWS)
         self.rows += frame.height
 
-    def close(self, empty: pl.DataFrame) -> str:
+    def close(self, empty: pl.DataFrame) -> None:
         """Finish the file; ``empty`` (no rows, the right columns) gives the schema when nothing was written."""
         if self.writer is None:
             self._open(to_arrow(empty).schema, empty)
         self.writer.close()
-        return self.path
+
+    def abandon(self) -> None:
+        """Release the file after a failure without finishing it."""
+        if self.writer is not None:
+            try:
+                self.writer.close()
+            except Exception:  # noqa: BLE001 - a second error would hide the first
+                pass
 
     def _open(self, schema: Any, frame: pl.DataFrame) -> None:
         import pyarrow.parquet as pq
@@ -144,5 +151,7 @@ def write_parquet(frame: pl.LazyFrame | pl.DataFrame, path: str, *, compression:
     try:
         for group in _row_groups(batches):
             writer.write(group)
-    finally:
-        writer.close(pl.DataFrame(schema=schema))
+    except BaseException:
+        writer.abandon()  # the caller removes the file; the query's own error is the one to report
+        raise
+    writer.close(pl.DataFrame(schema=schema))

@@ -93,3 +93,11 @@ def test_mostly_text_frames_keep_their_values(tmp_path):
     write_parquet(frame.lazy(), str(path))
     assert pl.read_parquet(path).equals(frame)
     assert not pq.ParquetFile(path).metadata.row_group(0).column(0).is_stats_set
+
+
+def test_a_failing_query_reports_its_own_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(parquet_writer, "BATCH_ROWS", 10)
+    monkeypatch.setattr(parquet_writer, "ROW_GROUP_MAX_ROWS", 10)
+    frame = pl.DataFrame({"x": [str(i) for i in range(30)] + ["not a number"], "n": list(range(31))}).lazy()
+    with pytest.raises(pl.exceptions.InvalidOperationError, match="not a number"):
+        write_parquet(frame.select(pl.col("x").cast(pl.Int64, strict=True), "n"), str(tmp_path / "out.parquet"))
