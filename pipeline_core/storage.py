@@ -19,6 +19,7 @@ import polars as pl
 
 from pipeline_core.config import S3Settings
 from pipeline_core.errors import StorageError
+from pipeline_core.parquet_writer import write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -167,14 +168,14 @@ class Store:
         if self.remote:
             with tempfile.TemporaryDirectory(prefix="pipeline-upload-") as tmpdir:
                 local = os.path.join(tmpdir, "part.parquet")
-                _sink(frame, local)
+                write_parquet(frame, local)
                 self.fs.put_file(local, uri)
             return
         target = Path(uri)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")
         try:
-            _sink(frame, str(tmp))
+            write_parquet(frame, str(tmp))
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
@@ -182,9 +183,3 @@ class Store:
     def remove(self, uri: str) -> None:
         if self.exists(uri):
             self.fs.rm(uri, recursive=True)
-
-
-def _sink(frame: pl.LazyFrame | pl.DataFrame, path: str) -> None:
-    from pipeline_core.parquet_writer import write_parquet
-
-    write_parquet(frame, path)
