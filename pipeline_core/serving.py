@@ -23,10 +23,15 @@ except ImportError:  # pragma: no cover
     PythonModel = object  # type: ignore[assignment,misc]
 
 
-def feature_frame(raw: pl.DataFrame | pl.LazyFrame, cleaning: dict[str, Any], features: dict[str, Any]) -> pl.DataFrame:
+def feature_rows(raw: pl.DataFrame | pl.LazyFrame, cleaning: dict[str, Any], features: dict[str, Any]) -> pl.LazyFrame:
     """Raw records (or records already staged by `with_cleaned`) -> cleaned columns plus engineered features."""
     cleaned = clean_rows(raw.lazy(), CleaningSpec.from_dict(cleaning))
-    return engineer_features(cleaned, FeatureSpec.from_dict(features)).collect()
+    return engineer_features(cleaned, FeatureSpec.from_dict(features))
+
+
+def feature_frame(raw: pl.DataFrame | pl.LazyFrame, cleaning: dict[str, Any], features: dict[str, Any]) -> pl.DataFrame:
+    """`feature_rows`, collected."""
+    return feature_rows(raw, cleaning, features).collect()
 
 
 def raw_to_features(raw: pd.DataFrame, cleaning: dict[str, Any], features: dict[str, Any],

@@ -11,6 +11,7 @@ from pipeline_core.cleaning import (
     flag_rows,
     infer_type,
     mark_duplicates,
+    parsed_column,
     quarantine_rows,
     reason_expr,
     resolve_cleaning_spec,
@@ -71,6 +72,16 @@ def test_failed_flag_is_true_exactly_where_a_reason_is_given():
     assert out[FAILED].to_list() == out[REASON].is_not_null().to_list()
     no_rules = CleaningSpec(renames={"ID": "id"}, dropped=[], types={"id": "str"})
     assert pl.DataFrame({"ID": ["a"]}).select(failed_expr(no_rules, pl.Schema({"ID": pl.String})))[FAILED].to_list() == [False]
+
+
+def test_parsed_numbers_are_the_values_sent_before_code_maps():
+    raw = RAW.with_columns(pl.Series("AGE", ["30", " 41 ", "150", "41.0", "NA", "x"]))
+    staged = with_cleaned(raw.lazy(), spec(), keep_parsed=True).collect()
+    assert staged[parsed_column("AGE")].to_list() == [30, 41, 150, 41, None, None]
+    assert staged[parsed_column("EDUCATION")].to_list() == [1, 0, 2, 5, 3, 9]  # 0 and 5 unmapped
+    assert staged.schema[parsed_column("ID")] == pl.Int64
+    assert parsed_column("Label") in staged.columns and parsed_column("Unnamed: 0") not in staged.columns
+    assert not any(c.startswith("__parsed__") for c in with_cleaned(raw.lazy(), spec()).collect_schema())
 
 
 def test_duplicate_ids_keep_last_clean_row():

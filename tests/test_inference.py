@@ -128,16 +128,23 @@ def test_scoring_training_rows_reproduces_training_probabilities(model_env, demo
     best = training["models"][0]
     holdout = mlflow.artifacts.load_dict(mlflow.get_run(best["run_id"]).info.artifact_uri + "/holdout_predictions.json")
     table = pl.DataFrame(holdout["data"], schema=holdout["columns"], orient="row")
-    expected = table.select(pl.col("id").cast(pl.Int64).cast(pl.String).alias("ID"), pl.col("probability").alias("expected"))
+    expected = table.select(pl.col("id").cast(pl.Int64).alias("ID"), pl.col("probability").alias("expected"))
     raw = pl.read_csv(demo_dir / "credit.csv", infer_schema=False)
-    once = raw.group_by("ID").len().filter(pl.col("len") == 1).select("ID")  # re-sent ids were de-duplicated in silver
+    # re-sent ids were de-duplicated in silver
+    once = raw.group_by("ID").len().filter(pl.col("len") == 1).select(pl.col("ID").cast(pl.Int64))
     scored = pl.read_parquet(out["output"]).join(once, on="ID").join(expected, on="ID")
     assert scored.height > 400
     assert np.max(np.abs(scored["probability"].to_numpy() - scored["expected"].to_numpy())) < 1e-9
     assert out["rows_in"] == raw.height and out["rows_scored"] + out["rows_quarantined"] == raw.height
     assert out["model"]["version"] == training["version"] and out["threshold"] == pytest.approx(best["threshold"])
     preds = pl.read_parquet(out["output"])
-    assert preds.columns[: raw.width] == raw.columns  # original columns first, untouched
+    assert preds.columns[: raw.width] == raw.columns  # original columns first
+    # numbers read as text come back typed, with the values the text holds
+    assert preds.schema["ID"] == pl.Int64 and preds.schema["LIMIT_BAL"] == pl.Float64 and preds.schema["EDUCATION"] == pl.Int64
+    sent = raw.select(pl.col("ID").cast(pl.Int64), pl.col("LIMIT_BAL").alias("text")).join(once, on="ID")
+    pairs = preds.join(sent, on="ID")
+    assert pairs.height > 400
+    assert pairs["LIMIT_BAL"].to_list() == pairs["text"].str.strip_chars().cast(pl.Float64).to_list()
     assert preds["prediction"].to_list() == (preds["probability"] >= best["threshold"]).cast(pl.Int64).to_list()
     assert set(preds["model_version"].unique()) == {training["version"]}
 
@@ -173,7 +180,7 @@ print(json.dumps(dict(zip(raw["ID"], out["probability"].tolist()))))
     stock = json.loads(proc.stdout.strip().splitlines()[-1])
     assert cli.height >= 190
     for row in cli.iter_rows(named=True):
-        assert stock[row["ID"]] == pytest.approx(row["probability"], abs=1e-12)
+        assert stock[str(row["ID"])] == pytest.approx(row["probability"], abs=1e-12)
 
 
 def test_bad_inputs(model_env, demo_dir, tmp_path):
@@ -206,11 +213,14 @@ def test_dirty_values_are_quarantined_and_unknown_columns_and_levels_scored(mode
     raw = pl.read_csv(demo_dir / "credit.csv", infer_schema=False).head(400)
     raw.write_csv(tmp_path / "raw.csv")
     base = _predict(config, tmp_path / "raw.csv", tmp_path / "base.parquet")
-    raw = raw.join(pl.read_parquet(base["output"]).select("ID"), on="ID", maintain_order="left").head(300)  # rows that score as they are
+    scorable = pl.read_parquet(base["output"]).select(pl.col("ID").cast(pl.String))
+    raw = raw.join(scorable, on="ID", maintain_order="left").head(300)  # rows that score as they are
     dirty = raw.with_columns(
         pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("lots")).otherwise(pl.col("LIMIT_BAL")).alias("LIMIT_BAL"),
         pl.when(pl.int_range(pl.len()) == 4).then(pl.lit("150")).otherwise(pl.col("AGE")).alias("AGE"),
         pl.when(pl.int_range(pl.len()).is_between(10, 39)).then(pl.lit("9")).otherwise(pl.col("SEX")).alias("SEX"),
+        pl.when(pl.int_range(pl.len()) == 5).then(pl.lit("5")).otherwise(pl.col("EDUCATION")).alias("EDUCATION"),
+        pl.when(pl.int_range(pl.len()) == 6).then(pl.lit(" 2.0 ")).otherwise(pl.col("PAY_0")).alias("PAY_0"),
         pl.lit("carried").alias("batch_note"),
     )
     dirty.write_csv(tmp_path / "dirty.csv")
@@ -222,6 +232,10 @@ def test_dirty_values_are_quarantined_and_unknown_columns_and_levels_scored(mode
     assert quarantine["LIMIT_BAL"].to_list().count("lots") == 1  # the bad value stays visible
     scored = pl.read_parquet(out["output"])
     assert scored.height + quarantine.height == 300 and set(scored["batch_note"]) == {"carried"}
+    # the output shows the value sent, typed: code 5 before cleaning maps it to 4, padded " 2.0 " as 2
+    by_id = {r["ID"]: r for r in scored.iter_rows(named=True)}
+    assert by_id[int(dirty["ID"][5])]["EDUCATION"] == 5 and by_id[int(dirty["ID"][6])]["PAY_0"] == 2
+    assert scored.schema["batch_note"] == pl.String and scored.schema["PAY_0"] == pl.Int64
 
     # Without the silver rules only uncastable rows are held back; an unseen level is scored and counted.
     from flows.inference import inference_flow
