@@ -5,8 +5,8 @@ allocators in the process hand freed pages back to the OS almost at once (polars
 500 ms; glibc's malloc at once for blocks above its mmap threshold, which numpy and pandas
 arrays of a 100,000-row chunk are), so every chunk paid again for page faults and zeroing: about
 8% of the CPU of scoring 1M rows in a `perf` profile. Keeping the pages a few seconds instead
-took 4.3 CPU s to 3.7-3.9 per 1M scored rows; freed pages are reused, so the peak grows by what
-one chunk's buffers take, not with the input.
+took about 4.3 CPU s to 3.9 per 1M scored rows; freed pages are reused, so the peak grows by
+about what one chunk's buffers take (40-70 MiB on 1M rows), not with the input.
 """
 
 from __future__ import annotations
