@@ -275,8 +275,8 @@ def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, outp
         local = fetch_input(input_uri, s3, staging)
         fmt = detect_format(str(local) if not is_s3(input_uri) else input_uri)
         source = scan_source(local, fmt, None, config.dataset.csv_separator, allow_empty=True)
-        check_input_columns(list(source.collect_schema()), model, input_uri)
         total, schema, chunks = read_chunks(source, config.inference.chunk_size)
+        check_input_columns(list(schema), model, input_uri)
         if total == 0 and not allow_empty:
             raise DataError(f"{input_uri}: no rows to score; pass --allow-empty to write an empty output with the prediction columns")
         out_tmp, q_tmp = local_temp_for(output_uri, staging), local_temp_for(sibling(output_uri, ".quarantine.parquet"), staging)
