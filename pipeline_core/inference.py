@@ -8,6 +8,7 @@ and published whole, so memory follows the chunk size and a failed run leaves no
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -283,7 +284,6 @@ def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, outp
         out, quarantine = ParquetChunkWriter(str(out_tmp)), ParquetChunkWriter(str(q_tmp))
         try:
             done = 0
-            empty_chunk = score_chunk(inner, pl.DataFrame(schema=schema), spec, cut, stamp, model.name, model.version)
             # Three stages one chunk apart: a worker cleans and featurises the next chunk (polars, then
             # the pandas frame the model reads) and another writes the previous one (pyarrow) and counts
             # it for drift, while this thread runs only the model's scikit-learn pipeline, which holds
@@ -299,8 +299,11 @@ def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, outp
                     done += flagged.rows
                     if progress:
                         progress(done, total)
-            out.close(empty_chunk.scored)
-            quarantine.close(empty_chunk.quarantined)
+            # An empty chunk gives the files their columns when no rows reached one of them; it is
+            # built only then, since it costs as much as scoring a small batch.
+            empty = functools.cache(lambda: score_chunk(inner, pl.DataFrame(schema=schema), spec, cut, stamp, model.name, model.version))
+            out.close(None if out.rows else empty().scored)
+            quarantine.close(None if quarantine.rows else empty().quarantined)
             report = drift_summary(drift, config, gold_metadata, model)
             title = f"Drift of {Path(output_uri).name} ({model.name or model.uri} v{model.version or '-'})"
             reports = {".drift.json": json.dumps(report, indent=2, default=str), ".drift.md": report_markdown(report, title)}

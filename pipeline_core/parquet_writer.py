@@ -88,9 +88,11 @@ class ParquetChunkWriter:
         self.writer.write_table(table.cast(self.schema), row_group_size=ROW_GROUP_MAX_ROWS)
         self.rows += frame.height
 
-    def close(self, empty: pl.DataFrame) -> None:
-        """Finish the file; ``empty`` (no rows, the right columns) gives the schema when nothing was written."""
+    def close(self, empty: pl.DataFrame | None = None) -> None:
+        """Finish the file; ``empty`` (no rows, the right columns) gives the schema, needed only when nothing was written."""
         if self.writer is None:
+            if empty is None:
+                raise ValueError(f"{self.path}: nothing was written; pass an empty frame with the file's columns")
             self._open(to_arrow(empty).schema, empty)
         self.writer.close()
 

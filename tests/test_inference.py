@@ -199,6 +199,8 @@ def test_bad_inputs(model_env, demo_dir, tmp_path):
     out = _predict(config, tmp_path / "empty.csv", tmp_path / "e.parquet", allow_empty=True)
     empty = pl.read_parquet(out["output"])
     assert empty.height == 0 and empty.columns == [*raw.columns, "prediction", "probability", "inference_timestamp", "model_name", "model_version"]
+    quarantine = pl.read_parquet(out["quarantine"])
+    assert quarantine.height == 0 and quarantine.columns == [*raw.columns, "_reason"]
 
     with pytest.raises(ConfigError, match="has no version with alias 'nope'"):
         _predict(config, demo_dir / "credit.csv", tmp_path / "x.parquet", model_uri="models:/credit-default-classifier@nope")

@@ -87,6 +87,19 @@ def test_no_rows_still_writes_the_schema(tmp_path):
     assert back.height == 0 and back.schema == frame.schema
 
 
+def test_chunk_writer_needs_the_columns_only_when_nothing_was_written(tmp_path):
+    frame = mixed_frame(10)
+    written = parquet_writer.ParquetChunkWriter(str(tmp_path / "written.parquet"))
+    written.write(frame)
+    written.close()
+    assert pl.read_parquet(tmp_path / "written.parquet").equals(frame)
+    untouched = parquet_writer.ParquetChunkWriter(str(tmp_path / "none.parquet"))
+    with pytest.raises(ValueError, match="nothing was written"):
+        untouched.close()
+    untouched.close(frame.head(0))
+    assert pl.read_parquet(tmp_path / "none.parquet").schema == frame.schema
+
+
 def test_mostly_text_frames_keep_their_values(tmp_path):
     frame = pl.DataFrame({"a": ["1", " 2", None], "b": ["x", "", "z"], "n": [1, 2, 3]})
     path = tmp_path / "text.parquet"
