@@ -7,6 +7,9 @@ helper keeps at most one job in flight, so memory stays bounded by a few chunks.
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
@@ -14,6 +17,22 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+BACKGROUND_NICENESS = 10  # added to the thread's niceness: CFS then gives it about a tenth of a contended core
+
+
+def lower_thread_priority() -> None:
+    """Let the calling thread run on what the other threads of the process leave of the cores.
+
+    Per thread only on Linux, where a thread id is a valid ``PRIO_PROCESS`` target; elsewhere
+    that would renice the whole process, so nothing changes there.
+    """
+    if sys.platform != "linux":
+        return
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + BACKGROUND_NICENESS, 19))
+    except OSError:  # a sandbox may forbid it; the work is the same, only scheduled differently
+        pass
 
 
 def map_ahead(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
@@ -41,11 +60,14 @@ class SerialWorker:
     """Runs jobs one after another in one worker thread; `submit` first waits for the previous job.
 
     So the caller goes on while a job runs, never more than one job is pending, and a failed job
-    raises in the caller at the next `submit` or `wait`.
+    raises in the caller at the next `submit` or `wait`. A ``background`` worker runs at a lower
+    priority (`lower_thread_priority`): for work off the critical path, which only has to be done
+    before the next job is submitted.
     """
 
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serial-worker")
+    def __init__(self, background: bool = False) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serial-worker",
+                                        initializer=lower_thread_priority if background else None)
         self._pending: Future[Any] | None = None
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:

@@ -1,10 +1,12 @@
-"""The helpers that run a chunked loop's stages side by side: order, bounded read-ahead, errors."""
+"""The helpers that run a chunked loop's stages side by side: order, bounded read-ahead, errors, priority."""
 
+import os
+import sys
 import threading
 
 import pytest
 
-from pipeline_core.overlap import SerialWorker, map_ahead
+from pipeline_core.overlap import BACKGROUND_NICENESS, SerialWorker, map_ahead
 
 
 def test_map_ahead_keeps_order_and_reads_one_item_ahead():
@@ -82,3 +84,18 @@ def test_serial_worker_raises_a_failed_job_at_the_next_submit_or_exit():
         with SerialWorker() as w:
             w.submit(boom)
             raise KeyError("caller")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="thread priorities are per thread on Linux only")
+def test_a_background_worker_runs_below_the_caller_and_leaves_it_alone():
+    def niceness():
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    caller = niceness()
+    seen = []
+    with SerialWorker(background=True) as worker:
+        worker.submit(lambda: seen.append(niceness()))
+    with SerialWorker() as worker:
+        worker.submit(lambda: seen.append(niceness()))
+    assert seen == [min(caller + BACKGROUND_NICENESS, 19), caller]
+    assert niceness() == caller
