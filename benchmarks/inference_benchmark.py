@@ -181,11 +181,12 @@ def measure(model: str, batch: Path, chunk_size: int, repeat: int, idle_wait_s: 
 
 
 def table_line(r: dict[str, Any]) -> str:
+    """One result row; ratios to three places, so that one just under the target does not print as 0.50."""
     return (f"| {r['rows']:,} | {r['model']} | {r['chunk_size']:,} | {r['pipeline_seconds']:.2f} | {r['pipeline_cpu_seconds']:.1f} | "
             f"{r['pipeline_rows_per_s']:,.0f} | {r['pipeline_peak_rss_mib']:,.0f} | {r['sklearn_pipeline_rows_per_s']:,.0f} | "
-            f"**{r['ratio_to_sklearn_pipeline']:.2f}** | {r['estimator_rows_per_s']:,.0f} | {r['ratio_to_estimator']:.2f} | "
+            f"**{r['ratio_to_sklearn_pipeline']:.3f}** | {r['estimator_rows_per_s']:,.0f} | {r['ratio_to_estimator']:.2f} | "
             f"{r['bare_peak_rss_mib']:,.0f} | {r['sklearn_pipeline_first_seconds']:.2f} / {r['pipeline_first_seconds']:.2f} = "
-            f"{r['first_call_ratio']:.2f} | {r['pipeline_other_load']:.0%} / {r['bare_other_load']:.0%} |")
+            f"{r['first_call_ratio']:.3f} | {r['pipeline_other_load']:.0%} / {r['bare_other_load']:.0%} |")
 
 
 def main() -> None:
