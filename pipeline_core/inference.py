@@ -8,7 +8,6 @@ and published whole, so memory follows the chunk size and a failed run leaves no
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import tempfile
@@ -302,11 +301,13 @@ def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, outp
                     done += flagged.rows
                     if progress:
                         progress(done, total)
-            # An empty chunk gives the files their columns when no rows reached one of them; it is
-            # built only then, since it costs as much as scoring a small batch.
-            empty = functools.cache(lambda: score_chunk(inner, pl.DataFrame(schema=schema), spec, cut, stamp, model.name, model.version))
-            out.close(None if out.rows else empty().scored)
-            quarantine.close(None if quarantine.rows else empty().quarantined)
+            if out.rows and quarantine.rows:
+                out.close()
+                quarantine.close()
+            else:  # an empty chunk gives a file without rows its columns; built only then, as it costs a small batch's scoring
+                empty = score_chunk(inner, pl.DataFrame(schema=schema), spec, cut, stamp, model.name, model.version)
+                out.close(empty.scored)
+                quarantine.close(empty.quarantined)
             report = drift_summary(drift, config, gold_metadata, model)
             title = f"Drift of {Path(output_uri).name} ({model.name or model.uri} v{model.version or '-'})"
             reports = {".drift.json": json.dumps(report, indent=2, default=str), ".drift.md": report_markdown(report, title)}
