@@ -47,9 +47,11 @@ def bin_counts(values: np.ndarray, edges: list[float]) -> np.ndarray:
     of a profile, one vectorised comparison per edge is about 8x faster than a binary search
     per value (``np.searchsorted``), and it gives the same counts.
     """
-    x = values[~np.isnan(values)]
+    x = np.asarray(values, dtype=float)
+    present = x.size - np.count_nonzero(np.isnan(x))
+    # NaN compares false with every edge, so it needs no filtering out (a copy of the column)
     at_or_below = [np.count_nonzero(x <= edge) for edge in np.asarray(edges, dtype=float)]
-    return np.diff(np.array([0, *at_or_below, x.size], dtype=np.int64))
+    return np.diff(np.array([0, *at_or_below, present], dtype=np.int64))
 
 
 def histogram_reference(values: np.ndarray, bins: int = 10) -> dict[str, Any]:
@@ -82,23 +84,34 @@ class DriftAccumulator:
 
     def update(self, features: pl.DataFrame, probabilities: np.ndarray, predictions: np.ndarray) -> None:
         self.rows += features.height
+        numeric = [name for name, ref in self.reference.items() if ref["role"] == "numeric"]
+        # every numeric column in one float array, NaN where a value is missing (null or NaN, both
+        # missing to scikit-learn's imputers): one conversion per chunk rather than five per column
+        values = features.select(
+            pl.col(name).cast(pl.Float64) if name in features.columns else pl.lit(None, dtype=pl.Float64).alias(name)
+            for name in numeric
+        ).to_numpy() if numeric else np.empty((features.height, 0))
+        missing = np.count_nonzero(np.isnan(values), axis=0)
+        for i, name in enumerate(numeric):
+            counts = self.columns.setdefault(name, ColumnCounts())
+            counts.rows += features.height
+            counts.nulls += int(missing[i])
+            add = bin_counts(values[:, i], self.reference[name]["histogram"]["edges"])
+            counts.bins = add if counts.bins is None else counts.bins + add
         for name, ref in self.reference.items():
+            if ref["role"] == "numeric":
+                continue
             counts = self.columns.setdefault(name, ColumnCounts())
             col = features.get_column(name) if name in features.columns else pl.repeat(None, features.height, eager=True).alias(name)
             if col.dtype.is_float():
                 col = col.fill_nan(None)  # NaN is missing here, as it is to scikit-learn's imputers
             counts.rows += features.height
             counts.nulls += col.null_count()
-            if ref["role"] == "numeric":
-                values = col.cast(pl.Float64).fill_null(np.nan).to_numpy()
-                add = bin_counts(values, ref["histogram"]["edges"])
-                counts.bins = add if counts.bins is None else counts.bins + add
-            else:
-                # count first, then name the few levels as text: casting every value first cost 3x more
-                vc = col.drop_nulls().value_counts()
-                vc = vc.with_columns(vc.get_column(vc.columns[0]).cast(pl.String))
-                for level, n in zip(vc[vc.columns[0]].to_list(), vc[vc.columns[1]].to_list()):
-                    counts.levels[level] = counts.levels.get(level, 0) + int(n)
+            # count first, then name the few levels as text: casting every value first cost 3x more
+            vc = col.drop_nulls().value_counts()
+            vc = vc.with_columns(vc.get_column(vc.columns[0]).cast(pl.String))
+            for level, n in zip(vc[vc.columns[0]].to_list(), vc[vc.columns[1]].to_list()):
+                counts.levels[level] = counts.levels.get(level, 0) + int(n)
         if self.prediction_reference:
             add = bin_counts(np.asarray(probabilities, dtype=float), self.prediction_reference["edges"])
             self.probability_bins = add if self.probability_bins is None else self.probability_bins + add

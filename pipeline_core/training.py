@@ -65,7 +65,8 @@ def to_pandas_features(frame: pl.DataFrame, numeric: list[str], categorical: lis
     index = pd.RangeIndex(frame.height)
     X = pd.DataFrame(index=index)
     if numeric:
-        X = pd.DataFrame(frame.select(pl.col(numeric).cast(pl.Float64, strict=False)).to_numpy(), columns=numeric, index=index)
+        # the array is this frame's own: pandas need not copy it (under copy-on-write it would)
+        X = pd.DataFrame(frame.select(pl.col(numeric).cast(pl.Float64, strict=False)).to_numpy(), columns=numeric, index=index, copy=False)
     for c in categorical:
         # object, as pandas made it: ints stay ints (floats when the column has nulls), text stays text
         column = frame.get_column(c)
