@@ -37,6 +37,18 @@ def test_features_reach_scikit_learn_as_floats_and_objects_with_nan_for_missing(
     assert to_pandas_features(frame, [], ["level"]).shape == (3, 1)
 
 
+def test_text_categories_become_python_strings_shared_by_their_rows():
+    import polars as pl
+
+    frame = pl.DataFrame({"t": ["b", "a", None, "b", "é"], "none": pl.Series([None] * 5, dtype=pl.String)})
+    X = to_pandas_features(frame, [], ["t", "none"])
+    assert X["t"].tolist()[:2] == ["b", "a"] and X["t"].tolist()[3:] == ["b", "é"]
+    assert [type(v) for v in X["t"]] == [str, str, float, str, str] and np.isnan(X["t"][2])
+    assert X["t"][0] is X["t"][3]  # one object per level, not per row
+    assert all(isinstance(v, float) and np.isnan(v) for v in X["none"])
+    assert to_pandas_features(frame.head(0), [], ["t"]).shape == (0, 1)
+
+
 def test_split_refuses_unlearnable_targets():
     X = pd.DataFrame({"a": range(40)})
     with pytest.raises(DataError, match="single class"):
