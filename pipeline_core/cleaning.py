@@ -261,6 +261,8 @@ def cleaning_stages(schema: pl.Schema, spec: CleaningSpec, keep_parsed: bool = F
         elif kind in ("int", "float") and schema[raw] != pl.Boolean:
             num = pl.col(_NUM + n)
             expr = integral(num) if kind == "int" and not is_text[raw] else num
+            if kind == "float":  # "inf" or 1e400 is no measurement, and scikit-learn refuses it: a cast failure
+                expr = pl.when(num.is_infinite()).then(None).otherwise(num)
         else:
             value = pl.col(_TEXT + n) if is_text[raw] else pl.col(raw)
             if kind == "bool" and schema[raw] == pl.Boolean:
