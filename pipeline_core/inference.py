@@ -142,7 +142,7 @@ class ScoredChunk:
 class ChunkPlan:
     """The expressions `flag_chunk` applies to chunks of one input schema, built once per input.
 
-    Rebuilding them for every chunk cost about 7 ms of Python per chunk (a third of flagging a
+    Rebuilding them for every chunk cost about 6 ms of Python per chunk (a third of flagging a
     small chunk), run under the GIL beside the model.
     """
 
