@@ -6,18 +6,20 @@ from typing import Any
 
 from prefect import flow
 
-from pipeline_core.config import load_config
-from tasks import inference
+from flows.layers import resolved_config
+from pipeline_core.config import PipelineConfig
+from tasks import scoring
 
 
 @flow(name="batch-inference")
 def inference_flow(config_path: str, input_uri: str, output_uri: str, model_uri: str | None = None,
-                   overrides: list[str] | None = None, threshold: float | None = None, allow_empty: bool = False) -> dict[str, Any]:
+                   overrides: list[str] | None = None, threshold: float | None = None, allow_empty: bool = False,
+                   config: PipelineConfig | None = None) -> dict[str, Any]:
     """Score INPUT with the configured champion (or ``model_uri``) and write OUTPUT plus a drift report.
 
     ``output_uri`` may contain ``{timestamp}`` or ``{date}`` so that a scheduled run writes a new file each time.
     """
-    config = load_config(config_path, overrides or [])
-    summary = inference.score_batch(config, input_uri, output_uri, model_uri, threshold, allow_empty)
-    summary["mlflow_run_id"] = inference.publish_drift(config, summary)
+    config = resolved_config(config_path, overrides, config)
+    summary = scoring.score_batch(config, input_uri, output_uri, model_uri, threshold, allow_empty)
+    summary["mlflow_run_id"] = scoring.publish_drift(config, summary)
     return {"layer": "inference", "status": "ran", **summary}

@@ -6,22 +6,24 @@ from typing import Any
 
 from prefect import flow
 
-from flows.layers import run_cached
-from pipeline_core.config import load_config
+from flows.layers import resolved_config
+from pipeline_core.config import PipelineConfig
 from pipeline_core.errors import DataError
-from pipeline_core.training_cache import registry_view
-from tasks import layers, training
+from pipeline_io.registry_state import registry_view
+from tasks import training
+from tasks.caching import run_cached, stored_fingerprint
 
 
 @flow(name="training-pipeline")
-def training_flow(config_path: str, overrides: list[str] | None = None, refresh: bool = False) -> dict[str, Any]:
+def training_flow(config_path: str, overrides: list[str] | None = None, refresh: bool = False,
+                  config: PipelineConfig | None = None) -> dict[str, Any]:
     """Train, evaluate and register; the best model becomes `challenger`, `champion` only through the gate.
 
     Unchanged gold data, config and code reuse the last result, as long as the registry still holds
     the model version it registered; ``refresh`` trains again regardless.
     """
-    config = load_config(config_path, overrides or [])
-    fingerprint = layers.stored_fingerprint(config, "gold")
+    config = resolved_config(config_path, overrides, config)
+    fingerprint = stored_fingerprint(config, "gold")
     if fingerprint is None:
         raise DataError(f"no gold layer for dataset '{config.dataset.name}' in {config.store.root}; run `pipeline-cli features` first")
     return run_cached(training.train_stage, config, fingerprint, "training", refresh,

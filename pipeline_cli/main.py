@@ -66,66 +66,68 @@ def training_overrides(n_workers: int | None, task_runner: str | None, dask_addr
     return out
 
 
-def _flow_command(name: str, flow_module: str, flow_name: str, with_through: bool = False,
-                  with_training: bool = False, cached: bool = True) -> Callable[..., None]:
-    def run(config: str, set_: list[str] | None, json_: bool, quiet: bool, verbose: bool, debug: bool,
-            training: list[str] | None = None, **kwargs: Any) -> None:
-        overrides = [*(set_ or []), *(training or [])]
-        opts = Options(command=name, config=config, overrides=overrides, json=json_, quiet=quiet, verbose=verbose, debug=debug)
+def _run_flow(opts: Options, flow_module: str, flow_name: str, **kwargs: Any) -> None:
+    """Load the config once (failing fast, before any Prefect start-up) and run one flow with it."""
 
-        def body() -> Any:
-            import importlib
+    def body() -> Any:
+        import importlib
 
-            from pipeline_core.config import load_config
+        from pipeline_core.config import load_config
 
-            load_config(config, opts.overrides)  # fail fast, before any Prefect start-up
-            flow = getattr(importlib.import_module(flow_module), flow_name)
-            result = flow(config, opts.overrides, **kwargs)
-            return result if isinstance(result, list) else [result]
+        config = load_config(opts.config, opts.overrides)
+        flow = getattr(importlib.import_module(flow_module), flow_name)
+        result = flow(opts.config, opts.overrides, **kwargs, config=config)
+        return result if isinstance(result, list) else [result]
 
-        execute(opts, body, render="layers")
-
-    if with_through and with_training:
-        def command(config: ConfigOpt, set_: SetOpt = None, through: ThroughOpt = "training", predict: PredictOpt = None,
-                    n_workers: NWorkersOpt = None, task_runner: TaskRunnerOpt = None, dask_address: DaskAddressOpt = None,
-                    export: ExportOpt = None, refresh: RefreshOpt = False, json_: JsonOpt = False, quiet: QuietOpt = False,
-                    verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
-            run(config, set_, json_, quiet, verbose, debug, training_overrides(n_workers, task_runner, dask_address, export),
-                through=through, predict_input=predict[0] if predict else None, predict_output=predict[1] if predict else None,
-                refresh=refresh)
-    elif with_training:
-        def command(config: ConfigOpt, set_: SetOpt = None, n_workers: NWorkersOpt = None, task_runner: TaskRunnerOpt = None,
-                    dask_address: DaskAddressOpt = None, export: ExportOpt = None, refresh: RefreshOpt = False,
-                    json_: JsonOpt = False, quiet: QuietOpt = False, verbose: VerboseOpt = False,
-                    debug: DebugOpt = False) -> None:  # type: ignore[misc]
-            run(config, set_, json_, quiet, verbose, debug, training_overrides(n_workers, task_runner, dask_address, export),
-                refresh=refresh)
-    elif cached:
-        def command(config: ConfigOpt, set_: SetOpt = None, refresh: RefreshOpt = False, json_: JsonOpt = False,
-                    quiet: QuietOpt = False, verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:  # type: ignore[misc]
-            run(config, set_, json_, quiet, verbose, debug, refresh=refresh)
-    else:
-        def command(config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, quiet: QuietOpt = False,
-                    verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:  # type: ignore[misc]
-            run(config, set_, json_, quiet, verbose, debug)
-
-    return command
+    execute(opts, body, render="layers")
 
 
-_COMMANDS = [
-    ("bronze", "flows.layers", "bronze_flow", False, "Ingest the configured source as a new append-only bronze batch."),
-    ("silver", "flows.layers", "silver_flow", False, "Clean and validate bronze into silver; quarantine failing rows with reasons."),
-    ("features", "flows.layers", "features_flow", False, "Engineer features from silver into gold (+ metadata and preprocessing config)."),
-    ("feature-pipeline", "flows.layers", "features_flow", False, "Alias of `features`."),
-    ("train", "flows.training", "training_flow", False, "Tune and train every enabled model, register the best in MLflow behind the promotion gate."),
-    ("training-pipeline", "flows.training", "training_flow", False, "Alias of `train`."),
-    ("run", "flows.layers", "run_flow", True, "Run every stage in order: bronze -> silver -> gold -> training."),
-    ("full-pipeline", "flows.layers", "run_flow", True, "Alias of `run`."),
-]
-for _name, _module, _flow, _through, _help in _COMMANDS:
-    _trains = _module == "flows.training" or _flow == "run_flow"
-    app.command(_name, help=_help)(_flow_command(_name, _module, _flow, _through, with_training=_trains,
-                                                 cached=_flow != "bronze_flow"))
+def _options(command: str, config: str, set_: list[str] | None, json_: bool, quiet: bool, verbose: bool, debug: bool,
+             extra: list[str] | None = None) -> Options:
+    return Options(command=command, config=config, overrides=[*(set_ or []), *(extra or [])], json=json_, quiet=quiet,
+                   verbose=verbose, debug=debug)
+
+
+@app.command("bronze", help="Ingest the configured source as a new append-only bronze batch.")
+def bronze(config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, quiet: QuietOpt = False,
+           verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
+    _run_flow(_options("bronze", config, set_, json_, quiet, verbose, debug), "flows.layers", "bronze_flow")
+
+
+@app.command("silver", help="Clean and validate bronze into silver; quarantine failing rows with reasons.")
+def silver(config: ConfigOpt, set_: SetOpt = None, refresh: RefreshOpt = False, json_: JsonOpt = False, quiet: QuietOpt = False,
+           verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
+    _run_flow(_options("silver", config, set_, json_, quiet, verbose, debug), "flows.layers", "silver_flow", refresh=refresh)
+
+
+@app.command("features", help="Engineer features from silver into gold (+ metadata and preprocessing config).")
+def features(config: ConfigOpt, set_: SetOpt = None, refresh: RefreshOpt = False, json_: JsonOpt = False, quiet: QuietOpt = False,
+             verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
+    _run_flow(_options("features", config, set_, json_, quiet, verbose, debug), "flows.layers", "features_flow", refresh=refresh)
+
+
+@app.command("train", help="Tune and train every enabled model, register the best in MLflow behind the promotion gate.")
+def train(config: ConfigOpt, set_: SetOpt = None, n_workers: NWorkersOpt = None, task_runner: TaskRunnerOpt = None,
+          dask_address: DaskAddressOpt = None, export: ExportOpt = None, refresh: RefreshOpt = False, json_: JsonOpt = False,
+          quiet: QuietOpt = False, verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
+    opts = _options("train", config, set_, json_, quiet, verbose, debug, training_overrides(n_workers, task_runner, dask_address, export))
+    _run_flow(opts, "flows.training", "training_flow", refresh=refresh)
+
+
+@app.command("run", help="Run every stage in order: bronze -> silver -> gold -> training.")
+def run(config: ConfigOpt, set_: SetOpt = None, through: ThroughOpt = "training", predict: PredictOpt = None,
+        n_workers: NWorkersOpt = None, task_runner: TaskRunnerOpt = None, dask_address: DaskAddressOpt = None,
+        export: ExportOpt = None, refresh: RefreshOpt = False, json_: JsonOpt = False, quiet: QuietOpt = False,
+        verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
+    opts = _options("run", config, set_, json_, quiet, verbose, debug, training_overrides(n_workers, task_runner, dask_address, export))
+    _run_flow(opts, "flows.layers", "run_flow", through=through, predict_input=predict[0] if predict else None,
+              predict_output=predict[1] if predict else None, refresh=refresh)
+
+
+# The stage names of the design documents, kept as aliases.
+app.command("feature-pipeline", help="Alias of `features`.")(features)
+app.command("training-pipeline", help="Alias of `train`.")(train)
+app.command("full-pipeline", help="Alias of `run`.")(run)
 
 # Deployments of prefect.yaml and a local server for them (pipeline_cli/orchestration.py).
 app.command("serve")(orchestration.serve)
@@ -147,19 +149,22 @@ def _predict(command: str, config: str, input_uri: str, output_uri: str, model: 
     def body() -> Any:
         from pipeline_core.config import load_config
 
-        load_config(config, opts.overrides)
+        loaded = load_config(config, opts.overrides)
         from flows.inference import inference_flow
         from pipeline_core import progress
 
+        def score() -> Any:
+            return inference_flow(config, input_uri, output_uri, model, opts.overrides, threshold, allow_empty, config=loaded)
+
         if opts.json or opts.quiet:
-            return inference_flow(config, input_uri, output_uri, model, opts.overrides, threshold, allow_empty)
+            return score()
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True) as bar:
             job = bar.add_task(f"{command}: loading model and input", total=None)
             progress.set_reporter(lambda stage, done, total: bar.update(job, description=f"{command}: {stage}", completed=done, total=total))
             try:
-                return inference_flow(config, input_uri, output_uri, model, opts.overrides, threshold, allow_empty)
+                return score()
             finally:
                 progress.set_reporter(None)
 
@@ -187,21 +192,23 @@ def monitor(config: ConfigOpt, set_: SetOpt = None,
             fail_on_drift: Annotated[bool, typer.Option("--fail-on-drift", help="Exit 5 when a shown batch crossed a drift threshold.")] = False,
             json_: JsonOpt = False, debug: DebugOpt = False) -> None:
     opts = Options(command="monitor", config=config, overrides=set_ or [], json=json_, debug=debug, log_file=False)
-    shown: list[dict[str, Any]] = []
 
     def body() -> Any:
         from pipeline_core import monitoring
         from pipeline_core.config import load_config
-        from pipeline_core.storage import Store
+        from pipeline_io import records
+        from pipeline_io.store import Store
 
         cfg = load_config(config, opts.overrides)
-        shown.extend(monitoring.batch_row(r) for r in monitoring.recent_batches(Store(cfg.store.root, cfg.store.s3), cfg.dataset.name, last))
-        return shown
+        return [monitoring.batch_row(r) for r in records.recent_batches(Store(cfg.store.root, cfg.store.s3), cfg.dataset.name, last)]
 
-    execute(opts, body, render="monitor")
-    if fail_on_drift and any(r["status"] == "drift" for r in shown):
-        typer.echo("drift: a recent batch crossed a monitoring threshold (see the table or --json)", err=True)
-        raise typer.Exit(5)
+    def drifted(rows: list[dict[str, Any]]) -> None:
+        from pipeline_core.errors import DriftDetected
+
+        if fail_on_drift and any(r["status"] == "drift" for r in rows):
+            raise DriftDetected("drift: a recent batch crossed a monitoring threshold (see the table or --json)")
+
+    execute(opts, body, render="monitor", after=drifted)
 
 
 @config_app.command("validate", help="Validate a config file (with overrides) and print the resolved config.")
@@ -227,11 +234,11 @@ def _registry(command: str, config: str, set_: list[str] | None, json_: bool, de
     opts = Options(command=command, config=config, overrides=set_ or [], json=json_, debug=debug, log_file=False)
 
     def body() -> Any:
-        from pipeline_core import tracking
+        from pipeline_io import registry
         from pipeline_core.config import load_config
 
-        client, _ = tracking.connect(load_config(config, opts.overrides))
-        return call(tracking, client)
+        client, _ = registry.connect(load_config(config, opts.overrides))
+        return call(registry, client)
 
     execute(opts, body, render=render)
 

@@ -23,7 +23,7 @@ PrefectFileOpt = Annotated[Optional[str], typer.Option("--prefect-file", help="T
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON summary.")]
 StateDirOpt = Annotated[Path, typer.Option("--state-dir", envvar="PIPELINE_SERVER_STATE_DIR",
-                                           help="Where pid, state and log files of the servers live.")]
+                                           help="Where the servers' state and log files live (Prefect keeps its pid file in PREFECT_HOME).")]
 _STATE_DIR_DEFAULT = Path("results/server")
 
 
@@ -34,6 +34,7 @@ def _err(message: str) -> None:
 @contextmanager
 def _one_line_errors(debug: bool) -> Iterator[None]:
     """The project's error contract: a domain error is one line on stderr and its exit code."""
+    from pipeline_cli.exit_codes import exit_code
     from pipeline_core.errors import PipelineError
 
     try:
@@ -42,7 +43,7 @@ def _one_line_errors(debug: bool) -> Iterator[None]:
         if debug:
             raise
         _err(f"error: {exc}")
-        raise typer.Exit(exc.exit_code) from None
+        raise typer.Exit(exit_code(exc)) from None
 
 
 def _reachable_api_url() -> str:
@@ -101,7 +102,7 @@ def deploy(
         for pool in created:
             _err(f"created work pool {pool!r} (type process); start a worker: prefect worker start --pool {pool}")
         which = ["--all"] if not name else [arg for s in chosen for arg in ("--name", s.name)]
-        command = [sys.executable, "-m", "deployments.prefect_compat", "--no-prompt", "deploy",
+        command = [sys.executable, "-m", "pipeline_io.workarounds", "--no-prompt", "deploy",
                    "--prefect-file", str(path), *which, *ctx.args]
         env = dict(os.environ)
         root = str(path.parent)
@@ -148,12 +149,12 @@ def server_start(
     json_: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Start `prefect server start` in the background, wait until healthy and print the PREFECT_API_URL to export.
+    """Run `prefect server start --background`, wait until healthy and print the PREFECT_API_URL to export.
 
     Messages go to stderr, the export line to stdout: `eval "$(pipeline-cli server start)"` sets it.
     """
     from deployments import local_server
-    from deployments.prefect_compat import environment_warnings
+    from pipeline_io.workarounds import environment_warnings
 
     with _one_line_errors(debug):
         started = []
@@ -183,17 +184,18 @@ def _age(service: object) -> float:
 
 def _mlflow_store(config: str) -> str:
     from pipeline_core.config import load_config
-    from pipeline_core.tracking import tracking_uri
+    from pipeline_io.registry import tracking_uri
 
     return tracking_uri(load_config(config, []))
 
 
 @server_app.command("stop")
 def server_stop(state_dir: StateDirOpt = _STATE_DIR_DEFAULT) -> None:
-    """Stop the servers `server start` started (their whole process groups)."""
+    """Stop the servers `server start` started (Prefect's with `prefect server stop`, the MLflow UI's process group)."""
     from deployments import local_server
 
-    stopped = [s for s in (local_server.stop(state_dir, n) for n in (local_server.MLFLOW, local_server.PREFECT)) if s]
+    with _one_line_errors(debug=False):  # `prefect server stop` can fail
+        stopped = [s for s in (local_server.stop(state_dir, n) for n in (local_server.MLFLOW, local_server.PREFECT)) if s]
     if not stopped:
         _err("no server started by pipeline-cli is running")
     for s in stopped:

@@ -13,9 +13,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import typer
+
+from pipeline_cli.exit_codes import INTERRUPTED, exit_code
 
 LOG_DIR = Path("results/logs")
 FLOW_RENDERS = ("layers", "inference")  # commands that run a Prefect flow: log file, spinner
@@ -46,14 +48,13 @@ class _OneLine(logging.Filter):
 
 
 def prepare_environment(opts: Options) -> None:
-    """Prefect settings that must be in place before prefect is imported."""
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "pipeline_core")
-    from deployments.local_server import SERVER_WRITE_BATCHING
+    """Process settings that must be in place before prefect or polars is imported."""
+    from pipeline_io.process_tuning import configure_polars_allocator
+    from pipeline_io.workarounds import configure_prefect_environment
 
-    for key, value in SERVER_WRITE_BATCHING.items():  # for the temporary server a run starts itself
-        os.environ.setdefault(key, value)
+    configure_polars_allocator()
+    configure_prefect_environment()
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "pipeline_core")
     if not opts.verbose and not opts.debug:
         # The CLI prints its own summary; library logs go to the log file.
         os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
@@ -93,18 +94,6 @@ def configure_logging(opts: Options) -> Path | None:
     return log_path
 
 
-def without_flow_heartbeats() -> Any:
-    """A context in which flow runs of this process send no heartbeats.
-
-    Prefect 3.8's heartbeat thread sleeps in 1 s steps and every flow run waits for it on exit:
-    about 1 s per flow and subflow run (4 of the 6 s of a cached `run --through gold`). Heartbeats
-    let a server notice a run whose process died unobserved; a CLI run has its user watching.
-    """
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
-
-
 def _flows_without_heartbeats(body: Callable[[], Any]) -> Callable[[], Any]:
     """Run ``body`` without flow heartbeats if it is a flow command (Prefect already imported for
     its logging by then); other commands stay free of Prefect and its import time."""
@@ -112,13 +101,17 @@ def _flows_without_heartbeats(body: Callable[[], Any]) -> Callable[[], Any]:
     def run() -> Any:
         if "prefect" not in sys.modules:
             return body()
+        from pipeline_io.workarounds import without_flow_heartbeats
+
         with without_flow_heartbeats():
             return body()
 
     return run
 
 
-def execute(opts: Options, body: Callable[[], Any], render: str) -> None:
+def execute(opts: Options, body: Callable[[], Any], render: str, after: Callable[[Any], None] | None = None) -> None:
+    """Run ``body``, render its result, then ``after(result)`` (which may raise a domain error):
+    every domain error becomes one line on stderr and its exit code (`exit_codes`)."""
     from rich.console import Console
 
     out = Console()
@@ -139,19 +132,36 @@ def execute(opts: Options, body: Callable[[], Any], render: str) -> None:
             result = body()
     except KeyboardInterrupt:
         err.print("interrupted; nothing half-written was kept")
-        raise typer.Exit(130) from None
+        raise typer.Exit(INTERRUPTED) from None
     except Exception as exc:
-        from pipeline_core.errors import PipelineError
+        fail(exc, opts.debug, log_path)
+    elapsed = time.perf_counter() - start
+    show(opts, result, elapsed, log_path, render, out)
+    if after is not None:
+        try:
+            after(result)
+        except Exception as exc:
+            fail(exc, opts.debug, log_path)
 
-        if opts.debug:
-            raise
-        if isinstance(exc, PipelineError):
-            err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
+
+def fail(exc: Exception, debug: bool, log_path: Path | None = None) -> NoReturn:
+    """A domain error as one line on stderr and its exit code; anything else as an internal error."""
+    from rich.console import Console
+
+    from pipeline_core.errors import PipelineError
+
+    if debug:
+        raise exc
+    err = Console(stderr=True)
+    if isinstance(exc, PipelineError):
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+    else:
         hint = f"; details in {log_path}" if log_path else ""
         err.print(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback{hint})", markup=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    elapsed = time.perf_counter() - start
+    raise typer.Exit(exit_code(exc)) from None
+
+
+def show(opts: Options, result: Any, elapsed: float, log_path: Path | None, render: str, out: Any) -> None:
     if opts.json:
         payload = {"command": opts.command, "seconds": round(elapsed, 3), "result": result}
         if log_path:

@@ -1,5 +1,4 @@
-"""The pipeline's logic: plain functions over data, with I/O at the edges (flows wrap them)."""
+"""The pipeline's logic: plain functions over data. No Prefect, no MLflow, no store I/O.
 
-from pipeline_core.allocator import configure_polars_allocator
-
-configure_polars_allocator()  # before anything imports polars: its allocator reads the setting once
+This package ships inside every logged model, so importing it must not change the host process.
+"""

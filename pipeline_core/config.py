@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline_core.errors import ConfigError
+from pipeline_core.modeling.specs import DEFAULT_MODELS, MODEL_SPECS
 
 Scalar = Union[bool, int, float, str]
 
@@ -97,7 +98,7 @@ class PreprocessingConfig(StrictModel):
     categorical_imputation: Literal["most_frequent", "constant"] = "most_frequent"
 
 
-MODEL_NAMES = ("logistic_regression", "random_forest", "xgboost", "hist_gradient_boosting", "extra_trees")
+MODEL_NAMES = tuple(MODEL_SPECS)
 
 
 class ModelConfig(StrictModel):
@@ -152,7 +153,7 @@ class TrainingConfig(StrictModel):
     primary_metric: str = Field("roc_auc", description="Metric that ranks models and gates promotion.")
     tie_breakers: list[str] = Field(default_factory=lambda: ["accuracy", "f1", "balanced_accuracy", "mcc"])
     models: dict[str, ModelConfig] = Field(
-        default_factory=lambda: {n: ModelConfig() for n in ("logistic_regression", "random_forest", "xgboost")}
+        default_factory=lambda: {n: ModelConfig() for n in DEFAULT_MODELS}
     )
     tuning: TuningConfig = Field(default_factory=TuningConfig)
     threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)

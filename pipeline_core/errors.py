@@ -1,6 +1,6 @@
-"""The project's one exception family.
+"""The project's one exception family: each is a problem the user can fix, described in one line.
 
-The CLI turns each into a one-line message and an exit code; anything else is a bug.
+`pipeline_cli.exit_codes` maps each class to the CLI's exit code; anything else is a bug.
 """
 
 from __future__ import annotations
@@ -9,26 +9,26 @@ from __future__ import annotations
 class PipelineError(Exception):
     """Base class: a problem the user can fix, described in one line."""
 
-    exit_code = 1
-
 
 class ConfigError(PipelineError):
-    """A bad config file, key, value or command-line override."""
-
-    exit_code = 2
+    """A bad config file, key, value or command-line argument."""
 
 
 class DataError(PipelineError):
     """Input data that cannot be read or fails validation."""
 
-    exit_code = 3
-
 
 class StorageError(PipelineError):
-    """A store or source location that cannot be reached or written."""
-
-    exit_code = 4
+    """A store, source or service location that cannot be reached or written."""
 
 
 class TransientSourceError(StorageError):
     """A failure worth retrying (HTTP 5xx, connection reset, throttling)."""
+
+
+class ModelError(PipelineError):
+    """A registered model that does not exist or cannot be loaded."""
+
+
+class DriftDetected(PipelineError):
+    """A monitored batch crossed a drift threshold (raised where the user asked to fail on drift)."""

@@ -11,6 +11,9 @@ from typing import Any
 
 import polars as pl
 
+from pipeline_core.cleaning.naming import silver_name
+from pipeline_core.cleaning.spec import CleaningSpec
+from pipeline_core.config import PipelineConfig, PreprocessingConfig
 from pipeline_core.errors import ConfigError, DataError
 
 BILL_COLUMNS = [f"bill_amt{i}" for i in range(1, 7)]  # bill_amt1 = most recent month
@@ -146,3 +149,42 @@ def engineer_features(frame: pl.LazyFrame, spec: FeatureSpec) -> pl.LazyFrame:
     if spec.target in frame.collect_schema():
         exprs.append(target_expr(spec.target, spec.positive_label))
     return frame.with_columns(exprs)
+
+
+# -- resolving the config against silver ----------------------------------------------
+
+def resolve_feature_spec(config: PipelineConfig, silver_report: dict[str, Any], target_values: list[Any]) -> FeatureSpec:
+    """Pick the missing indicators and the positive label; check the feature set's inputs."""
+    spec = CleaningSpec.from_dict(silver_report["cleaning_spec"])
+    cols = spec.columns
+    feats = config.features
+    check_inputs(feats.set, cols, f"silver/{config.dataset.name}")
+    if feats.missing_indicators == "auto":
+        rates = silver_report["null_rates"]
+        indicators = [c for c in cols if c not in (spec.target, spec.id_column) and rates.get(c, 0) >= feats.auto_missing_min_rate and rates.get(c, 0) > 0]
+    else:
+        indicators = []
+        for ref in feats.missing_indicators:
+            name = silver_name(ref, config.cleaning.rename, config.cleaning.snake_case)
+            if name not in cols:
+                raise ConfigError(f"features.missing_indicators: column '{ref}' not in silver; columns are {cols}")
+            indicators.append(name)
+    return FeatureSpec(
+        feature_set=feats.set,
+        target=spec.target,
+        positive_label=resolve_positive_label(target_values, config.dataset.positive_label, spec.target),
+        missing_indicators=indicators,
+        age_bins=list(feats.age_bins),
+        id_column=spec.id_column,
+    )
+
+
+def resolve_preprocessing_refs(config: PipelineConfig) -> PreprocessingConfig:
+    """The preprocessing column lists with raw names turned into silver names."""
+    prep = config.preprocessing
+    clean = config.cleaning
+
+    def names(refs: list[str] | None) -> list[str] | None:
+        return None if refs is None else [silver_name(r, clean.rename, clean.snake_case) for r in refs]
+
+    return prep.model_copy(update={"numeric": names(prep.numeric), "categorical": names(prep.categorical), "exclude": names(prep.exclude)})

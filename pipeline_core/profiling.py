@@ -19,9 +19,8 @@ _ID_NAME = re.compile(r"(^|_)(id|uuid|index|key)$")
 
 
 # Columns aggregated per pass. The in-memory engine loads every column a selection touches (exact
-# distinct counts and quantiles do not stream), so one selection over all columns held the whole
-# gold table: 2.7 GB at 10M rows. A few at a time bound the peak by the pass, not the table
-# (profiling 10M rows peaked at 1,270 MiB with four columns a pass, 1,014-1,036 with two, in the same time).
+# distinct counts and quantiles do not stream), so one selection over all columns would hold the
+# whole gold table; a few at a time bound the peak by the pass, not the table (benchmarks/RESULTS.md).
 COLUMNS_PER_PASS = 2
 
 

@@ -15,7 +15,7 @@ import polars as pl
 
 from pipeline_core.cleaning import CleaningSpec, clean_rows
 from pipeline_core.features import FeatureSpec, engineer_features
-from pipeline_core.training import to_pandas_features
+from pipeline_core.modeling.training import to_pandas_features
 
 try:  # mlflow is needed to log or load the model, not to build or test its logic
     from mlflow.pyfunc import PythonModel

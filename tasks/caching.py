@@ -6,9 +6,18 @@ code a task calls; these keys name exactly what a stage's output depends on.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+
+from pipeline_core.config import PipelineConfig
 from pipeline_core.fingerprint import digest
+from pipeline_io import layout
+from pipeline_io.store import open_store
 
 
 def stage_cache_key(stage: str, *sections: str, code_version: Any) -> Any:
@@ -39,3 +48,37 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     except BaseException:
         return False
     return False
+
+
+@task(name="stored-fingerprint", cache_policy=NO_CACHE)
+def stored_fingerprint(config: PipelineConfig, layer: str) -> str | None:
+    """The fingerprint recorded in a layer's commit marker, or None when the layer is absent."""
+    store = open_store(config)
+    name = config.dataset.name
+    uri = layout.silver_paths(store, name)["report"] if layer == "silver" else layout.gold_paths(store, name)["metadata"]
+    return store.read_json(uri).get("fingerprint") if store.exists(uri) else None
+
+
+def run_cached(stage_task: Any, config: PipelineConfig, input_fingerprint: str, layer: str, refresh: bool = False,
+               still_valid: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None) -> dict[str, Any]:
+    """Run a cached stage; trust a cache hit only while the stored output is the one it describes.
+
+    ``still_valid`` checks a cached summary against the world (default: the layer's stored
+    fingerprint) and returns what to refresh in it, or None to recompute. ``refresh`` recomputes
+    regardless and replaces the cached result.
+    """
+    start = time.perf_counter()
+    if refresh:
+        get_run_logger().info("%s: refresh requested; recomputing even if cached", layer)
+        return stage_task.with_options(refresh_cache=True)(config, input_fingerprint=input_fingerprint)
+    state = stage_task(config, input_fingerprint=input_fingerprint, return_state=True)
+    summary = state.result()
+    if state.name != "Cached":
+        return summary
+    check = still_valid or (lambda s: {} if stored_fingerprint(config, layer) == s["fingerprint"] else None)
+    updates = check(summary)
+    if updates is None:
+        get_run_logger().info("%s: cached result no longer matches the store; recomputing", layer)
+        return stage_task.with_options(refresh_cache=True)(config, input_fingerprint=input_fingerprint)
+    get_run_logger().info("%s: inputs, config and code unchanged; cache hit, nothing recomputed", layer)
+    return {**summary, **updates, "status": "cached", "seconds": round(time.perf_counter() - start, 3)}

@@ -1,75 +1,174 @@
-"""Tasks of the training stage: one per model, then registration behind the promotion gate, and the
-stage as a whole as one cached task, so that unchanged gold data, config and code retrain nothing."""
+"""The training stage: read gold, train each model as a task (its Optuna workers as tasks too),
+log to MLflow, then register behind the gate (`tasks.registration`); the stage as a whole is one
+cached task, so unchanged gold data, config and code retrain nothing."""
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import tempfile
 import time
+from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
+import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from pipeline_core import tracking, training_cache
 from pipeline_core.config import PipelineConfig
+from pipeline_core.errors import DataError
+from pipeline_core.fingerprint import digest
+from pipeline_core.modeling.concurrency import training_plan
+from pipeline_core.modeling.holdout import TrainingData, holdout_predictions, prediction_reference, raw_holdout, study_name
+from pipeline_core.modeling.metrics import confusion
+from pipeline_core.modeling.plots import feature_importance, write_evaluation_plots
+from pipeline_core.modeling.preprocessing import build_preprocessor
+from pipeline_core.modeling.selection import rank_models
+from pipeline_core.modeling.training import check_training_config, split_data, to_pandas_features
+from pipeline_core.modeling.training import train_model as fit_model
+from pipeline_core.modeling.tuning import WorkerMap
+from pipeline_core.serving import RawRecordClassifier
+from pipeline_io import layout, registry, registry_state
+from pipeline_io.readers import load_training_data
+from pipeline_io.store import open_store
+from pipeline_io.workarounds import api_visible_to_workers
 from tasks.caching import stage_cache_key
-from tasks.layers import make_store
-from tasks.runners import api_visible_to_workers, model_task_runner
+from tasks.code_version import code_version
+from tasks.registration import export_model, register_best
+from tasks.runners import model_task_runner
+
+log = logging.getLogger(__name__)
+
+# Config sections that shape a training result (the served model embeds cleaning and features).
+TRAINING_SECTIONS = ("dataset", "cleaning", "features", "preprocessing", "training", "mlflow")
+
+
+def training_code_version() -> str:
+    return code_version(__name__)
+
+
+def tuning_storage(config: PipelineConfig) -> str | None:
+    """The Optuna storage: the configured one; a journal file under the store root when workers need one; else memory."""
+    tuning = config.training.tuning
+    if tuning.storage or tuning.n_workers == 1 or not tuning.enabled:
+        return tuning.storage
+    path = str(layout.optuna_journal(config.store.root, config.dataset.name))
+    log.info("training.tuning.n_workers=%d needs a shared study storage and training.tuning.storage is not set: "
+             "using the journal file %s", tuning.n_workers, path)
+    return path
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run_tags(config: PipelineConfig, data: TrainingData) -> dict[str, str]:
+    return {
+        "dataset": config.dataset.name,
+        "feature_version": data.metadata["feature_version"],
+        "data_fingerprint": data.metadata["fingerprint"],
+        "config_hash": digest(config.model_dump(mode="json"))[:16],
+        "git_commit": git_commit(),
+    }
+
+
+@task(name="tune-worker", cache_policy=NO_CACHE, task_run_name="tune-{model}-worker-{index}")
+def tune_worker(work: Callable[[int, int], None], model: str, index: int, n_trials: int) -> None:
+    """One Optuna worker: loads the model's shared study and runs its share of the trials."""
+    work(index, n_trials)
+
+
+def tuning_workers(model: str) -> WorkerMap:
+    """Run a model's Optuna workers as Prefect tasks side by side on threads (the fits release the GIL)."""
+
+    def run(work: Callable[[int, int], None], shares: list[int]) -> None:
+        from prefect.futures import wait
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        with ThreadPoolTaskRunner(max_workers=len(shares)) as runner:
+            futures = [runner.submit(tune_worker, {"work": work, "model": model, "index": i, "n_trials": n})
+                       for i, n in enumerate(shares)]
+            wait(futures)
+            for future in futures:
+                future.result()  # a worker's failure fails the model
+
+    return run
+
+
+def train_and_log(config: PipelineConfig, data: TrainingData, model: str, parent_run_id: str, experiment_id: str,
+                  n_jobs: int | None = None, run_workers: WorkerMap | None = None) -> dict[str, Any]:
+    """Train one model in a child run: params, metrics, trials, plots, reports, metadata and the raw-record model.
+
+    Every MLflow call names its run (the child run is opened by id in this thread or process), so
+    models trained at once in threads or Dask workers never log into each other's runs.
+    """
+    import mlflow
+    from mlflow.entities import Metric, Param, RunTag
+    from sklearn.metrics import classification_report
+
+    storage = tuning_storage(config)
+    cfg = config.training.model_copy(update={"tuning": config.training.tuning.model_copy(update={"storage": storage})})
+    threads = n_jobs or training_plan(config).n_jobs
+    result = fit_model(model, cfg.models[model], build_preprocessor(data.preprocessing), data.split, cfg, threads,
+                       study_name=study_name(config, data, model), run_workers=run_workers)
+    pyfunc = RawRecordClassifier(result.pipeline, data.metadata["cleaning_spec"], data.metadata["feature_spec"],
+                                 data.preprocessing["numeric_columns"], data.preprocessing["categorical_columns"], result.threshold,
+                                 prediction_reference(result.test_probabilities, result.threshold))
+    client = mlflow.MlflowClient()
+    run = client.create_run(experiment_id, tags={"mlflow.parentRunId": parent_run_id, "mlflow.runName": model, "model": model,
+                                                 **run_tags(config, data)})
+    run_id = run.info.run_id
+    metrics = {**result.metrics, **{f"{k}_at_0.5": v for k, v in result.metrics_at_05.items()},
+               f"cv_{cfg.primary_metric}_mean": result.cv_mean, f"cv_{cfg.primary_metric}_std": result.cv_std,
+               "threshold": result.threshold, "train_seconds": result.seconds}
+    now = int(datetime.now(timezone.utc).timestamp() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                     params=[Param(k, str(v)) for k, v in result.params.items()],
+                     tags=[RunTag("tuned", str(result.tuned).lower()), RunTag("n_jobs", str(threads)),
+                           RunTag("optuna_storage", storage or "memory")])
+    if result.trials:  # read back from the study after tuning: complete even when trials ran in parallel workers
+        client.log_table(run_id, pd.DataFrame(result.trials), artifact_file="optuna/trials.json")
+    client.log_dict(run_id, {"model": model, "params": result.params, "metrics": result.metrics, "threshold": result.threshold,
+                             "cv_mean": result.cv_mean, "cv_std": result.cv_std, "seconds": result.seconds, "tuned": result.tuned,
+                             "trained_at": datetime.now(timezone.utc).isoformat()}, "model_metadata.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        importance = feature_importance(result.pipeline)
+        write_evaluation_plots(tmp, data.split.y_test, result.test_probabilities, result.threshold, importance, result.trials)
+        client.log_artifacts(run_id, tmp, "plots")
+    predicted = (result.test_probabilities >= result.threshold).astype(int)
+    client.log_dict(run_id, importance, "feature_importance.json")
+    client.log_text(run_id, classification_report(data.split.y_test, predicted, digits=4, zero_division=0), "classification_report.txt")
+    client.log_dict(run_id, confusion(data.split.y_test, predicted), "confusion_matrix.json")
+    client.log_table(run_id, holdout_predictions(data, result.test_probabilities), artifact_file="holdout_predictions.json")
+    with mlflow.start_run(run_id=run_id, nested=True):  # log_model attaches to the active run: this thread's, by id
+        info = registry.log_raw_record_model(pyfunc, raw_holdout(data).head(5))
+    return {"name": model, "metrics": result.metrics, "metrics_at_0.5": result.metrics_at_05, "threshold": result.threshold,
+            "cv_mean": result.cv_mean, "cv_std": result.cv_std, "params": result.params, "run_id": run_id,
+            "model_uri": info.model_uri, "seconds": round(result.seconds, 2), "tuned": result.tuned, "n_jobs": threads,
+            "optuna_storage": storage,
+            "trials": {state: sum(t["state"] == state for t in result.trials) for state in ("COMPLETE", "PRUNED", "FAIL")},
+            "holdout_probabilities": result.test_probabilities.tolist()}
 
 
 @task(name="train-model", cache_policy=NO_CACHE, task_run_name="train-{model}")
 def train_model(config: PipelineConfig, model: str, parent_run_id: str, experiment_id: str, n_jobs: int | None = None) -> dict[str, Any]:
     """One model, end to end; safe to run beside others in threads or Dask worker processes."""
-    from pipeline_core import train_job
-
-    tracking.connect(config)
-    data = train_job.load_training_data(config, make_store(config))
-    result = train_job.train_and_log(config, data, model, parent_run_id, experiment_id, n_jobs)
+    registry.connect(config)
+    data = load_training_data(config, open_store(config))
+    result = train_and_log(config, data, model, parent_run_id, experiment_id, n_jobs, run_workers=tuning_workers(model))
     get_run_logger().info("%s: holdout %s=%.4f (cv %.4f ± %.4f) in %.1fs", model, config.training.primary_metric,
                           result["metrics"][config.training.primary_metric], result["cv_mean"], result["cv_std"], result["seconds"])
     return result
 
 
-@task(name="register-best", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def register_best(config: PipelineConfig, ranked: list[dict[str, Any]], parent_run_id: str) -> dict[str, Any]:
-    import mlflow
-
-    from pipeline_core import train_job
-
-    tracking.connect(config)
-    data = train_job.load_training_data(config, make_store(config))
-    with mlflow.start_run(run_id=parent_run_id):
-        train_job.log_leaderboard(ranked, config.training.primary_metric)
-        mlflow.log_dict(config.model_dump(mode="json"), "config_snapshot.json")
-        mlflow.log_dict(data.metadata["feature_spec"], "feature_spec.json")
-    outcome = train_job.register_and_gate(config, data, ranked, parent_run_id)
-    from prefect.artifacts import create_table_artifact
-
-    from pipeline_core.selection import leaderboard_rows
-
-    create_table_artifact(
-        key=f"leaderboard-{config.dataset.name}".lower().replace("_", "-").replace(".", "-"),
-        table=leaderboard_rows(ranked, list(ranked[0]["metrics"])),
-        description=f"{outcome['registered_model']} v{outcome['version']}: {'promoted' if outcome['promoted'] else 'not promoted'} ({outcome['reason']})",
-    )
-    get_run_logger().info("registry: %s v%s %s (%s)", outcome["registered_model"], outcome["version"],
-                          "promoted to champion" if outcome["promoted"] else "kept as challenger", outcome["reason"])
-    return outcome
-
-
-@task(name="export-model", cache_policy=NO_CACHE)
-def export_model(config: PipelineConfig, outcome: dict[str, Any], ranked: list[dict[str, Any]]) -> str:
-    from pipeline_core import export
-
-    tracking.connect(config)
-    path = export.export_registered_model(config, outcome, ranked[0])
-    get_run_logger().info("exported %s v%s to %s", outcome["registered_model"], outcome["version"], path)
-    return str(path)
-
-
 @task(
     name="train-and-register",
-    cache_key_fn=stage_cache_key("training", *training_cache.TRAINING_SECTIONS, code_version=training_cache.training_code_version),
+    cache_key_fn=stage_cache_key("training", *TRAINING_SECTIONS, code_version=training_code_version),
     persist_result=True,
 )
 def train_stage(config: PipelineConfig, input_fingerprint: str) -> dict[str, Any]:
@@ -81,24 +180,22 @@ def train_stage(config: PipelineConfig, input_fingerprint: str) -> dict[str, Any
     import mlflow
     from prefect.futures import wait
 
-    from pipeline_core import train_job
-    from pipeline_core.selection import rank_models
 
     start = time.perf_counter()
-    train_job.check_training_config(config)
-    plan = train_job.training_plan(config)
+    check_training_config(config)
+    plan = training_plan(config)
     runner = model_task_runner(config, plan)
     models = [name for name, mc in config.training.models.items() if mc.enabled]
     get_run_logger().info("training %d models, %d at a time on the %s runner, %d thread(s) per fit, %d tuning worker(s) each",
                           len(models), plan.concurrent_models, config.training.concurrency.task_runner, plan.n_jobs,
                           plan.tuning_workers)
-    client, experiment_id = tracking.connect(config)
+    client, experiment_id = registry.connect(config)
     parent = client.create_run(experiment_id, tags={"mlflow.runName": f"training-{config.dataset.name}", "dataset": config.dataset.name,
                                                     "gold_fingerprint": input_fingerprint})
     parent_id = parent.info.run_id
     export_path = None
     try:
-        with api_visible_to_workers(config), runner:
+        with api_visible_to_workers(config.training.concurrency.task_runner == "dask"), runner:
             futures = [runner.submit(train_model, {"config": config, "model": name, "parent_run_id": parent_id,
                                                    "experiment_id": experiment_id, "n_jobs": plan.n_jobs})
                        for name in models]
@@ -113,7 +210,7 @@ def train_stage(config: PipelineConfig, input_fingerprint: str) -> dict[str, Any
         client.set_terminated(parent_id, "FAILED")
         raise
     client.set_terminated(parent_id, "FINISHED")
-    settled = training_cache.settled_view(config, client, outcome["registered_model"])
+    settled = registry_state.settled_view(config, client, outcome["registered_model"])
     return {"layer": "training", "status": "ran", "tracking_uri": mlflow.get_tracking_uri(), "parent_run_id": parent_id,
             "primary_metric": config.training.primary_metric, "fingerprint": input_fingerprint, **outcome, **settled,
             "concurrency": {"task_runner": config.training.concurrency.task_runner, "concurrent_models": plan.concurrent_models,

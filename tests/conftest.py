@@ -60,3 +60,11 @@ def credit_config(tmp_path, demo_dir) -> Path:
 @pytest.fixture
 def phishing_config(tmp_path, demo_dir) -> Path:
     return shipped_config("phishing", demo_dir / "phishing.sqlite", tmp_path)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests under tests/e2e start real servers: they are the `slow` tier (`-m "not slow"` skips them)."""
+    e2e = Path(__file__).resolve().parent / "e2e"
+    for item in items:
+        if e2e in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.slow)

@@ -1,0 +1,145 @@
+"""The cleaning spec: every rename, cast, code fix and rule, resolved against the raw columns.
+
+`resolve_cleaning_spec` turns the config plus a sample of raw rows into a `CleaningSpec`, a plain
+JSON-serialisable record. The same spec is stored with silver and travels inside the served
+model, so a raw record is cleaned by exactly the same expressions in training and in serving.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import polars as pl
+
+from pipeline_core.cleaning.naming import silver_name
+from pipeline_core.config import CleaningConfig, DatasetConfig
+from pipeline_core.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+LINEAGE_COLUMNS = ("_source", "_batch_id", "_ingested_at")
+REASON = "_reason"
+NULL_TOKENS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "?"]
+_TRUE = ["true", "t", "yes", "y", "1"]
+_FALSE = ["false", "f", "no", "n", "0"]
+
+
+@dataclass(frozen=True)
+class CleaningSpec:
+    """Everything row-level cleaning needs, resolved against real column names."""
+
+    renames: dict[str, str]  # raw name -> silver name, in output order
+    dropped: list[str]
+    types: dict[str, str]  # silver name -> int | float | str | bool
+    value_maps: dict[str, dict[str, Any]] = field(default_factory=dict)  # keys as strings
+    not_null: list[str] = field(default_factory=list)
+    ranges: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    allowed_values: dict[str, list[Any]] = field(default_factory=dict)
+    id_column: str | None = None
+    target: str = ""
+    deduplicate: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CleaningSpec:
+        return cls(**data)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.renames.values())
+
+
+def _numeric_share(values: pl.Series) -> tuple[float, bool]:
+    """Share of non-null text values that parse as numbers, and whether all are integral."""
+    text = values.cast(pl.String).str.strip_chars()
+    text = text.filter(text.is_not_null() & ~text.is_in(NULL_TOKENS))
+    if text.len() == 0:
+        return 0.0, False
+    nums = text.cast(pl.Float64, strict=False)
+    ok = nums.drop_nulls()
+    share = ok.len() / text.len()
+    integral = ok.len() > 0 and bool((ok == ok.floor()).all()) and bool((ok.abs() < 2**53).all())
+    return share, integral
+
+
+def infer_type(values: pl.Series, threshold: float) -> str:
+    """Column type for a column the config does not type, from its dtype or a sample of its text."""
+    dtype = values.dtype
+    if dtype == pl.Boolean:
+        return "bool"
+    if dtype.is_integer():
+        return "int"
+    if dtype.is_float():
+        return "float"
+    if dtype == pl.String:
+        share, integral = _numeric_share(values)
+        if share >= threshold:
+            return "int" if integral else "float"
+    return "str"
+
+
+def resolve_cleaning_spec(
+    dataset: DatasetConfig, cleaning: CleaningConfig, sample: pl.DataFrame, source: str = "source"
+) -> CleaningSpec:
+    """Resolve config references against the raw columns of ``sample`` (raw or cleaned names both work)."""
+    raw_columns = [c for c in sample.columns if c not in LINEAGE_COLUMNS]
+    drop = {c for c in cleaning.drop_columns if c in raw_columns}
+    drop |= {c for c in raw_columns if c.startswith("Unnamed: ") and c not in cleaning.rename}
+    renames: dict[str, str] = {}
+    for col in raw_columns:
+        if col in drop:
+            continue
+        new = silver_name(col, cleaning.rename, cleaning.snake_case)
+        if new in renames.values():
+            other = next(k for k, v in renames.items() if v == new)
+            raise DataError(f"{source}: columns '{other}' and '{col}' both become '{new}'; add a cleaning.rename entry for one")
+        renames[col] = new
+    unknown_renames = [k for k in cleaning.rename if k not in raw_columns]
+    if unknown_renames:
+        raise ConfigError(f"cleaning.rename: column(s) {unknown_renames} not in {source}; columns are {raw_columns}")
+
+    silver_cols = list(renames.values())
+
+    def resolve(ref: str, key: str) -> str:
+        if ref in silver_cols:
+            return ref
+        name = silver_name(ref, cleaning.rename, cleaning.snake_case)
+        if name in silver_cols:
+            return name
+        raise ConfigError(f"{key}: column '{ref}' not found in {source}; columns are {silver_cols}")
+
+    target = _resolve_required(dataset.target, "dataset.target", resolve, source, silver_cols)
+    id_column = _resolve_required(dataset.id_column, "dataset.id_column", resolve, source, silver_cols) if dataset.id_column else None
+
+    declared = {resolve(k, f"cleaning.types.{k}"): v for k, v in cleaning.types.items()}
+    types: dict[str, str] = {}
+    for raw, new in renames.items():
+        types[new] = declared.get(new) or infer_type(sample.get_column(raw), cleaning.numeric_parse_threshold)
+
+    not_null = [resolve(c, "cleaning.not_null") for c in cleaning.not_null]
+    for required in (target, id_column):
+        if required and required not in not_null:
+            not_null.append(required)
+    return CleaningSpec(
+        renames=renames,
+        dropped=sorted(drop),
+        types=types,
+        value_maps={resolve(k, f"cleaning.value_maps.{k}"): {str(a): b for a, b in m.items()} for k, m in cleaning.value_maps.items()},
+        not_null=not_null,
+        ranges={resolve(k, f"cleaning.ranges.{k}"): r.model_dump() for k, r in cleaning.ranges.items()},
+        allowed_values={resolve(k, f"cleaning.allowed_values.{k}"): list(v) for k, v in cleaning.allowed_values.items()},
+        id_column=id_column,
+        target=target,
+        deduplicate=cleaning.deduplicate,
+    )
+
+
+def _resolve_required(ref: str | None, key: str, resolve: Any, source: str, cols: list[str]) -> str:
+    try:
+        return resolve(ref, key)
+    except ConfigError:
+        raise DataError(f"{source}: {key} column '{ref}' is missing; columns are {cols}") from None

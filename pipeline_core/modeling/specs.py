@@ -1,0 +1,171 @@
+"""The models the pipeline can train: one `ModelSpec` each, in one table.
+
+Adding a model is one entry in `MODEL_SPECS`: how to build the estimator, its default Optuna
+search space (one comment per hyperparameter), how it stops early, and what to install.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline_core.errors import ConfigError
+
+Space = dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    build: Callable[[dict[str, Any], int, int], Any]  # (params, seed, n_jobs) -> a fresh, seeded estimator
+    search_space: Space
+    package: str = "scikit-learn"  # what `pip install` brings it
+    module: str = "sklearn"  # what it is imported as
+    # Fits on a training fold with the validation fold for early stopping and returns the number of
+    # rounds it kept; None: the model fits on the training rows alone.
+    fit_early_stopping: Callable[[Any, Any, Any, Any, Any], int] | None = None
+    rounds_param: str | None = None  # the parameter the kept rounds set on the final refit
+
+    def available(self) -> bool:
+        return importlib.util.find_spec(self.module) is not None
+
+
+def _logistic_regression(params: dict[str, Any], seed: int, n_jobs: int) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=2000, random_state=seed, **params)
+
+
+def _random_forest(params: dict[str, Any], seed: int, n_jobs: int) -> Any:
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(random_state=seed, n_jobs=n_jobs, **params)
+
+
+def _extra_trees(params: dict[str, Any], seed: int, n_jobs: int) -> Any:
+    from sklearn.ensemble import ExtraTreesClassifier
+
+    return ExtraTreesClassifier(random_state=seed, n_jobs=n_jobs, **params)
+
+
+def _hist_gradient_boosting(params: dict[str, Any], seed: int, n_jobs: int) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(random_state=seed, early_stopping=True, **params)  # stops on its own inner split
+
+
+XGB_MAX_ROUNDS = 600
+XGB_EARLY_STOPPING = 30
+
+
+def _xgboost(params: dict[str, Any], seed: int, n_jobs: int) -> Any:
+    from xgboost import XGBClassifier
+
+    defaults = {"n_estimators": XGB_MAX_ROUNDS, "tree_method": "hist", "eval_metric": "logloss"}
+    return XGBClassifier(random_state=seed, n_jobs=n_jobs, **{**defaults, **params})
+
+
+def _xgboost_early_stopping(pipeline: Any, X: Any, y: Any, X_val: Any, y_val: Any) -> int:
+    """Fit the preprocessing on the training fold, then boost until the validation fold stops improving."""
+    pre = pipeline.named_steps["pre"].fit(X, y)
+    est = pipeline.named_steps["model"]
+    est.set_params(early_stopping_rounds=XGB_EARLY_STOPPING)
+    est.fit(pre.transform(X), y, eval_set=[(pre.transform(X_val), y_val)], verbose=False)
+    return int(est.best_iteration) + 1
+
+
+_SPACES: dict[str, Space] = {
+    "logistic_regression": {
+        "C": {"type": "float", "low": 1e-3, "high": 100.0, "log": True},  # inverse regularisation strength
+    },
+    "random_forest": {
+        "n_estimators": {"type": "int", "low": 50, "high": 300, "step": 50},  # more trees: less variance, more time
+        "max_depth": {"type": "int", "low": 4, "high": 16},  # caps tree size: the main overfitting knob
+        "min_samples_leaf": {"type": "int", "low": 1, "high": 20, "log": True},  # smooths leaf probabilities
+        "max_features": {"type": "categorical", "choices": ["sqrt", "log2", 0.5]},  # decorrelates trees
+    },
+    "extra_trees": {
+        "n_estimators": {"type": "int", "low": 50, "high": 300, "step": 50},  # as for random forest
+        "max_depth": {"type": "int", "low": 4, "high": 24},  # random splits tolerate deeper trees
+        "min_samples_leaf": {"type": "int", "low": 1, "high": 20, "log": True},  # smooths leaf probabilities
+    },
+    "xgboost": {
+        "learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": True},  # shrinkage per round
+        "max_depth": {"type": "int", "low": 2, "high": 8},  # interaction depth
+        "min_child_weight": {"type": "float", "low": 0.5, "high": 20.0, "log": True},  # minimum hessian in a leaf
+        "subsample": {"type": "float", "low": 0.5, "high": 1.0},  # row sampling per tree
+        "colsample_bytree": {"type": "float", "low": 0.4, "high": 1.0},  # column sampling per tree
+        "reg_lambda": {"type": "float", "low": 1e-3, "high": 10.0, "log": True},  # L2 on leaf weights
+    },
+    "hist_gradient_boosting": {
+        "learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": True},  # shrinkage per iteration
+        "max_leaf_nodes": {"type": "int", "low": 8, "high": 64, "log": True},  # tree complexity
+        "l2_regularization": {"type": "float", "low": 1e-4, "high": 10.0, "log": True},  # L2 on leaf values
+        "min_samples_leaf": {"type": "int", "low": 5, "high": 100, "log": True},  # smooths leaves
+    },
+}
+
+
+MODEL_SPECS: dict[str, ModelSpec] = {
+    "logistic_regression": ModelSpec("logistic_regression", _logistic_regression, _SPACES["logistic_regression"]),
+    "random_forest": ModelSpec("random_forest", _random_forest, _SPACES["random_forest"]),
+    "xgboost": ModelSpec("xgboost", _xgboost, _SPACES["xgboost"], package="xgboost", module="xgboost",
+                         fit_early_stopping=_xgboost_early_stopping, rounds_param="n_estimators"),
+    "hist_gradient_boosting": ModelSpec("hist_gradient_boosting", _hist_gradient_boosting, _SPACES["hist_gradient_boosting"]),
+    "extra_trees": ModelSpec("extra_trees", _extra_trees, _SPACES["extra_trees"]),
+}
+DEFAULT_MODELS = ("logistic_regression", "random_forest", "xgboost")
+
+
+def model_spec(model: str) -> ModelSpec:
+    if model not in MODEL_SPECS:
+        raise ConfigError(f"unknown model '{model}'; allowed: {', '.join(MODEL_SPECS)}")
+    return MODEL_SPECS[model]
+
+
+def validate_space(model: str, space: dict[str, dict[str, Any]]) -> None:
+    """Refuse a malformed search space with the key path of the problem."""
+    for param, spec in space.items():
+        key = f"training.models.{model}.search_space.{param}"
+        kind = spec.get("type")
+        if kind in ("int", "float"):
+            if "low" not in spec or "high" not in spec:
+                raise ConfigError(f"{key}: needs low and high")
+            if spec["low"] >= spec["high"]:
+                raise ConfigError(f"{key}: low ({spec['low']}) must be below high ({spec['high']})")
+            if spec.get("log") and spec["low"] <= 0:
+                raise ConfigError(f"{key}: a log scale needs low > 0")
+        elif kind == "categorical":
+            if not spec.get("choices"):
+                raise ConfigError(f"{key}: needs a non-empty choices list")
+        else:
+            raise ConfigError(f"{key}: type must be int, float or categorical (got {kind!r})")
+
+
+def suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for name, spec in space.items():
+        if spec["type"] == "int":
+            params[name] = trial.suggest_int(name, int(spec["low"]), int(spec["high"]), step=int(spec.get("step", 1)), log=bool(spec.get("log", False)))
+        elif spec["type"] == "float":
+            params[name] = trial.suggest_float(name, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log", False)))
+        else:
+            params[name] = trial.suggest_categorical(name, spec["choices"])
+    return params
+
+
+def make_estimator(model: str, params: dict[str, Any], seed: int, n_jobs: int) -> Any:
+    """A fresh, seeded estimator; an optional library that is missing fails with an install hint."""
+    spec = model_spec(model)
+    if not spec.available():
+        raise ConfigError(f"training.models.{model}: the {spec.package} package is not installed; "
+                          f"pip install {spec.package}, or set enabled: false")
+    return spec.build(params, seed, n_jobs)
+
+
+def search_space(model: str, configured: Space | None) -> Space:
+    space = configured if configured is not None else model_spec(model).search_space
+    validate_space(model, space)
+    return space

@@ -1,0 +1,210 @@
+"""Split, tune under cross-validation, fit and evaluate one model: plain functions over arrays.
+
+No MLflow and no Prefect here: the caller logs and orchestrates.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline_core.modeling.concurrency import limit_threads
+from pipeline_core.config import ModelConfig, PipelineConfig, TrainingConfig
+from pipeline_core.errors import ConfigError, DataError
+from pipeline_core.modeling.metrics import choose_threshold, classification_metrics
+from pipeline_core.modeling.specs import make_estimator, model_spec
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from pipeline_core.modeling.tuning import TimeBudget, WorkerMap
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Split:
+    X_train: pd.DataFrame
+    X_test: pd.DataFrame
+    y_train: np.ndarray
+    y_test: np.ndarray
+    train_index: np.ndarray
+    test_index: np.ndarray
+
+
+@dataclass
+class ModelResult:
+    name: str
+    params: dict[str, Any]
+    pipeline: Any
+    threshold: float
+    metrics: dict[str, float]  # holdout, at the chosen threshold
+    metrics_at_05: dict[str, float]
+    cv_mean: float
+    cv_std: float
+    test_probabilities: np.ndarray
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    tuned: bool = False  # False: tuning off, or no trial completed within the budget (fixed params used)
+
+
+def to_pandas_features(frame: pl.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
+    """Feature columns as pandas with NaN for every missing value (scikit-learn's convention).
+
+    Numeric columns leave polars as one float block (nulls become NaN on the way), categorical
+    ones as object columns. Going through pandas' own conversion and re-typing each column
+    cost about twice as much CPU.
+    """
+    import polars as pl
+
+    index = pd.RangeIndex(frame.height)
+    X = pd.DataFrame(index=index)
+    if numeric:
+        # the array is this frame's own: pandas need not copy it (under copy-on-write it would)
+        X = pd.DataFrame(frame.select(pl.col(numeric).cast(pl.Float64, strict=False)).to_numpy(), columns=numeric, index=index, copy=False)
+    for c in categorical:
+        # object, as pandas made it: ints stay ints (floats when the column has nulls), text stays text
+        column = frame.get_column(c)
+        if column.dtype == pl.String:
+            X[c] = pd.Series(text_objects(column), dtype=object, index=index)
+            continue
+        values = pd.Series(column.to_numpy(), dtype=object, index=index)
+        if column.null_count() and not (column.dtype.is_integer() or column.dtype.is_float()):  # numbers arrive with NaN for null
+            values = values.where(values.notna(), np.nan)
+        X[c] = values
+    return X
+
+
+def text_objects(column: pl.Series) -> np.ndarray:
+    """A text column as an object array of str, NaN for null.
+
+    Each distinct value becomes one Python string that its rows share, instead of one string per
+    row: this runs on the thread that feeds the model.
+    """
+    import polars as pl
+
+    levels = column.drop_nulls().unique()
+    codes = column.cast(pl.Enum(levels)).to_physical().fill_null(levels.len()).to_numpy()
+    return np.array([*levels.to_list(), np.nan], dtype=object)[codes]
+
+
+def split_data(X: pd.DataFrame, y: np.ndarray, cfg: TrainingConfig) -> Split:
+    """Stratified holdout split; refuses targets a binary classifier cannot learn from."""
+    from sklearn.model_selection import train_test_split
+
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2:
+        raise DataError(f"target has a single class {classes.tolist()}; a classifier needs both classes")
+    if len(classes) > 2:
+        raise DataError(f"target has {len(classes)} classes; only binary targets are supported")
+    needed = int(np.ceil(cfg.tuning.cv_folds / (1 - cfg.test_size))) + 1
+    if counts.min() < needed:
+        raise DataError(
+            f"only {counts.min()} rows of the rarer class; training.test_size={cfg.test_size} with "
+            f"training.tuning.cv_folds={cfg.tuning.cv_folds} needs at least {needed}"
+        )
+    train_idx, test_idx = train_test_split(np.arange(len(y)), test_size=cfg.test_size, random_state=cfg.seed, stratify=y)
+    return Split(X.iloc[train_idx].reset_index(drop=True), X.iloc[test_idx].reset_index(drop=True),
+                 y[train_idx], y[test_idx], train_idx, test_idx)
+
+
+def _fit(name: str, pipeline: Any, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame | None = None,
+         y_val: np.ndarray | None = None) -> int | None:
+    """Fit a preprocessing+estimator pipeline; a model that stops early does so on the validation fold
+    when given one, and the rounds it kept are returned."""
+    early = model_spec(name).fit_early_stopping
+    if early is not None and X_val is not None:
+        return early(pipeline, X, y, X_val, y_val)
+    pipeline.fit(X, y)
+    return None
+
+
+def make_pipeline(name: str, params: dict[str, Any], preprocessor: Any, seed: int, n_jobs: int) -> Any:
+    from sklearn.base import clone
+    from sklearn.pipeline import Pipeline
+
+    return Pipeline([("pre", clone(preprocessor)), ("model", make_estimator(name, params, seed, n_jobs))])
+
+
+def cv_scores(name: str, params: dict[str, Any], preprocessor: Any, data: Split, cfg: TrainingConfig, n_jobs: int,
+              trial: Any = None, budget: TimeBudget | None = None) -> tuple[list[float], np.ndarray, list[int]]:
+    """Per-fold primary-metric scores and out-of-fold probabilities; reports folds to Optuna for pruning.
+
+    Inside a trial, a fold starts only while the time budget has room for one more (see TimeBudget).
+    """
+    import optuna
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = StratifiedKFold(n_splits=cfg.tuning.cv_folds, shuffle=True, random_state=cfg.seed)
+    oof = np.zeros(len(data.y_train))
+    scores: list[float] = []
+    best_rounds: list[int] = []
+    for k, (tr, va) in enumerate(folds.split(data.X_train, data.y_train)):
+        if trial is not None and budget is not None and not budget.allows_fold():
+            trial.set_user_attr("stopped_by", "time budget")
+            trial.study.stop()
+            raise optuna.TrialPruned(f"time budget spent before fold {k}")
+        started = time.perf_counter()
+        pipe = make_pipeline(name, params, preprocessor, cfg.seed, n_jobs)
+        X_tr, X_va = data.X_train.iloc[tr], data.X_train.iloc[va]
+        rounds = _fit(name, pipe, X_tr, data.y_train[tr], X_va, data.y_train[va])
+        if rounds is not None:
+            best_rounds.append(rounds)
+        oof[va] = pipe.predict_proba(X_va)[:, 1]
+        scores.append(classification_metrics(data.y_train[va], oof[va])[cfg.primary_metric])
+        if budget is not None:
+            budget.record_fold(time.perf_counter() - started)
+        if trial is not None:
+            trial.report(float(np.mean(scores)), k)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+    return scores, oof, best_rounds
+
+
+def train_model(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Split, cfg: TrainingConfig, n_jobs: int,
+                study_name: str, run_workers: WorkerMap | None = None) -> ModelResult:
+    """Tune (or take fixed params), pick the threshold on out-of-fold predictions, refit, score the holdout."""
+    from pipeline_core.modeling.tuning import tune
+
+    start = time.perf_counter()
+    with limit_threads(n_jobs):
+        trials: list[dict[str, Any]] = []
+        tuned = False
+        if cfg.tuning.enabled:
+            params, trials, tuned = tune(name, model_cfg, preprocessor, data, cfg, n_jobs, study_name, run_workers)
+        else:
+            params = dict(model_cfg.params)
+        scores, oof, rounds = cv_scores(name, params, preprocessor, data, cfg, n_jobs)
+        rounds_param = model_spec(name).rounds_param
+        if rounds_param and rounds and rounds_param not in model_cfg.params:
+            params[rounds_param] = int(np.mean(rounds))
+        th = cfg.threshold
+        threshold = choose_threshold(data.y_train, oof, th.objective, fp_cost=th.fp_cost, fn_cost=th.fn_cost, fixed=th.fixed)
+        pipeline = make_pipeline(name, params, preprocessor, cfg.seed, n_jobs).fit(data.X_train, data.y_train)
+        proba = pipeline.predict_proba(data.X_test)[:, 1]
+    return ModelResult(
+        name=name, params=params, pipeline=pipeline, threshold=threshold,
+        metrics=classification_metrics(data.y_test, proba, threshold),
+        metrics_at_05=classification_metrics(data.y_test, proba, 0.5),
+        cv_mean=float(np.mean(scores)), cv_std=float(np.std(scores)),
+        test_probabilities=proba, trials=trials, seconds=time.perf_counter() - start, tuned=tuned,
+    )
+
+
+def check_training_config(config: PipelineConfig) -> None:
+    """Refuse an unknown primary metric or search space before any work starts."""
+    from pipeline_core.modeling.specs import search_space
+
+    known = list(classification_metrics(np.array([0, 1]), np.array([0.2, 0.8])))
+    for key, name in [("training.primary_metric", config.training.primary_metric),
+                      *[("training.tie_breakers", t) for t in config.training.tie_breakers]]:
+        if name not in known:
+            raise ConfigError(f"{key}: unknown metric '{name}'; allowed: {', '.join(known)}")
+    for model, mc in config.training.models.items():
+        if mc.enabled:
+            search_space(model, mc.search_space)

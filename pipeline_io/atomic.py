@@ -1,0 +1,48 @@
+"""One way to write a local file or folder so that readers see the old one or the whole new one.
+
+The content is built under a temporary name beside the target (same filesystem, so the final
+rename is atomic) and renamed over it only when the block succeeds; on failure the temporary
+is removed and the target is untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def temporary_sibling(target: Path) -> Path:
+    """A fresh hidden name beside ``target``."""
+    return target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path to write; it replaces ``target`` when the block ends without error."""
+    final = Path(target)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(final)
+    try:
+        yield tmp
+        if tmp.is_dir() and final.is_dir():
+            # a folder cannot be renamed over a non-empty one: move the old aside first
+            old = temporary_sibling(final)
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(target: str | os.PathLike[str], payload: bytes) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(payload)

@@ -1,0 +1,244 @@
+"""MLflow at the edge: tracking store, runs, the logged raw-record model and the gated registry.
+
+Registry stages are deprecated in MLflow 3; the pipeline moves aliases instead: every new best
+model becomes `challenger`, and only the promotion gate moves `champion`. Each move is kept
+as a tag of the model version it names, so "which model was champion on date X" has an answer.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pipeline_core.config import PipelineConfig
+from pipeline_core.errors import ConfigError, ModelError, StorageError
+from pipeline_core.scoring import ScoringModel
+from pipeline_core.modeling.specs import MODEL_SPECS
+from pipeline_io import layout
+from pipeline_io.store import s3_settings_from_env
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+HISTORY_PREFIX = "alias_move:"
+_REQUIREMENTS = ["mlflow", "scikit-learn", "polars", "pandas", "numpy", "pyarrow", "pydantic", "pyyaml",
+                 *sorted({spec.package for spec in MODEL_SPECS.values()} - {"scikit-learn"})]
+
+
+def tracking_uri(config: PipelineConfig) -> str:
+    if config.mlflow.tracking_uri:
+        return config.mlflow.tracking_uri
+    db = layout.tracking_db(config.store.root)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{db}"
+
+
+def artifact_location(config: PipelineConfig) -> str:
+    root = config.store.root.rstrip("/")
+    if root.startswith("s3://"):
+        endpoint = s3_settings_from_env(config.store.s3)["endpoint"]
+        if endpoint:
+            os.environ.setdefault("MLFLOW_S3_ENDPOINT_URL", endpoint)
+        return f"{root}/mlartifacts"
+    return (Path(root).expanduser().resolve() / "mlartifacts").as_uri()
+
+
+def registered_model_name(config: PipelineConfig) -> str:
+    return config.mlflow.registered_model or f"{config.dataset.name}-classifier"
+
+
+def connect(config: PipelineConfig) -> tuple[Any, str]:
+    """Point MLflow at the configured store and make sure the experiment exists; fail clearly if unreachable."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = tracking_uri(config)
+    if uri.startswith(("http://", "https://")):
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(uri, uri)
+    name = config.mlflow.experiment or config.dataset.name
+    try:
+        exp = client.get_experiment_by_name(name)
+        exp_id = exp.experiment_id if exp else client.create_experiment(name, artifact_location=artifact_location(config))
+    except Exception as exc:
+        raise StorageError(f"mlflow.tracking_uri {uri}: tracking server unreachable or unusable ({str(exc).splitlines()[0][:200]})") from None
+    return client, exp_id
+
+
+def pip_requirements() -> list[str]:
+    """Explicit requirements: faster than MLflow's inference and free of unrelated packages."""
+    reqs = []
+    for pkg in _REQUIREMENTS:
+        try:
+            reqs.append(f"{pkg}=={importlib.metadata.version(pkg)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return reqs
+
+
+def log_raw_record_model(model: Any, input_example: Any) -> Any:
+    """Log the pyfunc with signature, input example, explicit requirements and the core package as code."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    import pipeline_core
+
+    output = model.predict(None, input_example)
+    signature = infer_signature(input_example, output, params={"threshold": float(model.threshold)})
+    return mlflow.pyfunc.log_model(
+        name="model", python_model=model, signature=signature, input_example=input_example,
+        pip_requirements=pip_requirements(), code_paths=[str(Path(pipeline_core.__file__).parent)],
+    )
+
+
+def champion_version(client: Any, name: str) -> Any | None:
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except Exception:  # MlflowException: no such model or alias
+        return None
+
+
+def record_alias(client: Any, name: str, alias: str, version: str, metrics: dict[str, float], reason: str) -> dict[str, Any]:
+    """Move an alias and keep the move as a tag of the version (one tag per move, never rewritten)."""
+    client.set_registered_model_alias(name, alias, version)
+    entry = {"at": datetime.now(timezone.utc).isoformat(), "alias": alias, "version": str(version),
+             "metrics": {k: round(v, 6) for k, v in metrics.items()}, "reason": reason}
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    client.set_model_version_tag(name, version, f"{HISTORY_PREFIX}{stamp}:{alias}", json.dumps(entry))
+    return entry
+
+
+def alias_history(client: Any, name: str) -> list[dict[str, Any]]:
+    """Every alias move of a registered model, oldest first."""
+    entries = []
+    for mv in client.search_model_versions(f"name = '{name}'"):
+        entries += [json.loads(v) for k, v in mv.tags.items() if k.startswith(HISTORY_PREFIX)]
+    return sorted(entries, key=lambda e: e["at"])
+
+
+def list_models(client: Any) -> list[dict[str, Any]]:
+    """Registered models with their aliases and newest version."""
+    out = []
+    for rm in client.search_registered_models():
+        versions = client.search_model_versions(f"name = '{rm.name}'")
+        out.append({"name": rm.name, "latest_version": max((int(v.version) for v in versions), default=None),
+                    "aliases": {a: str(v) for a, v in (getattr(rm, "aliases", {}) or {}).items()}, "versions": len(versions)})
+    return sorted(out, key=lambda m: m["name"])
+
+
+def describe_model(client: Any, name: str) -> dict[str, Any]:
+    """Every version of a model with its aliases, threshold, run and holdout metrics."""
+    try:
+        rm = client.get_registered_model(name)
+    except Exception:
+        raise ModelError(f"no registered model '{name}'; `pipeline-cli models list` shows the names") from None
+    aliases: dict[str, list[str]] = {}
+    for alias, version in (getattr(rm, "aliases", {}) or {}).items():
+        aliases.setdefault(str(version), []).append(alias)
+    versions = []
+    for v in sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version)):
+        run_id = v.tags.get("run_id") or v.run_id
+        metrics = client.get_run(run_id).data.metrics if run_id else {}
+        versions.append({"version": str(v.version), "aliases": aliases.get(str(v.version), []), "run_id": run_id,
+                         "threshold": v.tags.get("threshold"), "created": v.creation_timestamp,
+                         "metrics": {k: metrics[k] for k in sorted(metrics) if "_at_" not in k and not k.startswith("cv_")}})
+    return {"name": name, "versions": versions}
+
+
+def promote(client: Any, name: str, version: str, reason: str) -> dict[str, Any]:
+    """A manual champion move, kept in the history like the gate's."""
+    try:
+        mv = client.get_model_version(name, str(version))
+    except Exception:
+        raise ModelError(f"model '{name}' has no version {version}; `pipeline-cli models describe {name}` lists them") from None
+    metrics = client.get_run(mv.tags.get("run_id") or mv.run_id).data.metrics
+    return record_alias(client, name, CHAMPION, str(version), {k: v for k, v in metrics.items() if "_at_" not in k}, reason)
+
+
+def log_inference_run(experiment_id: str, summary: dict[str, Any], markdown: str) -> str:
+    """One run per scored batch: counts, drift effect sizes and the report, tagged with the model version."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    model = summary["model"]
+    run = client.create_run(experiment_id, tags={
+        "mlflow.runName": f"inference-{summary['inference_timestamp'][:19]}", "kind": "inference",
+        "model_uri": model["uri"], "model_name": model.get("name") or "", "model_version": model.get("version") or "",
+        "drift_status": summary["drift_status"], "input": summary["input"][:500], "output": summary["output"][:500]})
+    run_id = run.info.run_id
+    drift = summary["drift"]
+    metrics = {k: float(summary[k]) for k in ("rows_in", "rows_scored", "rows_quarantined", "positives", "seconds") if summary.get(k) is not None}
+    if summary.get("positive_rate") is not None:
+        metrics["positive_rate"] = float(summary["positive_rate"])
+    for f in drift.get("features", []):
+        metrics[f"psi_{f['name']}"] = float(f["psi"])
+    if drift.get("prediction", {}).get("psi") is not None:
+        metrics["psi_probability"] = float(drift["prediction"]["psi"])
+    client.log_batch(run_id, metrics=[_metric(k, v) for k, v in metrics.items()])
+    client.log_dict(run_id, drift, "drift.json")
+    client.log_text(run_id, markdown, "drift.md")
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def _metric(key: str, value: float) -> Any:
+    import time
+
+    from mlflow.entities import Metric
+
+    safe = "".join(ch if ch.isalnum() or ch in "_-. /" else "_" for ch in key)
+    return Metric(safe, value, int(time.time() * 1000), 0)
+
+
+# -- the model a scoring run loads --------------------------------------------------
+
+MODEL_SCHEMES = ("models:/", "runs:/")
+
+
+def default_model_uri(config: PipelineConfig) -> str:
+    return f"models:/{registered_model_name(config)}@{config.inference.model_alias}"
+
+
+def _registry_version(client: Any, uri: str) -> tuple[str | None, str | None]:
+    """(name, version) that a models:/ URI points at; (None, None) for runs:/."""
+    if not uri.startswith("models:/"):
+        return None, None
+    ref = uri[len("models:/"):]
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        try:
+            return name, str(client.get_model_version_by_alias(name, alias).version)
+        except Exception:
+            raise ModelError(f"model '{name}' has no version with alias '{alias}'; train one (`pipeline-cli train`), "
+                              f"promote one (`pipeline-cli models promote`) or pass --model") from None
+    name, _, version = ref.partition("/")
+    return name, version or None
+
+
+def load_scoring_model(uri: str, client: Any) -> ScoringModel:
+    """The pyfunc behind a models:/ or runs:/ URI, with its registry name, version and input columns."""
+    import mlflow
+
+    if not uri.startswith(MODEL_SCHEMES):
+        raise ConfigError(f"--model {uri!r}: use models:/<name>/<version>, models:/<name>@<alias> or runs:/<run id>/model")
+    name, version = _registry_version(client, uri)
+    try:
+        pyfunc = mlflow.pyfunc.load_model(uri)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ModelError(f"--model {uri}: cannot load it ({first}); `pipeline-cli models describe NAME` lists the versions") from None
+    inner = pyfunc.unwrap_python_model()
+    if not all(hasattr(inner, a) for a in ("cleaning", "features", "pipeline", "threshold")):
+        raise ModelError(f"--model {uri}: not a model logged by this pipeline (it lacks the raw-record cleaning and features)")
+    schema = pyfunc.metadata.get_input_schema()
+    columns = schema.input_names() if schema is not None else list(inner.cleaning["renames"])
+    return ScoringModel(uri, name, version, pyfunc.metadata.run_id, inner, [str(c) for c in columns])

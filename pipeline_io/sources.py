@@ -1,0 +1,164 @@
+"""Raw sources: fetch a local path, HTTP(S) URL or s3:// object to a local file and scan it.
+
+Fetching and parsing are separate so that retries wrap only the network part, and so that
+every source, wherever it lives, is fingerprinted from the same local bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+from pathlib import Path
+
+import polars as pl
+
+from pipeline_core.config import DatasetConfig, S3Settings
+from pipeline_core.errors import DataError, StorageError, TransientSourceError
+from pipeline_io.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+_EXTENSIONS = {
+    ".csv": "csv", ".txt": "csv", ".tsv": "csv", ".gz": "csv",
+    ".parquet": "parquet", ".pq": "parquet",
+    ".sqlite": "sqlite", ".sqlite3": "sqlite", ".db": "sqlite",
+}
+
+
+def detect_format(source: str, declared: str = "auto") -> str:
+    if declared != "auto":
+        return declared
+    path = source.split("?", 1)[0].lower()
+    for ext, fmt in _EXTENSIONS.items():
+        if path.endswith(ext):
+            return fmt
+    raise DataError(f"{source}: cannot tell the format from the extension; set dataset.format to csv, parquet or sqlite")
+
+
+def file_fingerprint(path: str | os.PathLike[str], extra: str = "") -> str:
+    """sha256 of the file's bytes (plus ``extra``, e.g. the SQLite table read)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    h.update(extra.encode())
+    return h.hexdigest()
+
+
+def fetch_http(url: str, dest: Path, timeout: float) -> Path:
+    """Download one URL; 5xx and connection errors are transient, 4xx are final."""
+    import httpx
+
+    try:
+        with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as resp, atomic_path(dest) as tmp:
+            if resp.status_code >= 500 or resp.status_code == 429:
+                raise TransientSourceError(f"{url}: server answered HTTP {resp.status_code}; will retry")
+            if resp.status_code >= 400:
+                raise StorageError(f"{url}: HTTP {resp.status_code} {resp.reason_phrase}; check dataset.source (not retried)")
+            with open(tmp, "wb") as fh:
+                for chunk in resp.iter_bytes(1 << 20):
+                    fh.write(chunk)
+    except (httpx.TransportError, httpx.TimeoutException) as exc:
+        raise TransientSourceError(f"{url}: {type(exc).__name__}: {exc}; will retry") from None
+    return dest
+
+
+def fetch_s3(uri: str, dest: Path, s3: S3Settings) -> Path:
+    from pipeline_io.store import s3_filesystem
+
+    fs = s3_filesystem(s3)
+    try:
+        fs.get_file(uri, str(dest))
+    except FileNotFoundError:
+        raise DataError(f"{uri}: no such object (check the bucket and key in dataset.source)") from None
+    except PermissionError as exc:
+        raise StorageError(f"{uri}: access denied ({exc})") from None
+    except OSError as exc:
+        raise TransientSourceError(f"{uri}: {exc}; will retry") from None
+    return dest
+
+
+def fetch_to_local(uri: str, s3: S3Settings, staging: Path, timeout: float, what: str, hint: str = "") -> Path:
+    """A local path holding the bytes of ``uri`` (the file itself when it is local); ``what`` and
+    ``hint`` word the error for a missing local file."""
+    if uri.startswith(("http://", "https://")):
+        staging.mkdir(parents=True, exist_ok=True)
+        return fetch_http(uri, staging / (Path(uri.split("?", 1)[0]).name or "download"), timeout)
+    if uri.startswith("s3://"):
+        staging.mkdir(parents=True, exist_ok=True)
+        return fetch_s3(uri, staging / Path(uri).name, s3)
+    path = Path(uri).expanduser()
+    if not path.exists():
+        raise DataError(f"{path}: {what} not found{hint}")
+    if not path.is_file():
+        raise DataError(f"{path}: {what} is not a file")
+    return path
+
+
+def fetch_source(dataset: DatasetConfig, s3: S3Settings, staging: Path) -> Path:
+    """The configured source as a local file."""
+    return fetch_to_local(dataset.source, s3, staging, dataset.http.timeout_seconds, "source file", " (check dataset.source)")
+
+
+def sqlite_tables(path: Path) -> list[str]:
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            rows = conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise DataError(f"{path}: not a readable SQLite database ({exc})") from None
+    return [r[0] for r in rows]
+
+
+def choose_table(path: Path, table: str | None) -> str:
+    tables = sqlite_tables(path)
+    if not tables:
+        raise DataError(f"{path}: SQLite database has no tables")
+    if table is None:
+        if len(tables) > 1:
+            raise DataError(f"{path}: several tables {tables}; set dataset.table to one of them")
+        return tables[0]
+    if table not in tables:
+        raise DataError(f"{path}: no table '{table}' (dataset.table); tables are {tables}")
+    return table
+
+
+def scan_source(path: Path, fmt: str, table: str | None = None, separator: str = ",", allow_empty: bool = False) -> pl.LazyFrame:
+    """The raw rows, as they are: CSV columns stay text so that nothing is lost at ingest.
+
+    ``allow_empty`` accepts a header (or table) without rows, e.g. an empty inference batch.
+    """
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty")
+    if fmt == "csv":
+        try:
+            head = pl.read_csv(path, n_rows=1, infer_schema=False, separator=separator)
+        except pl.exceptions.NoDataError:
+            raise DataError(f"{path}: file is empty") from None
+        except pl.exceptions.ComputeError as exc:
+            raise DataError(f"{path}: not a readable CSV file ({_first_line(exc)}); save it as UTF-8 CSV") from None
+        if head.height == 0 and not allow_empty:
+            raise DataError(f"{path}: CSV has a header but no rows")
+        return pl.scan_csv(path, infer_schema=False, separator=separator)
+    if fmt == "parquet":
+        try:
+            pl.read_parquet_schema(path)
+        except Exception as exc:  # pyarrow and polars raise different types for a corrupt file
+            raise DataError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from None
+        return pl.scan_parquet(path)
+    if fmt == "sqlite":
+        name = choose_table(path, table)
+        # The name was checked against sqlite_master above; quoting keeps odd names intact.
+        query = 'SELECT * FROM "{}"'.format(name.replace('"', '""'))
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            frame = pl.read_database(query, conn, infer_schema_length=None)
+        if frame.height == 0 and not allow_empty:
+            raise DataError(f"{path}: table '{name}' has no rows")
+        return frame.lazy()
+    raise DataError(f"{path}: unsupported format '{fmt}'")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

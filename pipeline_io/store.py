@@ -1,0 +1,179 @@
+"""The layer store: a local folder or an s3:// prefix, written atomically (paths: `layout`).
+
+Every write goes to a temporary name first and is then renamed (local) or uploaded in a
+single put (object storage), so a crash never leaves a half-written file behind. Readers
+treat a folder's metadata JSON, written last, as its commit marker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline_core.config import PipelineConfig, S3Settings
+from pipeline_core.errors import StorageError
+from pipeline_io.atomic import atomic_path, write_bytes_atomic
+from pipeline_io.parquet import write_parquet
+
+log = logging.getLogger(__name__)
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def is_remote(uri: str) -> bool:
+    return uri.startswith(("s3://", "http://", "https://"))
+
+
+def s3_settings_from_env(s3: S3Settings) -> dict[str, str | None]:
+    endpoint = s3.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    region = s3.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return {
+        "endpoint": endpoint,
+        "region": region,
+        "key": os.environ.get("AWS_ACCESS_KEY_ID"),
+        "secret": os.environ.get("AWS_SECRET_ACCESS_KEY"),
+        "token": os.environ.get("AWS_SESSION_TOKEN"),
+    }
+
+
+def polars_storage_options(s3: S3Settings) -> dict[str, str]:
+    """Options for polars' native object-store reader."""
+    env = s3_settings_from_env(s3)
+    opts = {"aws_region": env["region"] or "us-east-1"}
+    if env["endpoint"]:
+        opts["aws_endpoint_url"] = env["endpoint"]
+        if env["endpoint"].startswith("http://"):
+            opts["aws_allow_http"] = "true"
+    for ours, theirs in (("key", "aws_access_key_id"), ("secret", "aws_secret_access_key"), ("token", "aws_session_token")):
+        if env[ours]:
+            opts[theirs] = env[ours]
+    return opts
+
+
+def s3_filesystem(s3: S3Settings) -> Any:
+    """An s3fs filesystem for listing, small reads and uploads."""
+    import s3fs
+
+    env = s3_settings_from_env(s3)
+    client_kwargs: dict[str, Any] = {"region_name": env["region"]}
+    if env["endpoint"]:
+        client_kwargs["endpoint_url"] = env["endpoint"]
+    # A fresh instance each time: s3fs caches listings per instance, and the store must see
+    # objects written by other processes.
+    return s3fs.S3FileSystem(
+        key=env["key"], secret=env["secret"], token=env["token"], client_kwargs=client_kwargs,
+        skip_instance_cache=True, use_listings_cache=False, config_kwargs={"retries": {"max_attempts": 3}},
+    )
+
+
+class Store:
+    """Paths and atomic reads/writes under one root (local folder or s3://bucket/prefix)."""
+
+    def __init__(self, root: str, s3: S3Settings | None = None) -> None:
+        self.s3_settings = s3 or S3Settings()
+        self.remote = is_s3(root)
+        if root.startswith(("http://", "https://")):
+            raise StorageError(f"store.root {root!r}: use a local folder or an s3:// URI")
+        self.root = root.rstrip("/") if self.remote else str(Path(root).expanduser().resolve())
+        self._fs: Any = None
+
+    # -- locations -------------------------------------------------------------------
+    def uri(self, *parts: str) -> str:
+        return "/".join([self.root, *[p.strip("/") for p in parts]])
+
+    @property
+    def fs(self) -> Any:
+        if self._fs is None:
+            if self.remote:
+                self._fs = s3_filesystem(self.s3_settings)
+            else:
+                import fsspec
+
+                self._fs = fsspec.filesystem("file")
+        return self._fs
+
+    @property
+    def polars_options(self) -> dict[str, str] | None:
+        return polars_storage_options(self.s3_settings) if self.remote else None
+
+    def check_reachable(self) -> None:
+        """Fail early, and clearly, when the bucket is missing or unreachable."""
+        if not self.remote:
+            try:
+                Path(self.root).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"store.root {self.root}: cannot create folder ({exc.strerror})") from None
+            return
+        bucket = self.root[len("s3://"):].split("/", 1)[0]
+        try:
+            ok = self.fs.exists(bucket)
+        except Exception as exc:  # botocore raises many types for one cause
+            raise StorageError(f"store.root {self.root}: cannot reach bucket '{bucket}' ({exc})") from None
+        if not ok:
+            raise StorageError(f"store.root {self.root}: bucket '{bucket}' does not exist; create it or fix store.root")
+
+    # -- reads -----------------------------------------------------------------------
+    def exists(self, uri: str) -> bool:
+        return bool(self.fs.exists(uri))
+
+    def list_dirs(self, uri: str) -> list[str]:
+        """Names of the immediate sub-folders (sorted); empty when the folder is absent."""
+        if not self.exists(uri):
+            return []
+        entries = self.fs.ls(uri, detail=True)
+        names = [e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "directory"]
+        return sorted(names)
+
+    def read_json(self, uri: str) -> Any:
+        try:
+            with self.fs.open(uri, "rb") as fh:
+                return json.loads(fh.read())
+        except FileNotFoundError:
+            raise StorageError(f"{uri} not found; run the stage that writes it first") from None
+
+    def scan_parquet(self, uris: list[str] | str) -> pl.LazyFrame:
+        return pl.scan_parquet(uris, storage_options=self.polars_options)
+
+    # -- writes (atomic) -------------------------------------------------------------
+    def write_json(self, uri: str, data: Any) -> None:
+        payload = json.dumps(data, indent=2, sort_keys=False, default=str).encode()
+        self.write_bytes(uri, payload)
+
+    def write_text(self, uri: str, text: str) -> None:
+        self.write_bytes(uri, text.encode())
+
+    def write_bytes(self, uri: str, payload: bytes) -> None:
+        if self.remote:
+            self.fs.pipe_file(uri, payload)  # one PUT: the object appears whole or not at all
+            return
+        write_bytes_atomic(uri, payload)
+
+    def write_parquet(self, frame: pl.LazyFrame | pl.DataFrame, uri: str) -> None:
+        """Stream a frame into Parquet at ``uri`` without ever exposing a partial file."""
+        if self.remote:
+            with tempfile.TemporaryDirectory(prefix="pipeline-upload-") as tmpdir:
+                local = os.path.join(tmpdir, "part.parquet")
+                write_parquet(frame, local)
+                self.fs.put_file(local, uri)
+            return
+        with atomic_path(uri) as tmp:
+            write_parquet(frame, str(tmp))
+
+    def remove(self, uri: str) -> None:
+        if self.exists(uri):
+            self.fs.rm(uri, recursive=True)
+
+
+def open_store(config: PipelineConfig) -> Store:
+    """The configured store, checked to be reachable."""
+    store = Store(config.store.root, config.store.s3)
+    store.check_reachable()
+    return store

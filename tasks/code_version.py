@@ -1,0 +1,95 @@
+"""The code version in a stage's cache key: a digest of every project module the stage imports.
+
+The modules are found by reading import statements (at any depth of a module, so imports inside
+functions count) from the stage's module onwards, transitively, within the project's packages.
+Nothing is imported: a cache lookup should not pay for the libraries those modules use.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+
+from pipeline_core.fingerprint import digest
+
+PROJECT_PACKAGES = ("pipeline_core", "pipeline_io", "tasks")
+
+
+def _source(module: str) -> str | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        return None
+    return Path(spec.origin).read_text(encoding="utf-8")
+
+
+def _is_project(name: str) -> bool:
+    return name.split(".", 1)[0] in PROJECT_PACKAGES
+
+
+def _package(module: str, source_path: str | None) -> str:
+    return module if source_path and source_path.endswith("__init__.py") else module.rpartition(".")[0]
+
+
+def imported_modules(module: str, source: str) -> set[str]:
+    """Project modules named by the import statements of ``source`` (the text of ``module``)."""
+    spec = importlib.util.find_spec(module)
+    package = _package(module, spec.origin if spec else None)
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if _is_project(a.name))
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            if not _is_project(base):
+                continue
+            found.add(base)
+            for alias in node.names:  # `from pkg import module` names a module too
+                candidate = f"{base}.{alias.name}"
+                if importlib.util.find_spec(base) is not None and _module_exists(candidate):
+                    found.add(candidate)
+    # importing a.b.c runs a/__init__ and a/b/__init__ first
+    parents = {name.rsplit(".", i)[0] for name in found for i in range(1, name.count(".") + 1)}
+    return found | parents
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def module_closure(entry: str, read: Callable[[str], str | None] = _source) -> dict[str, str]:
+    """{module: source} of ``entry`` and every project module it imports, transitively."""
+    sources: dict[str, str] = {}
+    pending = [entry]
+    while pending:
+        name = pending.pop()
+        if name in sources:
+            continue
+        text = read(name)
+        if text is None:
+            continue
+        sources[name] = text
+        pending.extend(imported_modules(name, text) - sources.keys())
+    return sources
+
+
+def code_version(entry: str, read: Callable[[str], str | None] = _source) -> str:
+    """Digest of the sources of ``entry``'s module closure: any change to any of them changes it."""
+    if read is _source:
+        return _cached_version(entry)
+    closure = module_closure(entry, read)
+    return digest(*[f"{name}\n{closure[name]}" for name in sorted(closure)])[:16]
+
+
+@cache
+def _cached_version(entry: str) -> str:
+    """Sources do not change while a process runs (an editable install reloads nothing either)."""
+    return code_version(entry, read=lambda name: _source(name))

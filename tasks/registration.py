@@ -1,0 +1,104 @@
+"""Registration: the best model of a run becomes `challenger`; `champion` moves only through the gate."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+
+from pipeline_core.config import PipelineConfig
+from pipeline_core.modeling.holdout import TrainingData, raw_holdout
+from pipeline_core.modeling.metrics import classification_metrics
+from pipeline_core.modeling.promotion import gate_decision
+from pipeline_io import registry
+from pipeline_io.readers import load_training_data
+from pipeline_io.store import open_store
+from pipeline_io.workarounds import quiet_stderr
+
+log = logging.getLogger(__name__)
+
+
+def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[dict[str, Any]], parent_run_id: str) -> dict[str, Any]:
+    """Register the best model as `challenger`; move `champion` only through the gate."""
+    import mlflow
+
+    cfg = config.training
+    best = ranked[0]
+    name = registry.registered_model_name(config)
+    client = mlflow.MlflowClient()
+    holdout = raw_holdout(data)
+    current = registry.champion_version(client, name)
+    champion_metrics = None
+    if current is not None:
+        champion = mlflow.pyfunc.load_model(f"models:/{name}@{registry.CHAMPION}")
+        proba = champion.predict(holdout)["probability"].to_numpy()
+        champion_metrics = classification_metrics(data.split.y_test, proba, float(current.tags.get("threshold", 0.5)))
+    with quiet_stderr() as said:
+        version = mlflow.register_model(best["model_uri"], name)
+    log.info("%s", said.getvalue().strip())
+    client.set_model_version_tag(name, version.version, "threshold", str(best["threshold"]))
+    client.set_model_version_tag(name, version.version, "run_id", best["run_id"])
+    registry.record_alias(client, name, registry.CHALLENGER, version.version, best["metrics"], "best model of this training run")
+    promote, reason = gate_decision(best["metrics"], champion_metrics, cfg.primary_metric, config.mlflow.min_metrics)
+    if promote:
+        registry.record_alias(client, name, registry.CHAMPION, version.version, best["metrics"], reason)
+    client.set_tag(parent_run_id, "registry_outcome", ("promoted: " if promote else "not promoted: ") + reason)
+    return {"registered_model": name, "version": str(version.version), "best_model": best["name"], "promoted": promote,
+            "reason": reason, "champion_version": str(version.version) if promote else (str(current.version) if current else None),
+            "leaderboard": [{k: r[k] for k in ("rank", "name", "metrics", "threshold", "cv_mean", "cv_std", "run_id", "seconds")} for r in ranked]}
+
+
+def log_leaderboard(ranked: list[dict[str, Any]], primary: str) -> None:
+    """CSV and Markdown leaderboards as artifacts of the active (parent) run."""
+    import mlflow
+
+    from pipeline_core.modeling.selection import leaderboard_markdown, leaderboard_rows
+
+    columns = list(ranked[0]["metrics"])
+    with tempfile.TemporaryDirectory() as tmp:
+        pd.DataFrame(leaderboard_rows(ranked, columns)).to_csv(os.path.join(tmp, "leaderboard.csv"), index=False)
+        with open(os.path.join(tmp, "leaderboard.md"), "w") as fh:
+            fh.write(leaderboard_markdown(ranked, columns))
+        mlflow.log_artifacts(tmp, "leaderboard")
+    mlflow.log_dict({"primary_metric": primary, "ranking": [r["name"] for r in ranked]}, "leaderboard/ranking.json")
+
+
+@task(name="register-best", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def register_best(config: PipelineConfig, ranked: list[dict[str, Any]], parent_run_id: str) -> dict[str, Any]:
+    import mlflow
+
+    registry.connect(config)
+    data = load_training_data(config, open_store(config))
+    with mlflow.start_run(run_id=parent_run_id):
+        log_leaderboard(ranked, config.training.primary_metric)
+        mlflow.log_dict(config.model_dump(mode="json"), "config_snapshot.json")
+        mlflow.log_dict(data.metadata["feature_spec"], "feature_spec.json")
+    outcome = register_and_gate(config, data, ranked, parent_run_id)
+    from prefect.artifacts import create_table_artifact
+
+    from pipeline_core.modeling.selection import leaderboard_rows
+
+    create_table_artifact(
+        key=f"leaderboard-{config.dataset.name}".lower().replace("_", "-").replace(".", "-"),
+        table=leaderboard_rows(ranked, list(ranked[0]["metrics"])),
+        description=f"{outcome['registered_model']} v{outcome['version']}: {'promoted' if outcome['promoted'] else 'not promoted'} ({outcome['reason']})",
+    )
+    get_run_logger().info("registry: %s v%s %s (%s)", outcome["registered_model"], outcome["version"],
+                          "promoted to champion" if outcome["promoted"] else "kept as challenger", outcome["reason"])
+    return outcome
+
+
+@task(name="export-model", cache_policy=NO_CACHE)
+def export_model(config: PipelineConfig, outcome: dict[str, Any], ranked: list[dict[str, Any]]) -> str:
+    from pipeline_io import export
+
+    registry.connect(config)
+    path = export.export_registered_model(config, outcome, ranked[0])
+    get_run_logger().info("exported %s v%s to %s", outcome["registered_model"], outcome["version"], path)
+    return str(path)

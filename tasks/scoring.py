@@ -1,0 +1,218 @@
+"""Batch scoring at the edge: stream a raw input through `pipeline_core.scoring` into predictions,
+quarantine and drift reports, published whole; plus the tasks that run it and publish the report.
+
+Input is streamed chunk by chunk (CSV columns as text, as at ingest), output is written chunk by
+chunk to a temporary file and published whole, so memory follows the chunk size and a failed run
+leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+
+from pipeline_core import progress
+from pipeline_core.config import PipelineConfig, S3Settings
+from pipeline_core.drift import DriftAccumulator, reference_columns, report_markdown
+from pipeline_core.errors import ConfigError, DataError, StorageError
+from pipeline_core.modeling.concurrency import limit_threads
+from pipeline_core.scoring import ScoredChunk, ScoringModel, check_input_columns, chunk_plan, flag_chunk, inference_spec, predict_chunk, score_chunk
+from pipeline_io import layout, records, registry
+from pipeline_io.atomic import temporary_sibling
+from pipeline_io.overlap import SerialWorker, map_ahead
+from pipeline_io.parquet import ParquetChunkWriter
+from pipeline_io.process_tuning import reuse_freed_memory
+from pipeline_io.sources import detect_format, fetch_to_local, scan_source
+from pipeline_io.store import is_s3, open_store, s3_filesystem
+from tasks.caching import retry_transient
+
+Progress = Callable[[int, int], None]
+
+
+def read_chunks(frame: pl.LazyFrame, chunk_size: int) -> tuple[int, pl.Schema, Iterator[pl.DataFrame]]:
+    """Row count, schema and the rows in chunks of ``chunk_size``, streamed from the source.
+
+    polars' streaming engine parses ahead on its own threads while a chunk is scored and holds a
+    bounded read-ahead, not the file, so there is no need to stage a CSV as Parquet first (that
+    parsed and wrote the whole file before scoring began, then read it back). The count is cheap:
+    polars counts CSV rows without parsing fields and reads it from Parquet metadata.
+    """
+    total = int(frame.select(pl.len()).collect().item())
+    schema = frame.collect_schema()
+    # lazy: nothing is read until the first chunk is asked for, i.e. after the input checks pass.
+    # A streamed chunk arrives in several pieces per column; cleaning them costs the same as
+    # cleaning a contiguous copy, so no copy is made.
+    return total, schema, iter(frame.collect_batches(chunk_size=chunk_size, lazy=True))
+
+
+def write_chunk(out: ParquetChunkWriter, quarantine: ParquetChunkWriter, chunk: ScoredChunk, drift: DriftAccumulator | None = None) -> None:
+    """Append the chunk's predictions and quarantined rows, and count it into ``drift``."""
+    out.write(chunk.scored)
+    if chunk.quarantined.height:
+        quarantine.write(chunk.quarantined)
+    if drift is not None:
+        drift.update(chunk.features, chunk.probabilities, chunk.predictions)
+
+
+def local_temp_for(uri: str, staging: Path) -> Path:
+    """Where to build a file bound for ``uri``: beside it when local (so a rename publishes it), else in staging."""
+    if is_s3(uri):
+        return staging / f"{uuid.uuid4().hex}-{Path(uri).name}"
+    target = Path(uri).expanduser().resolve()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"{target.parent}: cannot create the output folder ({exc.strerror})") from None
+    return temporary_sibling(target)
+
+
+def publish(local: Path, uri: str, s3: S3Settings) -> str:
+    if is_s3(uri):
+        try:
+            s3_filesystem(s3).put_file(str(local), uri)
+        except Exception as exc:  # botocore raises many types for one cause
+            raise StorageError(f"{uri}: cannot write ({str(exc).splitlines()[0][:200]})") from None
+        return uri
+    target = Path(uri).expanduser().resolve()
+    os.replace(local, target)
+    return str(target)
+
+
+def sibling(uri: str, suffix: str) -> str:
+    """``out/preds.parquet`` -> ``out/preds<suffix>``: reports and quarantine sit beside the predictions."""
+    base = uri[: -len(".parquet")] if uri.endswith(".parquet") else uri
+    return base + suffix
+
+
+def expand_output(uri: str, stamp: datetime) -> str:
+    """Fill ``{timestamp}`` / ``{date}`` so that a scheduled run writes a new file each time."""
+    return uri.replace("{timestamp}", stamp.strftime("%Y%m%dT%H%M%SZ")).replace("{date}", stamp.strftime("%Y-%m-%d"))
+
+
+def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, output_uri: str, *, gold_metadata: dict[str, Any] | None,
+               threshold: float | None = None, allow_empty: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+    """Score INPUT into OUTPUT (+ quarantine) chunk by chunk; return the summary and the drift counts."""
+    start = time.perf_counter()
+    stamp = datetime.now(timezone.utc)
+    output_uri = expand_output(output_uri, stamp)
+    if not output_uri.endswith(".parquet"):
+        raise ConfigError(f"OUTPUT {output_uri}: predictions are written as Parquet; give a path ending in .parquet")
+    s3 = config.store.s3
+    inner = model.model
+    cut = float(threshold if threshold is not None else inner.threshold)
+    if not 0 <= cut <= 1:
+        raise ConfigError(f"--threshold {cut}: must be between 0 and 1")
+    spec = inference_spec(inner.cleaning, config.inference.quarantine_rules)
+    reference = reference_columns(gold_metadata, [*inner.numeric, *inner.categorical]) if gold_metadata else {}
+    drift = DriftAccumulator(reference, getattr(inner, "prediction_reference", None))
+    with tempfile.TemporaryDirectory(prefix="pipeline-inference-") as tmp:
+        staging = Path(tmp)
+        local = fetch_to_local(input_uri, s3, staging, config.dataset.http.timeout_seconds, "input file")
+        fmt = detect_format(str(local) if not is_s3(input_uri) else input_uri)
+        source = scan_source(local, fmt, None, config.dataset.csv_separator, allow_empty=True)
+        total, schema, chunks = read_chunks(source, config.inference.chunk_size)
+        check_input_columns(list(schema), model, input_uri)
+        if total == 0 and not allow_empty:
+            raise DataError(f"{input_uri}: no rows to score; pass --allow-empty to write an empty output with the prediction columns")
+        out_tmp, q_tmp = local_temp_for(output_uri, staging), local_temp_for(sibling(output_uri, ".quarantine.parquet"), staging)
+        out, quarantine = ParquetChunkWriter(str(out_tmp)), ParquetChunkWriter(str(q_tmp))
+        try:
+            done = 0
+            # Three stages one chunk apart: a worker cleans and featurises the next chunk and another
+            # writes the previous one and counts it for drift, while this thread runs only the model,
+            # the critical path (so the writer runs at a lower priority). The model gets one OpenMP
+            # thread: a second one spin-waiting between calls takes CPU from the stages beside it.
+            with limit_threads(1), reuse_freed_memory(), SerialWorker(background=True) as writer:
+                plan = chunk_plan(schema, spec)
+                for flagged in map_ahead(lambda raw: flag_chunk(inner, raw, spec, plan), chunks):
+                    chunk = predict_chunk(inner, flagged, cut, stamp, model.name, model.version)
+                    writer.submit(write_chunk, out, quarantine, chunk, drift)
+                    done += flagged.rows
+                    if progress:
+                        progress(done, total)
+            if out.rows and quarantine.rows:
+                out.close()
+                quarantine.close()
+            else:  # an empty chunk gives a file without rows its columns
+                empty = score_chunk(inner, pl.DataFrame(schema=schema), spec, cut, stamp, model.name, model.version)
+                out.close(empty.scored)
+                quarantine.close(empty.quarantined)
+            report = drift_summary(drift, config, gold_metadata, model)
+            title = f"Drift of {Path(output_uri).name} ({model.name or model.uri} v{model.version or '-'})"
+            reports = {".drift.json": json.dumps(report, indent=2, default=str), ".drift.md": report_markdown(report, title)}
+            published = {"quarantine": publish(q_tmp, sibling(output_uri, ".quarantine.parquet"), s3)}
+            for suffix, text in reports.items():
+                path = local_temp_for(sibling(output_uri, suffix), staging)
+                path.write_text(text)
+                published[suffix.strip(".").replace(".", "_")] = publish(path, sibling(output_uri, suffix), s3)
+            published["output"] = publish(out_tmp, output_uri, s3)  # last: predictions appear only when all is done
+        finally:
+            out_tmp.unlink(missing_ok=True)
+            q_tmp.unlink(missing_ok=True)
+    seconds = time.perf_counter() - start
+    return {
+        "input": input_uri, **published, "rows_in": total, "rows_scored": out.rows,
+        "rows_quarantined": quarantine.rows, "positives": drift.positives,
+        "positive_rate": round(drift.positives / out.rows, 6) if out.rows else None,
+        "threshold": cut, "model": {"uri": model.uri, "name": model.name, "version": model.version, "run_id": model.run_id},
+        "inference_timestamp": stamp.isoformat(), "seconds": round(seconds, 3),
+        "rows_per_second": round(total / seconds, 1) if seconds else None,
+        "unseen_category_values": sum(f.get("unseen_count", 0) for f in report["features"]),
+        "drift_status": report["status"], "drift": report,
+    }
+
+
+def drift_summary(drift: DriftAccumulator, config: PipelineConfig, gold_metadata: dict[str, Any] | None,
+                  model: ScoringModel) -> dict[str, Any]:
+    if not drift.reference:
+        return {"status": "no_reference", "rows": drift.rows, "alerts": [], "features": [], "prediction": {},
+                "note": f"no gold metadata for dataset '{config.dataset.name}' in {config.store.root}: feature drift not judged"}
+    report = drift.report(config.monitoring)
+    report["reference"] = {"feature_version": gold_metadata.get("feature_version") if gold_metadata else None,
+                           "rows": gold_metadata.get("row_count") if gold_metadata else None}
+    return report
+
+
+@task(name="score-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 8], retry_condition_fn=retry_transient)
+def score_batch(config: PipelineConfig, input_uri: str, output_uri: str, model_uri: str | None, threshold: float | None,
+                allow_empty: bool) -> dict[str, Any]:
+    """Score one batch with the registered model and keep its record for `monitor`."""
+    client, _ = registry.connect(config)
+    model = registry.load_scoring_model(model_uri or registry.default_model_uri(config), client)
+    store = open_store(config)
+    meta_uri = layout.gold_paths(store, config.dataset.name)["metadata"]
+    gold_metadata = store.read_json(meta_uri) if store.exists(meta_uri) else None
+    summary = score_file(config, model, input_uri, output_uri, gold_metadata=gold_metadata, threshold=threshold,
+                                   allow_empty=allow_empty, progress=lambda done, total: progress.report("scoring", done, total))
+    summary["record"] = records.record_batch(store, config.dataset.name, summary)
+    get_run_logger().info("scored %d of %d rows (%d quarantined) with %s in %.1fs; drift: %s", summary["rows_scored"],
+                          summary["rows_in"], summary["rows_quarantined"], model.uri, summary["seconds"], summary["drift_status"])
+    return summary
+
+
+@task(name="publish-drift-report", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def publish_drift(config: PipelineConfig, summary: dict[str, Any]) -> str:
+    """The drift report as an MLflow run of the experiment and as a Prefect artifact."""
+    from prefect.artifacts import create_markdown_artifact
+
+    _, experiment_id = registry.connect(config)
+    model = summary["model"]
+    markdown = report_markdown(summary["drift"], f"Drift of {summary['output']} ({model['name'] or model['uri']} v{model['version'] or '-'})")
+    run_id = registry.log_inference_run(experiment_id, summary, markdown)
+    create_markdown_artifact(key=f"drift-{config.dataset.name}".lower().replace("_", "-").replace(".", "-"), markdown=markdown,
+                             description=f"{summary['rows_scored']} rows scored; drift status {summary['drift_status']}")
+    for alert in summary["drift"].get("alerts", []):
+        get_run_logger().warning("drift: %s", alert)
+    return run_id

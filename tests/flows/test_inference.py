@@ -1,0 +1,348 @@
+"""Batch inference and drift: pure drift maths, then scoring through the flow and the CLI on a trained model."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pytest
+
+from pipeline_core.config import MonitoringConfig
+from pipeline_core.drift import DriftAccumulator, bin_counts, ks_statistic, psi
+from pipeline_core.errors import ConfigError, DataError, ModelError
+
+FAST = ["training.models={logistic_regression: {}}", "training.tuning.enabled=false", "training.tuning.cv_folds=3",
+        "inference.chunk_size=700"]
+
+
+# -- drift maths -----------------------------------------------------------------------
+
+def test_psi_and_ks_by_hand():
+    assert psi(np.array([10, 20, 70]), np.array([1, 2, 7])) == pytest.approx(0.0)
+    # shares (0.5, 0.5) -> (0.25, 0.75): 0.25*ln(0.5) * -1 + 0.25*ln(1.5)
+    assert psi(np.array([50, 50]), np.array([25, 75])) == pytest.approx(-0.25 * np.log(0.5) + 0.25 * np.log(1.5))
+    assert ks_statistic(np.array([50, 50]), np.array([25, 75])) == pytest.approx(0.25)
+    assert psi(np.array([100, 0]), np.array([50, 50])) < 10  # an empty reference bin is floored, not infinite
+
+
+def test_bin_counts_match_the_gold_histogram_convention():
+    # gold bins are (-inf, e0], (e0, e1], (e1, inf): a value equal to an edge falls in the lower bin
+    assert bin_counts(np.array([1.0, 2.0, 2.5, 3.0, 9.0, np.nan]), [2.0, 3.0]).tolist() == [2, 2, 1]
+
+
+@pytest.mark.parametrize("edges", [[], [0.0], [-1.0, 0.0, 0.5, 2.0], np.linspace(-2, 2, 9).tolist()])
+def test_bin_counts_equal_a_binary_search_per_value(edges):
+    rng = np.random.default_rng(1)
+    values = np.concatenate([rng.normal(size=5000), np.repeat(edges, 3), [np.nan] * 7, [np.inf, -np.inf]])
+    x = values[~np.isnan(values)]
+    expected = np.bincount(np.searchsorted(np.asarray(edges, dtype=float), x, side="left"), minlength=len(edges) + 1)
+    counts = bin_counts(values, edges)
+    assert counts.tolist() == expected.tolist() and counts.sum() == values.size - 7
+
+
+def _reference():
+    return {"x": {"role": "numeric", "histogram": {"edges": [1.0, 2.0, 3.0], "counts": [25, 25, 25, 25]}, "null_rate": 0.0},
+            "c": {"role": "categorical", "levels": {"a": 50, "b": 50}, "null_rate": 0.0}}
+
+
+def _batch(x, c):
+    return pl.DataFrame({"x": x, "c": c}, schema={"x": pl.Float64, "c": pl.String})
+
+
+def test_clean_batch_is_ok_and_shifted_batch_drifts():
+    rng = np.random.default_rng(0)
+    t = MonitoringConfig()
+    clean = DriftAccumulator(_reference())
+    for _ in range(3):  # chunk by chunk, as scoring feeds it
+        x = rng.choice([0.5, 1.5, 2.5, 3.5], 400)
+        clean.update(_batch(x, rng.choice(["a", "b"], 400).tolist()), np.full(400, 0.3), np.zeros(400))
+    report = clean.report(t)
+    assert report["status"] == "ok" and report["rows"] == 1200 and not report["alerts"]
+
+    shifted = DriftAccumulator(_reference())
+    x = np.where(rng.random(1000) < 0.1, np.nan, 3.5)  # all mass in the top bin, 10% missing
+    c = rng.choice(["a", "zzz"], 1000).tolist()
+    shifted.update(_batch(x, c), np.full(1000, 0.3), np.zeros(1000))
+    report = shifted.report(t)
+    by_name = {f["name"]: f for f in report["features"]}
+    assert report["status"] == "drift"
+    assert by_name["x"]["status"] == "drift" and by_name["x"]["ks"] == pytest.approx(0.75)
+    assert by_name["x"]["null_rate"] == pytest.approx(np.isnan(x).mean())
+    assert by_name["c"]["unseen_rate"] == pytest.approx(c.count("zzz") / 1000) and by_name["c"]["unseen_levels"] == ["zzz"]
+
+
+def test_small_batches_are_not_judged():
+    acc = DriftAccumulator(_reference())
+    acc.update(_batch([3.5] * 10, ["zzz"] * 10), np.full(10, 0.9), np.ones(10))
+    report = acc.report(MonitoringConfig(min_rows=100))
+    assert report["status"] == "insufficient" and "only 10 rows" in report["alerts"][0]
+
+
+# -- streaming the input ---------------------------------------------------------------
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 7, 100])
+def test_csv_is_streamed_in_exact_chunks_with_the_text_a_whole_read_gives(tmp_path, chunk_size):
+    from tasks.scoring import read_chunks
+    from pipeline_io.sources import scan_source
+
+    path = tmp_path / "batch.csv"
+    # quoted separators and line breaks, padded and empty fields, missing-value tokens stay text
+    path.write_text('ID,NAME,AMT\n1,"a, b",10\n2,"line\nbreak", 20 \n3,,NA\n4,x,\n5,"",7.5\n6,y,abc\n7,z,1e3\n')
+    whole = pl.read_csv(path, infer_schema=False)
+    total, schema, chunks = read_chunks(scan_source(path, "csv", allow_empty=True), chunk_size)
+    got = list(chunks)
+    assert total == whole.height == 7 and dict(schema) == {"ID": pl.String, "NAME": pl.String, "AMT": pl.String}
+    assert [c.height for c in got] == [min(chunk_size, 7 - i) for i in range(0, 7, chunk_size)]
+    assert pl.concat(got).equals(whole)
+    assert pl.concat(got)["AMT"].to_list() == ["10", " 20 ", "NA", None, "7.5", "abc", "1e3"]
+
+
+# -- scoring on a trained model --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def model_env(tmp_path_factory, prefect_harness, demo_dir):
+    from flows.layers import run_flow
+    from tests.conftest import shipped_config
+
+    tmp = tmp_path_factory.mktemp("infer")
+    config = shipped_config("credit_default", demo_dir / "credit.csv", tmp)
+    summaries = run_flow(str(config), FAST, predict_input=str(demo_dir / "credit.csv"), predict_output=str(tmp / "run.parquet"))
+    assert [s["layer"] for s in summaries] == ["bronze", "silver", "gold", "training", "inference"]
+    assert summaries[-1]["model"]["version"] == summaries[-2]["version"] and (tmp / "run.parquet").exists()
+    return config, summaries[-2], tmp
+
+
+def _predict(config, input_uri, output_uri, **kwargs):
+    from flows.inference import inference_flow
+
+    return inference_flow(str(config), str(input_uri), str(output_uri), overrides=FAST, **kwargs)
+
+
+def test_scoring_training_rows_reproduces_training_probabilities(model_env, demo_dir, tmp_path):
+    """No skew, proof 1: raw rows through predict give the probabilities training evaluation computed."""
+    import mlflow
+
+    config, training, _ = model_env
+    out = _predict(config, demo_dir / "credit.csv", tmp_path / "p.parquet")
+    best = training["models"][0]
+    holdout = mlflow.artifacts.load_dict(mlflow.get_run(best["run_id"]).info.artifact_uri + "/holdout_predictions.json")
+    table = pl.DataFrame(holdout["data"], schema=holdout["columns"], orient="row")
+    expected = table.select(pl.col("id").cast(pl.Int64).alias("ID"), pl.col("probability").alias("expected"))
+    raw = pl.read_csv(demo_dir / "credit.csv", infer_schema=False)
+    # re-sent ids were de-duplicated in silver
+    once = raw.group_by("ID").len().filter(pl.col("len") == 1).select(pl.col("ID").cast(pl.Int64))
+    scored = pl.read_parquet(out["output"]).join(once, on="ID").join(expected, on="ID")
+    assert scored.height > 400
+    assert np.max(np.abs(scored["probability"].to_numpy() - scored["expected"].to_numpy())) < 1e-9
+    assert out["rows_in"] == raw.height and out["rows_scored"] + out["rows_quarantined"] == raw.height
+    assert out["model"]["version"] == training["version"] and out["threshold"] == pytest.approx(best["threshold"])
+    preds = pl.read_parquet(out["output"])
+    assert preds.columns[: raw.width] == raw.columns  # original columns first
+    # numbers read as text come back typed, with the values the text holds
+    assert preds.schema["ID"] == pl.Int64 and preds.schema["LIMIT_BAL"] == pl.Float64 and preds.schema["EDUCATION"] == pl.Int64
+    sent = raw.select(pl.col("ID").cast(pl.Int64), pl.col("LIMIT_BAL").alias("text")).join(once, on="ID")
+    pairs = preds.join(sent, on="ID")
+    assert pairs.height > 400
+    assert pairs["LIMIT_BAL"].to_list() == pairs["text"].str.strip_chars().cast(pl.Float64).to_list()
+    assert preds["prediction"].to_list() == (preds["probability"] >= best["threshold"]).cast(pl.Int64).to_list()
+    assert set(preds["model_version"].unique()) == {training["version"]}
+
+
+def test_stock_pyfunc_in_a_fresh_process_matches_the_cli(model_env, demo_dir, tmp_path):
+    """No skew, proof 2: `mlflow.pyfunc.load_model(...).predict(raw pandas)` equals `pipeline-cli predict`."""
+    from typer.testing import CliRunner
+
+    from pipeline_cli.main import app
+    from pipeline_io import registry
+    from pipeline_core.config import load_config
+
+    config, training, _ = model_env
+    sample = pl.read_csv(demo_dir / "credit.csv", infer_schema=False).head(200)
+    sample.write_csv(tmp_path / "batch.csv")
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "batch.csv"), str(tmp_path / "cli.parquet"), "--config", str(config),
+                                      *sum((["--set", o] for o in FAST), []), "--json"])
+    assert result.exit_code == 0, result.output
+    cli = pl.read_parquet(tmp_path / "cli.parquet").select("ID", "probability")
+    uri = registry.tracking_uri(load_config(config))
+    script = f"""
+import json, mlflow, pandas as pd
+mlflow.set_tracking_uri({uri!r}); mlflow.set_registry_uri({uri!r})
+model = mlflow.pyfunc.load_model("models:/{training['registered_model']}@champion")
+cols = model.metadata.get_input_schema().input_names()
+raw = pd.read_csv({str(tmp_path / 'batch.csv')!r}, dtype=str)
+frame = raw[cols].apply(pd.to_numeric, errors="coerce").astype("float64")
+out = model.predict(frame)
+print(json.dumps(dict(zip(raw["ID"], out["probability"].tolist()))))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stock = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert cli.height >= 190
+    for row in cli.iter_rows(named=True):
+        assert stock[str(row["ID"])] == pytest.approx(row["probability"], abs=1e-12)
+
+
+def test_bad_inputs(model_env, demo_dir, tmp_path):
+    config, _, _ = model_env
+    raw = pl.read_csv(demo_dir / "credit.csv", infer_schema=False).head(300)
+    raw.drop("AGE", "LIMIT_BAL").write_csv(tmp_path / "missing.csv")
+    (tmp_path / "keep.parquet").write_bytes(b"previous output")
+    with pytest.raises(DataError, match="missing required column\\(s\\) LIMIT_BAL, AGE"):
+        _predict(config, tmp_path / "missing.csv", tmp_path / "keep.parquet")
+    assert (tmp_path / "keep.parquet").read_bytes() == b"previous output"  # a failed run leaves the old output alone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.parquet", "missing.csv"]
+
+    raw.head(0).write_csv(tmp_path / "empty.csv")
+    with pytest.raises(DataError, match="no rows to score; pass --allow-empty"):
+        _predict(config, tmp_path / "empty.csv", tmp_path / "e.parquet")
+    out = _predict(config, tmp_path / "empty.csv", tmp_path / "e.parquet", allow_empty=True)
+    empty = pl.read_parquet(out["output"])
+    assert empty.height == 0 and empty.columns == [*raw.columns, "prediction", "probability", "inference_timestamp", "model_name", "model_version"]
+    quarantine = pl.read_parquet(out["quarantine"])
+    assert quarantine.height == 0 and quarantine.columns == [*raw.columns, "_reason"]
+
+    with pytest.raises(ModelError, match="has no version with alias 'nope'"):
+        _predict(config, demo_dir / "credit.csv", tmp_path / "x.parquet", model_uri="models:/credit-default-classifier@nope")
+    with pytest.raises(ConfigError, match="use models:/"):
+        _predict(config, demo_dir / "credit.csv", tmp_path / "x.parquet", model_uri="model.pkl")
+    with pytest.raises(ConfigError, match="ending in .parquet"):
+        _predict(config, demo_dir / "credit.csv", tmp_path / "x.csv")
+
+
+def test_dirty_values_are_quarantined_and_unknown_columns_and_levels_scored(model_env, demo_dir, tmp_path):
+    config, _, _ = model_env
+    raw = pl.read_csv(demo_dir / "credit.csv", infer_schema=False).head(400)
+    raw.write_csv(tmp_path / "raw.csv")
+    base = _predict(config, tmp_path / "raw.csv", tmp_path / "base.parquet")
+    scorable = pl.read_parquet(base["output"]).select(pl.col("ID").cast(pl.String))
+    raw = raw.join(scorable, on="ID", maintain_order="left").head(300)  # rows that score as they are
+    dirty = raw.with_columns(
+        pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("lots")).when(pl.int_range(pl.len()) == 7).then(pl.lit("inf"))
+        .otherwise(pl.col("LIMIT_BAL")).alias("LIMIT_BAL"),
+        pl.when(pl.int_range(pl.len()) == 4).then(pl.lit("150")).otherwise(pl.col("AGE")).alias("AGE"),
+        pl.when(pl.int_range(pl.len()).is_between(10, 39)).then(pl.lit("9")).otherwise(pl.col("SEX")).alias("SEX"),
+        pl.when(pl.int_range(pl.len()) == 5).then(pl.lit("5")).otherwise(pl.col("EDUCATION")).alias("EDUCATION"),
+        pl.when(pl.int_range(pl.len()) == 6).then(pl.lit(" 2.0 ")).otherwise(pl.col("PAY_0")).alias("PAY_0"),
+        pl.lit("carried").alias("batch_note"),
+    )
+    dirty.write_csv(tmp_path / "dirty.csv")
+    out = _predict(config, tmp_path / "dirty.csv", tmp_path / "d.parquet")
+    quarantine = pl.read_parquet(out["quarantine"])
+    reasons = dict(zip(quarantine["ID"], quarantine["_reason"]))
+    assert reasons[dirty["ID"][3]] == "cast:limit_bal" and reasons[dirty["ID"][4]] == "range:age"
+    assert reasons[dirty["ID"][7]] == "cast:limit_bal"  # infinity is no amount, and scikit-learn would refuse the chunk
+    assert reasons[dirty["ID"][10]] == "allowed:sex" and quarantine.height == 33
+    assert quarantine["LIMIT_BAL"].to_list().count("lots") == 1  # the bad value stays visible
+    scored = pl.read_parquet(out["output"])
+    assert scored.height + quarantine.height == 300 and set(scored["batch_note"]) == {"carried"}
+    # the output shows the value sent, typed: code 5 before cleaning maps it to 4, padded " 2.0 " as 2
+    by_id = {r["ID"]: r for r in scored.iter_rows(named=True)}
+    assert by_id[int(dirty["ID"][5])]["EDUCATION"] == 5 and by_id[int(dirty["ID"][6])]["PAY_0"] == 2
+    assert scored.schema["batch_note"] == pl.String and scored.schema["PAY_0"] == pl.Int64
+
+    # Without the silver rules only uncastable rows are held back; an unseen level is scored and counted.
+    from flows.inference import inference_flow
+
+    loose = inference_flow(str(config), str(tmp_path / "dirty.csv"), str(tmp_path / "l.parquet"),
+                           overrides=[*FAST, "inference.quarantine_rules=false"])
+    assert loose["rows_quarantined"] == 2 and loose["rows_scored"] == 298
+    assert loose["unseen_category_values"] == 30
+    sex = next(f for f in loose["drift"]["features"] if f["name"] == "sex")
+    assert sex["unseen_levels"] == ["9"] and sex["unseen_rate"] == pytest.approx(0.1, abs=0.001)
+
+
+def test_chunked_scoring_matches_one_chunk(model_env, demo_dir, tmp_path):
+    config, _, _ = model_env
+    from flows.inference import inference_flow
+
+    small = _predict(config, demo_dir / "credit.csv", tmp_path / "a.parquet")  # chunk_size 700 in FAST
+    whole = inference_flow(str(config), str(demo_dir / "credit.csv"), str(tmp_path / "b.parquet"),
+                           overrides=[*FAST, "inference.chunk_size=100000"])
+    a, b = pl.read_parquet(small["output"]), pl.read_parquet(whole["output"])
+    rest = ["inference_timestamp", "probability"]
+    assert a.drop(rest).equals(b.drop(rest))
+    # BLAS may block a 700-row matrix differently from a 3,000-row one: equal up to rounding
+    assert np.max(np.abs(a["probability"].to_numpy() - b["probability"].to_numpy())) < 1e-12
+    assert [f["psi"] for f in small["drift"]["features"]] == pytest.approx([f["psi"] for f in whole["drift"]["features"]], abs=1e-9)
+
+
+def test_csv_parquet_and_sqlite_inputs_score_identically(model_env, demo_dir, tmp_path):
+    """Every input format is streamed through the same path: the same rows give the same output, byte for byte."""
+    import sqlite3
+
+    config, _, _ = model_env
+    raw = pl.read_csv(demo_dir / "credit.csv", infer_schema=False)  # text columns, as a CSV is read
+    raw.write_parquet(tmp_path / "batch.parquet")
+    with sqlite3.connect(tmp_path / "batch.sqlite") as conn:
+        conn.execute(f"CREATE TABLE batch ({', '.join(f'{chr(34)}{c}{chr(34)} TEXT' for c in raw.columns)})")
+        conn.executemany(f"INSERT INTO batch VALUES ({', '.join('?' * raw.width)})", raw.rows())
+    outs = {fmt: _predict(config, path, tmp_path / f"{fmt}.parquet") for fmt, path in
+            [("csv", demo_dir / "credit.csv"), ("parquet", tmp_path / "batch.parquet"), ("sqlite", tmp_path / "batch.sqlite")]}
+    frames = {fmt: pl.read_parquet(out["output"]).drop("inference_timestamp") for fmt, out in outs.items()}
+    assert frames["csv"].height == outs["csv"]["rows_scored"] > 2900
+    assert frames["parquet"].equals(frames["csv"]) and frames["sqlite"].equals(frames["csv"])
+    assert frames["csv"].columns[: raw.width] == raw.columns
+    quarantined = {fmt: pl.read_parquet(out["quarantine"]) for fmt, out in outs.items()}
+    assert quarantined["parquet"].equals(quarantined["csv"]) and quarantined["sqlite"].equals(quarantined["csv"])
+    assert len({json.dumps(out["drift"]["features"], sort_keys=True) for out in outs.values()}) == 1
+
+
+def test_injected_drift_is_flagged_and_monitor_reports_it(model_env, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline_cli.main import app
+    from pipeline_core import demo_data
+
+    config, _, _ = model_env
+    fresh = demo_data.credit_default_frame(2000, seed=99)  # same process, new draw: no drift
+    demo_data.write_csv(fresh, tmp_path / "fresh.csv")
+    clean = _predict(config, tmp_path / "fresh.csv", tmp_path / "fresh.parquet")
+    assert clean["drift_status"] in ("ok", "warn") and not clean["drift"]["alerts"], clean["drift"]["alerts"]
+
+    shifted = fresh.with_columns((pl.col("LIMIT_BAL").cast(pl.Float64, strict=False) * 4).alias("LIMIT_BAL"),
+                                 (pl.col("PAY_0").cast(pl.Int64, strict=False) + 2).clip(upper_bound=8).alias("PAY_0"))
+    demo_data.write_csv(shifted, tmp_path / "shifted.csv")
+    drifted = _predict(config, tmp_path / "shifted.csv", tmp_path / "shifted.parquet")
+    flagged = {f["name"] for f in drifted["drift"]["features"] if f["status"] == "drift"}
+    assert drifted["drift_status"] == "drift" and {"limit_bal", "pay_1"} <= flagged  # PAY_0 is renamed pay_1 in silver
+    report = json.loads((tmp_path / "shifted.drift.json").read_text())
+    assert report["status"] == "drift" and "limit_bal" in (tmp_path / "shifted.drift.md").read_text()
+
+    runner = CliRunner()
+    args = ["monitor", "--config", str(config), *sum((["--set", o] for o in FAST), [])]
+    latest = runner.invoke(app, [*args, "--last", "1", "--json"])
+    assert latest.exit_code == 0, latest.output
+    rows = json.loads(latest.output)["result"]
+    assert len(rows) == 1 and rows[0]["status"] == "drift" and rows[0]["input"].endswith("shifted.csv")
+    assert runner.invoke(app, [*args, "--last", "1", "--fail-on-drift"]).exit_code == 5
+    older = runner.invoke(app, [*args, "--last", "20", "--json"])
+    assert any(r["input"].endswith("fresh.csv") and r["status"] != "drift" for r in json.loads(older.output)["result"])
+
+    import mlflow
+
+    runs = mlflow.search_runs(experiment_names=["credit_default"], filter_string="tags.kind = 'inference'")
+    assert "drift" in set(runs["tags.drift_status"]) and "metrics.psi_limit_bal" in runs.columns
+
+
+def test_s3_to_s3_scoring(model_env, demo_dir, monkeypatch):
+    import boto3
+
+    from tests.servers import s3_server
+
+    config, _, _ = model_env
+    with s3_server() as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        s3.create_bucket(Bucket="batches")
+        s3.upload_file(str(demo_dir / "credit.csv"), "batches", "in/credit.csv")
+        out = _predict(config, "s3://batches/in/credit.csv", "s3://batches/out/{date}/preds.parquet")
+        keys = {o["Key"] for o in s3.list_objects_v2(Bucket="batches", Prefix="out/")["Contents"]}
+        day = out["inference_timestamp"][:10]
+        assert {f"out/{day}/preds.parquet", f"out/{day}/preds.drift.json", f"out/{day}/preds.quarantine.parquet"} <= keys
+        body = s3.get_object(Bucket="batches", Key=f"out/{day}/preds.parquet")["Body"].read()
+        import io
+
+        assert pl.read_parquet(io.BytesIO(body)).height == out["rows_scored"] > 2900

@@ -1,0 +1,231 @@
+"""The layer functions on real files, without Prefect: contents, idempotence and bad inputs."""
+
+import json
+import sqlite3
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipeline_io import layout
+from tasks import bronze
+from tasks import gold
+from tasks import silver
+from pipeline_core.config import load_config, parse_config
+from pipeline_core.errors import DataError
+from pipeline_io.store import Store
+
+
+def cfg(tmp_path, source, **dataset):
+    return parse_config({
+        "dataset": {"name": "t", "source": str(source), "target": "y", **dataset},
+        "store": {"root": str(tmp_path / "store")},
+    })
+
+
+def ingest(config):
+    store = Store(config.store.root)
+    return bronze.ingest_batch(config, store, Path(config.dataset.source)), store
+
+
+def test_bronze_is_append_only_and_skips_identical_content(tmp_path):
+    src = tmp_path / "a.csv"
+    src.write_text("id,x,y\n1,2,0\n2,3,1\n")
+    config = cfg(tmp_path, src)
+    first, store = ingest(config)
+    assert first["status"] == "ingested" and first["rows"] == 2
+    again, _ = ingest(config)
+    assert again["status"] == "skipped" and again["batch_id"] == first["batch_id"]
+    src.write_text("id,x,z,y\n3,4,5,0\n")
+    second, _ = ingest(config)
+    assert second["status"] == "ingested"
+    assert second["schema_change"] == {"added": ["z"], "removed": [], "changed": {}}
+    batches = bronze.list_batches(store, "t")
+    assert [b["batch_id"] for b in batches] == [first["batch_id"], second["batch_id"]]
+    data = pl.read_parquet(batches[0]["path"])
+    assert data.columns == ["id", "x", "y", "_source", "_batch_id", "_ingested_at"]
+    assert data["_batch_id"].unique().to_list() == [first["batch_id"]]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "file is empty"),
+        (b"id,x,y\n", "header but no rows"),
+        (b"id,x,y\n1,\xff\xfe,0\n", "UTF-8"),
+    ],
+)
+def test_bad_csv_files_fail_clearly_and_write_nothing(tmp_path, content, message):
+    src = tmp_path / "bad.csv"
+    src.write_bytes(content)
+    config = cfg(tmp_path, src)
+    with pytest.raises(DataError, match=message) as err:
+        ingest(config)
+    assert str(src) in str(err.value)
+    assert not list((tmp_path / "store").rglob("*.parquet"))
+
+
+def make_sqlite(path, *statements):
+    with sqlite3.connect(path) as conn:
+        for sql in statements:
+            conn.execute(sql)
+    conn.close()
+    return path
+
+
+def test_sqlite_table_errors(tmp_path):
+    db = make_sqlite(tmp_path / "d.sqlite", "CREATE TABLE a (y INT)", "CREATE TABLE b (y INT)")
+    with pytest.raises(DataError, match=r"several tables \['a', 'b'\]; set dataset.table"):
+        ingest(cfg(tmp_path, db))
+    with pytest.raises(DataError, match="no table 'c'"):
+        ingest(cfg(tmp_path, db, table="c"))
+    with pytest.raises(DataError, match="table 'a' has no rows"):
+        ingest(cfg(tmp_path, db, table="a"))
+
+
+def test_sqlite_without_tables_and_non_database(tmp_path):
+    empty = make_sqlite(tmp_path / "e.sqlite", "PRAGMA user_version = 1")  # a valid database with no tables
+    with pytest.raises(DataError, match="has no tables"):
+        ingest(cfg(tmp_path, empty))
+    junk = tmp_path / "j.sqlite"
+    junk.write_text("this is not a database at all" * 10)
+    with pytest.raises(DataError, match="not a readable SQLite database"):
+        ingest(cfg(tmp_path, junk))
+
+
+def test_table_name_is_never_pasted_into_sql(tmp_path):
+    db = make_sqlite(tmp_path / "d.sqlite", "CREATE TABLE t (y INT)", "INSERT INTO t VALUES (1)")
+    with pytest.raises(DataError, match="no table"):
+        ingest(cfg(tmp_path, db, table='t"; DROP TABLE t; --'))
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (1,)
+    conn.close()
+
+
+def test_missing_source_file(tmp_path):
+    from pipeline_io.sources import fetch_source
+
+    config = cfg(tmp_path, tmp_path / "nope.csv")
+    with pytest.raises(DataError, match="source file not found"):
+        fetch_source(config.dataset, config.store.s3, tmp_path)
+
+
+def test_silver_fails_above_threshold_and_keeps_previous_layer(tmp_path):
+    src = tmp_path / "a.csv"
+    src.write_text("id,x,y\n1,2,0\n2,3,1\n3,4,0\n4,5,1\n")
+    config = cfg(tmp_path, src, id_column="id")
+    _, store = ingest(config)
+    first = silver.refine_to_silver(config, store)
+    paths = layout.silver_paths(store, "t")
+    before = {k: Path(v).read_bytes() for k, v in paths.items()}
+
+    src.write_text("id,x,y\n5,oops,0\n6,bad,1\n7,8,0\n")
+    ingest(config)
+    strict = parse_config({**config.model_dump(mode="json"), "cleaning": {"types": {"x": "int"}, "max_failure_rate": 0.1}})
+    with pytest.raises(DataError, match=r"2 of 7 rows \(28.6%\) fail validation.*cast:x=2.*nothing written"):
+        silver.refine_to_silver(strict, store)
+    assert {k: Path(v).read_bytes() for k, v in paths.items()} == before
+    assert first["rows_out"] == 4
+
+
+def test_quarantine_holds_the_raw_rows_in_input_order_with_their_batch(tmp_path):
+    src = tmp_path / "a.csv"
+    src.write_text("id,x,y\n1, 2 ,0\n2,oops,1\n3,4,0\n")
+    config = cfg(tmp_path, src, id_column="id")
+    strict = parse_config({**config.model_dump(mode="json"), "cleaning": {"types": {"x": "int"}, "max_failure_rate": 1.0}})
+    first, store = ingest(strict)
+    src.write_text("id,x,y\n9,N/A,1\n3, 5.5,1\n1,7 ,1\n")
+    second, _ = ingest(strict)
+    report = silver.refine_to_silver(strict, store)
+    q = pl.read_parquet(report["paths"]["quarantine"])
+    # raw text as ingested (padding kept), oldest batch first; the earlier copy of id 1 loses to the later one
+    assert q.select("id", "x", "_reason").rows() == [("1", " 2 ", "duplicate:id"), ("2", "oops", "cast:x"), ("3", " 5.5", "cast:x")]
+    assert q["_batch_id"].to_list() == [first["batch_id"], first["batch_id"], second["batch_id"]]
+    clean = pl.read_parquet(report["paths"]["data"])
+    assert clean.select("id", "x").rows() == [(3, 4), (9, None), (1, 7)]
+
+
+def test_silver_and_gold_on_demo_credit(credit_config, demo_dir):
+    config = load_config(credit_config)
+    _, store = ingest(config)
+    report = silver.refine_to_silver(config, store)
+    raw = pl.read_csv(demo_dir / "credit.csv", infer_schema=False)
+    assert report["rows_in"] == raw.height
+    assert report["rows_out"] + report["rows_quarantined"] == raw.height
+    # every injected problem is caught by its rule
+    expected_dupes = raw.height - raw["ID"].n_unique()
+    assert report["quarantined_by_rule"]["duplicate:id"] == expected_dupes
+    bad_limit = raw.filter(pl.col("LIMIT_BAL") == "n/a?").height
+    assert report["quarantined_by_rule"]["cast:limit_bal"] == bad_limit
+    assert report["quarantined_by_rule"]["range:age"] == raw.filter(pl.col("AGE") == "150").height
+    q = pl.read_parquet(report["paths"]["quarantine"])
+    assert q.height == report["rows_quarantined"] and q["_reason"].null_count() == 0
+
+    meta = gold.build_gold(config, store)
+    feats = pl.read_parquet(meta["paths"]["features"])
+    assert feats.height == report["rows_out"]
+    assert set(feats["default_payment_next_month"].unique().to_list()) == {0, 1}
+    assert meta["class_balance"]["positive"] == feats["default_payment_next_month"].sum()
+    assert 0.15 < meta["class_balance"]["positive_rate"] < 0.3
+    assert "age_bin" in meta["roles"]["categorical"] and "utilization" in meta["roles"]["numeric"]
+    assert meta["roles"]["id"] == ["id"]
+    prep = json.loads(Path(meta["paths"]["preprocessing"]).read_text())
+    assert prep["feature_version"] == meta["feature_version"] and prep["scaler"] == "robust"
+    cols = {c["name"]: c for c in meta["columns"]}
+    assert cols["age"]["null_count"] == feats["age"].null_count()
+    assert sum(cols["limit_bal"]["histogram"]["counts"]) == feats["limit_bal"].drop_nulls().len()
+    assert meta["feature_spec"]["positive_label"] == "1"
+
+
+def test_minimal_config_infers_types_and_roles(tmp_path, demo_dir):
+    config = parse_config({
+        "dataset": {"name": "m", "source": str(demo_dir / "credit.csv"), "target": "default payment next month"},
+        "store": {"root": str(tmp_path / "store")},
+    })
+    _, store = ingest(config)
+    report = silver.refine_to_silver(config, store)
+    assert report["cleaning_spec"]["types"]["limit_bal"] == "int"
+    assert report["quarantined_by_rule"].get("cast:limit_bal", 0) > 0
+    meta = gold.build_gold(config, store)
+    assert meta["roles"]["id_like"] == ["id"]
+    assert "limit_bal" in meta["roles"]["numeric"]
+
+
+def test_phishing_sqlite_through_gold(phishing_config):
+    config = load_config(phishing_config)
+    _, store = ingest(config)
+    report = silver.refine_to_silver(config, store)
+    assert "unnamed_0" not in report["schema"] and report["cleaning_spec"]["dropped"] == ["Unnamed: 0"]
+    assert report["quarantined_by_rule"]["range:domain_age_months"] > 0
+    assert report["quarantined_by_rule"]["allowed:industry"] > 0
+    assert report["quarantined_by_rule"]["duplicate:row"] > 0
+    meta = gold.build_gold(config, store)
+    assert "line_of_code_missing" in meta["roles"]["numeric"]
+    assert set(meta["roles"]["categorical"]) == {"industry", "hosting_provider"}
+    feats = pl.read_parquet(meta["paths"]["features"])
+    assert feats["line_of_code_missing"].sum() == feats["line_of_code"].null_count() > 0
+
+
+def test_parquet_source_keeps_its_types(tmp_path):
+    src = tmp_path / "a.parquet"
+    pl.DataFrame({"id": [1, 2], "x": [0.5, None], "y": [True, False]}).write_parquet(src)
+    result, store = ingest(cfg(tmp_path, src))
+    assert result["columns"] == {"id": "Int64", "x": "Float64", "y": "Boolean"}
+    report = silver.refine_to_silver(cfg(tmp_path, src), store)
+    assert report["cleaning_spec"]["types"] == {"id": "int", "x": "float", "y": "bool"}
+
+
+def test_corrupt_parquet_is_a_clear_error(tmp_path):
+    src = tmp_path / "a.parquet"
+    src.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(DataError, match="not a readable Parquet file"):
+        ingest(cfg(tmp_path, src))
+
+
+def test_bad_bytes_deep_in_a_csv_leave_no_batch(tmp_path):
+    src = tmp_path / "a.csv"
+    src.write_bytes(b"id,x,y\n" + b"1,2,0\n" * 5000 + b"2,\xff\xfe,1\n")
+    with pytest.raises(DataError, match="not a readable CSV file.*UTF-8"):
+        ingest(cfg(tmp_path, src))
+    assert bronze.list_batches(Store(str(tmp_path / "store")), "t") == []
+    assert not list((tmp_path / "store").rglob("*.parquet"))

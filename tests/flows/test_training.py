@@ -1,0 +1,335 @@
+"""Training: pure pieces, then one small end-to-end training under the Prefect harness."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline_core.config import TrainingConfig, parse_config
+from pipeline_core.errors import ConfigError, DataError, StorageError
+from pipeline_core.modeling.promotion import gate_decision
+from pipeline_core.modeling.training import split_data, to_pandas_features
+
+FAST = [
+    "training.models={logistic_regression: {}, xgboost: {}}",
+    "training.tuning.n_trials=3",
+    "training.tuning.cv_folds=3",
+    "mlflow.min_metrics={roc_auc: 0.7}",
+]
+
+
+def test_features_reach_scikit_learn_as_floats_and_objects_with_nan_for_missing():
+    import polars as pl
+
+    frame = pl.DataFrame({"x": [1, None, 3], "r": [0.5, 1.5, None], "code": [2, None, 1], "level": ["a", None, "b"],
+                          "flag": [1, 2, 1], "unused": ["u", "v", "w"]})
+    X = to_pandas_features(frame, ["x", "r"], ["code", "level", "flag"])
+    assert list(X.columns) == ["x", "r", "code", "level", "flag"]
+    assert X.dtypes.astype(str).tolist() == ["float64", "float64", "object", "object", "object"]
+    assert X["x"].tolist()[::2] == [1.0, 3.0] and np.isnan(X["x"][1]) and np.isnan(X["r"][2])
+    # missing categories are NaN (what the imputer looks for), never None; complete integer codes stay ints
+    assert X["code"][0] == 2.0 and isinstance(X["code"][1], float) and np.isnan(X["code"][1])
+    assert X["level"][0] == "a" and isinstance(X["level"][1], float) and np.isnan(X["level"][1])
+    assert [type(v) for v in X["flag"]] == [int, int, int]
+    assert to_pandas_features(frame, [], ["level"]).shape == (3, 1)
+
+
+def test_text_categories_become_python_strings_shared_by_their_rows():
+    import polars as pl
+
+    frame = pl.DataFrame({"t": ["b", "a", None, "b", "é"], "none": pl.Series([None] * 5, dtype=pl.String)})
+    X = to_pandas_features(frame, [], ["t", "none"])
+    assert X["t"].tolist()[:2] == ["b", "a"] and X["t"].tolist()[3:] == ["b", "é"]
+    assert [type(v) for v in X["t"]] == [str, str, float, str, str] and np.isnan(X["t"][2])
+    assert X["t"][0] is X["t"][3]  # one object per level, not per row
+    assert all(isinstance(v, float) and np.isnan(v) for v in X["none"])
+    assert to_pandas_features(frame.head(0), [], ["t"]).shape == (0, 1)
+
+
+def test_split_refuses_unlearnable_targets():
+    X = pd.DataFrame({"a": range(40)})
+    with pytest.raises(DataError, match="single class"):
+        split_data(X, np.zeros(40, dtype=int), TrainingConfig())
+    with pytest.raises(DataError, match="3 classes"):
+        split_data(X, np.arange(40) % 3, TrainingConfig())
+    y = np.array([1] * 5 + [0] * 35)
+    with pytest.raises(DataError, match="only 5 rows of the rarer class"):
+        split_data(X, y, TrainingConfig())
+
+
+def test_split_is_stratified_and_seeded():
+    X = pd.DataFrame({"a": range(100)})
+    y = np.array([1] * 20 + [0] * 80)
+    a, b = split_data(X, y, TrainingConfig()), split_data(X, y, TrainingConfig())
+    assert a.y_test.sum() == 4 and len(a.y_test) == 20
+    assert a.test_index.tolist() == b.test_index.tolist()
+
+
+def test_unknown_model_name_lists_allowed():
+    with pytest.raises(ConfigError, match="unknown model.*'catboost'.*allowed: logistic_regression"):
+        parse_config({"dataset": {"name": "d", "source": "x.csv", "target": "y"}, "training": {"models": {"catboost": {}}}})
+
+
+@pytest.mark.parametrize(
+    "space, message",
+    [
+        ({"C": {"type": "float", "low": 5, "high": 1}}, "low \\(5\\) must be below high"),
+        ({"C": {"type": "float", "low": 0, "high": 1, "log": True}}, "log scale needs low > 0"),
+        ({"C": {"type": "normal"}}, "type must be int, float or categorical"),
+        ({"penalty": {"type": "categorical", "choices": []}}, "non-empty choices"),
+    ],
+)
+def test_invalid_search_space_names_key(space, message):
+    from pipeline_core.modeling.training import check_training_config
+
+    cfg = parse_config({"dataset": {"name": "d", "source": "x.csv", "target": "y"},
+                        "training": {"models": {"logistic_regression": {"search_space": space}}}})
+    with pytest.raises(ConfigError, match=f"training.models.logistic_regression.search_space.*{message}"):
+        check_training_config(cfg)
+
+
+def test_unknown_primary_metric():
+    from pipeline_core.modeling.training import check_training_config
+
+    cfg = parse_config({"dataset": {"name": "d", "source": "x.csv", "target": "y"}, "training": {"primary_metric": "auc"}})
+    with pytest.raises(ConfigError, match="training.primary_metric: unknown metric 'auc'; allowed: accuracy"):
+        check_training_config(cfg)
+
+
+def test_gate_decision_branches():
+    assert gate_decision({"roc_auc": 0.8}, None, "roc_auc", {"roc_auc": 0.7}) == (True, "no champion yet and every minimum met")
+    ok, why = gate_decision({"roc_auc": 0.6}, None, "roc_auc", {"roc_auc": 0.7})
+    assert not ok and "roc_auc=0.6000 < 0.7" in why
+    ok, why = gate_decision({"roc_auc": 0.80}, {"roc_auc": 0.81}, "roc_auc", {})
+    assert not ok and "does not beat" in why
+    assert gate_decision({"roc_auc": 0.82}, {"roc_auc": 0.81}, "roc_auc", {})[0]
+
+
+def test_preprocessor_drops_first_level_and_ignores_unknown():
+    from pipeline_core.modeling.preprocessing import build_preprocessor
+
+    prep = {"numeric_columns": ["x"], "categorical_columns": ["c"], "scaler": "robust",
+            "imputation": {"numeric": "median", "categorical": "most_frequent"}}
+    X = pd.DataFrame({"x": [1.0, np.nan, 3.0, 5.0], "c": ["a", "b", "c", np.nan]})
+    pre = build_preprocessor(prep).fit(X)
+    assert list(pre.get_feature_names_out()) == ["x", "c_b", "c_c"]
+    out = pre.transform(pd.DataFrame({"x": [3.0], "c": ["zzz"]}))
+    assert out.tolist() == [[0.0, 0.0, 0.0]]  # median-centred; unseen level encodes as all zeros
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, prefect_harness, demo_dir):
+    """Layers once, then three trainings: first, a forced identical rerun, and one with an unreachable minimum."""
+    from flows.layers import run_flow
+    from flows.training import training_flow
+    from tests.conftest import shipped_config
+
+    config = shipped_config("credit_default", demo_dir / "credit.csv", tmp_path_factory.mktemp("train"))
+    run_flow(str(config), FAST, through="gold")
+    first = training_flow(str(config), FAST)
+    second = training_flow(str(config), FAST, refresh=True)
+    third = training_flow(str(config), [*FAST, "mlflow.min_metrics={roc_auc: 0.99}"])
+    return config, first, second, third
+
+
+def test_training_registers_and_promotes(trained):
+    config, first, _, _ = trained
+    assert first["promoted"] and first["version"] == "1" and first["champion_version"] == "1"
+    assert [m["name"] for m in first["models"]] == sorted([m["name"] for m in first["models"]], key=lambda n: -next(
+        x["metrics"]["roc_auc"] for x in first["models"] if x["name"] == n))
+    best = first["models"][0]
+    assert best["metrics"]["roc_auc"] > 0.7
+    assert set(best["metrics"]) == {"accuracy", "precision", "recall", "f1", "specificity", "fpr", "fnr",
+                                    "balanced_accuracy", "mcc", "roc_auc", "pr_auc"}
+    assert 0.0 < best["threshold"] < 1.0
+    assert best["trials"]["COMPLETE"] + best["trials"]["PRUNED"] == 3  # training.tuning.n_trials in FAST
+    from mlflow import MlflowClient
+
+    from pipeline_io import registry
+    from pipeline_core.config import load_config
+
+    registry.connect(load_config(config))
+    client = MlflowClient()
+    plots = {a.path for a in client.list_artifacts(best["run_id"], "plots")}
+    assert {"plots/confusion_matrix.png", "plots/roc_curve.png", "plots/pr_curve.png", "plots/calibration_curve.png",
+            "plots/feature_importance.png", "plots/optuna_history.png"} <= plots
+    run = client.get_run(best["run_id"])
+    assert run.data.tags["mlflow.parentRunId"] == first["parent_run_id"]
+    assert {"dataset", "feature_version", "data_fingerprint", "config_hash", "git_commit"} <= set(run.data.tags)
+    assert run.data.metrics["roc_auc"] == pytest.approx(best["metrics"]["roc_auc"])
+
+
+def test_same_inputs_same_metrics_and_gate_keeps_champion(trained):
+    _, first, second, third = trained
+    assert [m["metrics"] for m in second["models"]] == [m["metrics"] for m in first["models"]]
+    assert second["version"] == "2" and not second["promoted"] and "does not beat" in second["reason"]
+    assert second["champion_version"] == "1"
+    assert third["version"] == "3" and not third["promoted"] and "below the configured minimum" in third["reason"]
+
+
+def test_registry_signature_changes_with_every_write_and_refuses_what_it_cannot_prove(tmp_path):
+    import sqlite3
+
+    from pipeline_io.registry_state import registry_signature
+
+    def config(uri: str):
+        return parse_config({"dataset": {"name": "d", "source": "x.csv", "target": "y"}, "store": {"root": str(tmp_path / "store")},
+                             "mlflow": {"tracking_uri": uri}})
+
+    db = tmp_path / "mlflow.db"
+    local = config(f"sqlite:///{db}")
+    assert registry_signature(local) is None  # no database yet
+    with sqlite3.connect(db) as conn:
+        conn.execute("create table t (v integer)")
+    before = registry_signature(local)
+    assert before is not None and registry_signature(local) == before
+    with sqlite3.connect(db) as conn:
+        conn.execute("insert into t values (1)")
+    assert registry_signature(local) not in (None, before)
+    (tmp_path / "mlflow.db-journal").write_bytes(b"")  # a transaction in flight proves nothing
+    assert registry_signature(local) is None
+    assert registry_signature(config("http://127.0.0.1:5000")) is None
+
+
+def test_unchanged_rerun_reuses_training_until_the_registry_loses_its_model(trained, tmp_path, monkeypatch):
+    """Same gold data, config and code: a cache hit that trains nothing; a deleted model version forces retraining."""
+    from mlflow import MlflowClient
+
+    from flows.training import training_flow
+    from pipeline_io import registry
+    from pipeline_core.config import load_config
+
+    config = str(trained[0])
+    quick = ["training.models={logistic_regression: {}}", "training.tuning.n_trials=1", "training.tuning.cv_folds=3",
+             f"mlflow.tracking_uri=sqlite:///{tmp_path / 'cache.db'}"]
+    first = training_flow(config, quick)
+    again = training_flow(config, quick)
+    assert (first["status"], again["status"]) == ("ran", "cached")
+    assert (again["version"], again["parent_run_id"]) == (first["version"], first["parent_run_id"]) == ("1", first["parent_run_id"])
+    assert [m["metrics"] for m in again["models"]] == [m["metrics"] for m in first["models"]]
+    client, experiment = registry.connect(load_config(config, quick))
+    assert len(client.search_runs([experiment])) == 2  # the parent and one model run: the hit logged nothing
+    assert [v.version for v in MlflowClient().search_model_versions(f"name='{first['registered_model']}'")] == [1]
+
+    # The hit trusted the database's signature; any registry change since is seen on the next hit.
+    assert again["registry_signature"] == first["registry_signature"] is not None
+    client.delete_registered_model_alias(first["registered_model"], "champion")
+    unaliased = training_flow(config, quick)
+    assert (unaliased["status"], unaliased["version"], unaliased["champion_version"]) == ("cached", "1", None)
+    # That answer is remembered for the database as it now is: the next hit does not ask MLflow.
+    with monkeypatch.context() as patched:
+        patched.setattr(registry, "connect", lambda *a, **k: pytest.fail("asked MLflow although nothing changed"))
+        remembered = training_flow(config, quick)
+    assert (remembered["status"], remembered["version"], remembered["champion_version"]) == ("cached", "1", None)
+
+    client.delete_model_version(first["registered_model"], "1")
+    rebuilt = training_flow(config, quick)
+    assert rebuilt["status"] == "ran" and rebuilt["version"] == "2" and rebuilt["parent_run_id"] != first["parent_run_id"]
+    assert rebuilt["models"][0]["metrics"] == first["models"][0]["metrics"]  # same seed, same data: same model
+    changed = training_flow(config, [*quick, "training.threshold.objective=cost"])
+    assert changed["status"] == "ran" and changed["version"] == "3"
+
+
+def test_registry_aliases_and_history(trained):
+    import mlflow
+
+    from pipeline_io import registry
+    from pipeline_core.config import load_config
+
+    config, first, _, _ = trained
+    client, _ = registry.connect(load_config(config))
+    name = first["registered_model"]
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == "3"
+    history = registry.alias_history(client, name)
+    assert [(h["alias"], h["version"]) for h in history] == [("challenger", "1"), ("champion", "1"), ("challenger", "2"), ("challenger", "3")]
+    assert mlflow.get_tracking_uri().startswith("sqlite:///")
+
+
+def test_champion_scores_raw_records_in_a_fresh_process(trained, tmp_path):
+    """A stock MLflow client, in a new process, reproduces the logged holdout metrics exactly."""
+    import mlflow
+
+    from pipeline_io import registry
+    from pipeline_core.modeling.holdout import raw_holdout
+    from pipeline_io.readers import load_training_data
+    from pipeline_core.config import load_config
+    from pipeline_core.modeling.metrics import classification_metrics
+    from pipeline_io.store import Store
+
+    config, first, _, _ = trained
+    cfg = load_config(config)
+    client, _ = registry.connect(cfg)
+    data = load_training_data(cfg, Store(cfg.store.root))
+    holdout = raw_holdout(data)
+    assert "LIMIT_BAL" in holdout.columns and "PAY_0" in holdout.columns  # raw source names
+    path = tmp_path / "holdout.parquet"
+    holdout.to_parquet(path)
+    script = (
+        "import sys, json, mlflow, pandas as pd; mlflow.set_tracking_uri(sys.argv[1]); "
+        "m = mlflow.pyfunc.load_model(sys.argv[2]); out = m.predict(pd.read_parquet(sys.argv[3])); "
+        "print(json.dumps(out['probability'].tolist()))"
+    )
+    uri = mlflow.get_tracking_uri()
+    proc = subprocess.run([sys.executable, "-c", script, uri, f"models:/{first['registered_model']}@champion", str(path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proba = np.array(json.loads(proc.stdout.strip().splitlines()[-1]))
+    version = client.get_model_version_by_alias(first["registered_model"], "champion")
+    logged = client.get_run(version.tags["run_id"]).data.metrics
+    got = classification_metrics(data.split.y_test, proba, float(version.tags["threshold"]))
+    for metric in ("roc_auc", "accuracy", "f1", "mcc"):
+        assert got[metric] == pytest.approx(logged[metric], abs=1e-12)
+
+
+def test_unreachable_tracking_server(trained):
+    from flows.training import training_flow
+    from tests.servers import free_port as port
+
+    config = trained[0]
+    with pytest.raises(StorageError, match="tracking server unreachable"):
+        training_flow(str(config), [*FAST, f"mlflow.tracking_uri=http://127.0.0.1:{port()}"])
+
+
+def test_models_commands(trained, monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline_cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    config, first, _, _ = trained
+    name = first["registered_model"]
+    run = CliRunner().invoke
+    listed = json.loads(run(app, ["models", "list", "--config", str(config), "--json"]).stdout)["result"]
+    assert listed == [{"name": name, "latest_version": 3, "aliases": {"champion": "1", "challenger": "3"}, "versions": 3}]
+    described = json.loads(run(app, ["models", "describe", name, "--config", str(config), "--json"]).stdout)["result"]
+    assert [v["aliases"] for v in described["versions"]] == [["champion"], [], ["challenger"]]
+    assert described["versions"][0]["metrics"]["roc_auc"] == pytest.approx(first["models"][0]["metrics"]["roc_auc"])
+    promoted = run(app, ["models", "promote", name, "2", "--config", str(config), "--reason", "rollback drill"])
+    assert promoted.exit_code == 0, promoted.output
+    history = json.loads(run(app, ["models", "history", name, "--config", str(config), "--json"]).stdout)["result"]
+    assert (history[-1]["alias"], history[-1]["version"], history[-1]["reason"]) == ("champion", "2", "rollback drill")
+    missing = run(app, ["models", "promote", name, "9", "--config", str(config)])
+    assert missing.exit_code == 6 and "has no version 9" in missing.stderr
+
+
+@pytest.mark.parametrize("model", ["logistic_regression", "random_forest", "xgboost", "hist_gradient_boosting", "extra_trees"])
+def test_every_model_trains_with_fixed_params(model):
+    from pipeline_core.config import ModelConfig
+    from pipeline_core.modeling.preprocessing import build_preprocessor
+    from pipeline_core.modeling.training import train_model
+
+    rng = np.random.default_rng(0)
+    n = 400
+    X = pd.DataFrame({"x": rng.normal(size=n), "c": rng.choice(["a", "b", "c"], n).astype(object)})
+    y = ((X["x"] + (X["c"] == "a") * 0.8 + rng.normal(0, 0.7, n)) > 0.5).astype(int).to_numpy()
+    cfg = TrainingConfig.model_validate({"tuning": {"enabled": False, "cv_folds": 3}})
+    prep = {"numeric_columns": ["x"], "categorical_columns": ["c"], "scaler": "robust",
+            "imputation": {"numeric": "median", "categorical": "most_frequent"}}
+    params = {"n_estimators": 30} if model in ("random_forest", "extra_trees", "xgboost") else {}
+    result = train_model(model, ModelConfig(params=params), build_preprocessor(prep), split_data(X, y, cfg), cfg, 1, "t")
+    assert result.metrics["roc_auc"] > 0.75
+    assert len(result.test_probabilities) == 80 and len(result.metrics) == 11
