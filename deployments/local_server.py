@@ -1,15 +1,19 @@
 """A local Prefect server (and optionally the MLflow UI) in the background, so later runs reuse it.
 
-Without PREFECT_API_URL every pipeline run starts a temporary Prefect server of its own (about
-10 s here). `pipeline-cli server start` runs `prefect server start` once in the background,
-waits until `/api/health` answers and prints the PREFECT_API_URL to export. Each service keeps
-a JSON state file (pid, URL, log) in the state folder; `stop` ends its whole process group.
+Without PREFECT_API_URL every pipeline run starts a temporary Prefect server of its own.
+`pipeline-cli server start` runs Prefect's own `prefect server start --background` once, waits
+until `/api/health` answers and prints the PREFECT_API_URL to export; `stop` runs `prefect server
+stop`. Prefect keeps the server's pid in PREFECT_HOME/server.pid, so one PREFECT_HOME has one
+background server. MLflow has no background mode: its UI is started and stopped here (pid in the
+state folder, `stop` ends its whole process group). Each service keeps a JSON state file (URL,
+log; Prefect's also its PREFECT_HOME) in the state folder.
 
-Standard library only: no Prefect import, so the commands answer at once.
+Standard library only at import: no Prefect import, so the commands answer at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -23,35 +27,26 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipeline_core.errors import PipelineError, StorageError
+from pipeline_io.atomic import write_bytes_atomic
+from pipeline_io.workarounds import MLFLOW_SERVER_ENV, SERVER_WRITE_BATCHING
 
 DEFAULT_STATE_DIR = Path("results/server")
 
-# A Prefect server on SQLite answers 503 "database is locked" when a client's write meets one of its
-# own background writes, and the client waits 2 s before retrying (PrefectHQ/prefect#18934). By
-# default the task-run recorder writes every task-run event as it arrives, which is exactly when a
-# run creates its next subflow. Measured on cached `run`s: 18 retries in 10 runs with no pause
-# between subflows, about 1 in 10 runs with `flows.layers.SUBFLOW_PAUSE_S`; with writes batched and
-# flushed every 5 s (Prefect's default interval) and the pause, 1 in 20. Applied to the servers
-# pipeline-cli starts: `server start` and the temporary server of a run without PREFECT_API_URL.
-SERVER_WRITE_BATCHING = {
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "500",
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "5",
-    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "500",
-    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "5",
-}
 PREFECT = "prefect"
 MLFLOW = "mlflow"
+PREFECT_PID_FILE = "server.pid"  # prefect.cli._server_utils.SERVER_PID_FILE_NAME, in PREFECT_HOME
 
 
 @dataclass
 class Service:
     name: str
-    pid: int
     url: str                 # base URL of the UI
     health_url: str
     log: str
     command: list[str]
     started_at: float
+    pid: int | None = None   # MLflow: stored here; Prefect: read from PREFECT_HOME/server.pid
+    prefect_home: str | None = None
 
     @property
     def api_url(self) -> str | None:
@@ -69,7 +64,7 @@ class ServiceStatus:
         if self.service:
             out.update(pid=self.service.pid, url=self.service.url, log=self.service.log)
             if self.service.api_url:
-                out["api_url"] = self.service.api_url
+                out.update(api_url=self.service.api_url, prefect_home=self.service.prefect_home)
         return out
 
 
@@ -77,22 +72,32 @@ def _state_file(state_dir: Path, name: str) -> Path:
     return state_dir / f"{name}.json"
 
 
+def _prefect_pid(prefect_home: str | Path) -> int | None:
+    try:
+        return int((Path(prefect_home) / PREFECT_PID_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def _read_state(state_dir: Path, name: str) -> Service | None:
     path = _state_file(state_dir, name)
     if not path.is_file():
         return None
     try:
-        return Service(**json.loads(path.read_text()))
+        service = Service(**json.loads(path.read_text()))
     except (ValueError, TypeError):
         path.unlink(missing_ok=True)
         return None
+    if name == PREFECT:
+        service.pid = _prefect_pid(service.prefect_home) if service.prefect_home else None
+    return service
 
 
 def _write_state(state_dir: Path, service: Service) -> None:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    tmp = _state_file(state_dir, service.name).with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(asdict(service), indent=2))
-    tmp.replace(_state_file(state_dir, service.name))
+    data = asdict(service)
+    if service.name == PREFECT:
+        del data["pid"]  # Prefect's server.pid is the record
+    write_bytes_atomic(_state_file(state_dir, service.name), json.dumps(data, indent=2).encode())
 
 
 def process_alive(pid: int) -> bool:
@@ -147,7 +152,7 @@ def status(state_dir: Path, name: str) -> ServiceStatus:
     service = _read_state(state_dir, name)
     if service is None:
         return ServiceStatus(name, "stopped")
-    if not process_alive(service.pid) or not _same_process(service):
+    if service.pid is None or not process_alive(service.pid) or (name == MLFLOW and not _same_process(service)):
         _state_file(state_dir, name).unlink(missing_ok=True)  # stale: the process is gone
         return ServiceStatus(name, "stopped")
     return ServiceStatus(name, "running" if healthy(service.health_url) else "unhealthy", service)
@@ -157,6 +162,76 @@ def _executable(name: str) -> str:
     """The console script next to this interpreter (the project's venv), else the one on PATH."""
     beside = Path(sys.executable).parent / name
     return str(beside) if beside.exists() else name
+
+
+def _one_line(output: str) -> str:
+    return " ".join(output.split())[-400:]
+
+
+def start_prefect(state_dir: Path, host: str = "127.0.0.1", port: int = 4200, timeout: float = 120.0) -> tuple[Service, bool]:
+    """`prefect server start --background` unless ours already runs; returns (service, started_now)."""
+    current = status(state_dir, PREFECT)
+    if current.service is not None:
+        return current.service, False
+    url = f"http://{host}:{port}"
+    if healthy(f"{url}/api/health"):
+        raise StorageError(f"a Prefect server not started by pipeline-cli already answers at {url}; "
+                           f"use it (export PREFECT_API_URL={url}/api) or pick another --port")
+    from prefect.settings import Settings  # PREFECT_HOME as Prefect resolves it now (env, profile, toml)
+
+    home = Path(Settings().home).expanduser().resolve()
+    pid = _prefect_pid(home)
+    if pid is not None and not process_alive(pid):
+        (home / PREFECT_PID_FILE).unlink(missing_ok=True)  # left by a server that died; `--background` refuses while it exists
+    env = dict(os.environ, PREFECT_HOME=str(home))
+    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    for key, value in SERVER_WRITE_BATCHING.items():
+        env.setdefault(key, value)
+    env.pop("PREFECT_API_URL", None)  # the server must not try to talk to another server
+    command = [_executable("prefect"), "server", "start", "--background", "--host", host, "--port", str(port)]
+    started_at = time.time()
+    # A session of its own: a Ctrl-C in the terminal that started it does not reach the server.
+    launched = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env,
+                              start_new_session=True, timeout=timeout)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = state_dir / f"{PREFECT}.log"
+    with open(log_path, "a") as log:  # the launcher's output only: `--background` pipes the server's to no reader
+        log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n{launched.stdout}{launched.stderr}")
+    if launched.returncode != 0:
+        raise StorageError(f"`prefect server start --background` failed (PREFECT_HOME={home}): "
+                           f"{_one_line(launched.stdout + launched.stderr)}")
+    service = Service(name=PREFECT, url=url, health_url=f"{url}/api/health", log=str(log_path), command=command,
+                      started_at=started_at, pid=_prefect_pid(home), prefect_home=str(home))
+    _write_state(state_dir, service)
+    # Our own wait, not `prefect server status --wait`: that cannot tell a server that died from a slow one.
+    deadline = time.monotonic() + timeout
+    while not healthy(service.health_url, timeout=1.0):
+        died = service.pid is None or not process_alive(service.pid)
+        if died or time.monotonic() > deadline:
+            _stop_prefect(service)
+            _state_file(state_dir, PREFECT).unlink(missing_ok=True)
+            why = "exited while starting" if died else f"did not answer {service.health_url} within {timeout:.0f}s"
+            raise PipelineError(f"the Prefect server {why}; run `prefect server start` with PREFECT_HOME={home} "
+                                "in the foreground to see its log")
+        time.sleep(0.5)
+    return service, True
+
+
+def _stop_prefect(service: Service, grace: float = 20.0) -> None:
+    """`prefect server stop` for the PREFECT_HOME the server was started with, then wait until it has exited."""
+    command = [_executable("prefect"), "server", "stop"]
+    done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
+                          env=dict(os.environ, PREFECT_HOME=str(service.prefect_home)))
+    if done.returncode != 0:
+        raise PipelineError(f"`prefect server stop` failed: {_one_line(done.stdout + done.stderr)}")
+    # It only sends SIGTERM and returns: wait so the port is free on return, and SIGKILL a shutdown that hangs.
+    deadline = time.monotonic() + grace
+    while service.pid is not None and process_alive(service.pid):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(service.pid, signal.SIGKILL)
+            break
+        time.sleep(0.2)
 
 
 def _launch(state_dir: Path, name: str, command: list[str], url: str, health_url: str, env: dict[str, str],
@@ -186,26 +261,6 @@ def _launch(state_dir: Path, name: str, command: list[str], url: str, health_url
     raise PipelineError(f"{name} server did not answer {health_url} within {timeout:.0f}s; see {log_path}")
 
 
-def start_prefect(state_dir: Path, host: str = "127.0.0.1", port: int = 4200, timeout: float = 120.0) -> tuple[Service, bool]:
-    """Start `prefect server start` unless ours already runs; returns (service, started_now)."""
-    current = status(state_dir, PREFECT)
-    if current.service is not None:
-        return current.service, False
-    url = f"http://{host}:{port}"
-    if not port_free(host, port):
-        if healthy(f"{url}/api/health"):
-            raise StorageError(f"a Prefect server not started by pipeline-cli already answers at {url}; "
-                               f"use it (export PREFECT_API_URL={url}/api) or pick another --port")
-        raise StorageError(f"port {port} on {host} is in use; pick another with --port")
-    env = dict(os.environ)
-    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    for key, value in SERVER_WRITE_BATCHING.items():
-        env.setdefault(key, value)
-    env.pop("PREFECT_API_URL", None)  # the server must not try to talk to another server
-    command = [_executable("prefect"), "server", "start", "--host", host, "--port", str(port)]
-    return _launch(state_dir, PREFECT, command, url, f"{url}/api/health", env, timeout), True
-
-
 def start_mlflow(state_dir: Path, backend_store_uri: str, host: str = "127.0.0.1", port: int = 5000,
                  timeout: float = 120.0) -> tuple[Service, bool]:
     """Start the MLflow UI on the pipeline's tracking store unless ours already runs."""
@@ -216,7 +271,7 @@ def start_mlflow(state_dir: Path, backend_store_uri: str, host: str = "127.0.0.1
         raise StorageError(f"port {port} on {host} is in use; pick another with --mlflow-port")
     url = f"http://{host}:{port}"
     env = dict(os.environ)
-    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # else it spawns ~2.6 GB of job workers
+    env.update(MLFLOW_SERVER_ENV)
     command = [_executable("mlflow"), "server", "--backend-store-uri", backend_store_uri,
                "--host", host, "--port", str(port), "--workers", "1"]
     return _launch(state_dir, MLFLOW, command, url, f"{url}/health", env, timeout), True
@@ -254,6 +309,9 @@ def stop(state_dir: Path, name: str) -> Service | None:
     current = status(state_dir, name)
     if current.service is None:
         return None
-    _terminate(current.service)
+    if name == PREFECT:
+        _stop_prefect(current.service)
+    else:
+        _terminate(current.service)
     _state_file(state_dir, name).unlink(missing_ok=True)
     return current.service

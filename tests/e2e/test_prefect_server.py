@@ -1,0 +1,231 @@
+"""A real Prefect server: `pipeline-cli server start`, `deploy`, a worker, `serve`, runs triggered through the API.
+
+Everything that talks to this server runs in subprocesses with an explicit environment (its own
+PREFECT_HOME and PREFECT_API_URL), so the session's test harness is left alone. Every process is
+started in a session of its own and its whole group is killed at the end, passed or failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deployments.definitions import load_deployment_specs
+from deployments.local_server import free_port, healthy, process_alive
+from pipeline_io.workarounds import environment_warnings
+from tests.conftest import shipped_config
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+POOL = "pipeline-process"
+
+
+def kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM the process group, SIGKILL what is left after ``grace`` seconds."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=grace)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)
+
+
+class Server:
+    def __init__(self, tmp: Path):
+        self.port = free_port()
+        self.state_dir = tmp / "state"
+        self.prefect_home = tmp / "prefect-home"
+        self.pid_file = self.prefect_home / "server.pid"  # where `prefect server start --background` keeps its pid
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        env.update(
+            PREFECT_HOME=str(self.prefect_home),
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            PREFECT_RUNNER_POLL_FREQUENCY="1",      # serve: look for runs every second (default 10)
+            PREFECT_WORKER_QUERY_SECONDS="1",       # worker: the same
+            PYTHONPATH=os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        )
+        self.env_without_url = env
+        self.env = {**env, "PREFECT_API_URL": self.api_url}
+
+    def cli(self, *args: object, timeout: float = 180) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pipeline_cli.main", *map(str, args)], capture_output=True, text=True,
+                              env=self.env_without_url if args[0] == "server" else self.env, cwd=REPO, timeout=timeout)
+
+    def pids(self) -> list[int]:
+        """What runs: Prefect's record of its server, ours of the MLflow UI."""
+        pids = [int(self.pid_file.read_text())] if self.pid_file.is_file() else []
+        mlflow = self.state_dir / "mlflow.json"
+        return pids + ([json.loads(mlflow.read_text())["pid"]] if mlflow.is_file() else [])
+
+    def spawn(self, *args: str, log: Path) -> subprocess.Popen:
+        with open(log, "wb") as out:
+            return subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=REPO,
+                                    start_new_session=True)
+
+    def api(self, method: str, path: str, body: dict | None = None) -> object:
+        response = httpx.request(method, f"{self.api_url}{path}", json=body, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def deployments(self) -> dict[str, dict]:
+        return {d["name"]: d for d in self.api("POST", "/deployments/filter", {})}
+
+    def run_deployment(self, name: str, parameters: dict, timeout: float = 90) -> dict:
+        """Trigger through the Python API (`run_deployment`) and wait for a final state."""
+        code = (
+            "import json, sys\n"
+            "from prefect.deployments import run_deployment\n"
+            "run = run_deployment(sys.argv[1], parameters=json.loads(sys.argv[2]), timeout=float(sys.argv[3]), poll_interval=1)\n"
+            "print(json.dumps({'id': str(run.id), 'state': run.state.type.value}))\n"
+        )
+        done = subprocess.run([sys.executable, "-c", code, name, json.dumps(parameters), str(timeout)], capture_output=True,
+                              text=True, env=self.env, cwd=REPO, timeout=timeout + 60)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("prefect-server")
+    srv = Server(tmp)
+    try:
+        started = srv.cli("server", "start", "--port", srv.port, "--state-dir", srv.state_dir)
+        assert started.returncode == 0, started.stderr
+        assert started.stdout.strip() == f"export PREFECT_API_URL={srv.api_url}"
+        assert process_alive(int(srv.pid_file.read_text()))
+        yield srv
+    finally:
+        pids = srv.pids()
+        stopped = srv.cli("server", "stop", "--state-dir", srv.state_dir)
+        left = [pid for pid in pids if process_alive(pid)]
+        for pid in left:  # stop failed: kill what it left
+            os.killpg(os.getpgid(pid), signal.SIGKILL)  # each runs in a session of its own
+        assert stopped.returncode == 0 and not left, stopped.stderr
+        assert not list(srv.state_dir.glob("*.json")) and not srv.pid_file.exists()
+        assert not healthy(f"{srv.api_url}/health")
+
+
+@pytest.fixture(scope="module")
+def deployed(server):
+    done = server.cli("deploy")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return server.deployments()
+
+
+def test_server_start_is_idempotent_and_status_reports_it(server):
+    again = server.cli("server", "start", "--port", server.port, "--state-dir", server.state_dir)
+    assert again.returncode == 0 and "prefect: already running at" in again.stderr
+    assert again.stdout.strip() == f"export PREFECT_API_URL={server.api_url}"
+    status = server.cli("server", "status", "--state-dir", server.state_dir, "--json")
+    assert status.returncode == 0
+    prefect, mlflow = json.loads(status.stdout)
+    assert (prefect["state"], prefect["api_url"], mlflow["state"]) == ("running", server.api_url, "stopped")
+    assert prefect["pid"] == int(server.pid_file.read_text())  # the server Prefect keeps track of
+    assert httpx.get(f"{server.api_url}/health", timeout=5).status_code == 200
+
+
+def test_one_prefect_home_has_one_background_server(server, tmp_path):
+    other = tmp_path / "other-state"
+    again = server.cli("server", "start", "--port", free_port(), "--state-dir", other)
+    assert again.returncode == 4, again.stderr
+    assert "`prefect server start --background` failed" in again.stderr and "already running in the background" in again.stderr
+    assert not list(other.glob("*.json"))
+    assert httpx.get(f"{server.api_url}/health", timeout=5).status_code == 200
+
+
+def test_deploy_creates_every_deployment_of_prefect_yaml(deployed):
+    specs = load_deployment_specs(REPO / "prefect.yaml")
+    assert set(deployed) == {s.name for s in specs}
+    for spec in specs:
+        d = deployed[spec.name]
+        assert d["entrypoint"] == spec.entrypoint and d["parameters"] == spec.parameters
+        assert d["work_pool_name"] == POOL
+        assert [(s["schedule"]["cron"], s["schedule"]["timezone"]) for s in d["schedules"]] == [(c.cron, c.timezone) for c in spec.schedules]
+        # runs start in the clone `deploy` ran in, recorded at deploy time
+        assert d["pull_steps"] == [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
+
+
+def test_a_worker_runs_the_triggered_feature_pipeline(server, deployed, tmp_path, demo_dir):
+    config = shipped_config("credit_default", demo_dir / "credit.csv", tmp_path)
+    worker = server.spawn("-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process", log=tmp_path / "worker.log")
+    try:
+        run = server.run_deployment("full-pipeline/feature-pipeline-daily", {"config_path": str(config), "through": "gold"})
+    finally:
+        kill_group(worker)
+    assert run["state"] == "COMPLETED", (tmp_path / "worker.log").read_text()[-3000:]
+    gold = tmp_path / "store" / "gold" / "credit_default"
+    assert (gold / "features.parquet").stat().st_size > 0
+    assert json.loads((gold / "features_metadata.json").read_text())["row_count"] > 2900
+    flow_run = server.api("GET", f"/flow_runs/{run['id']}")
+    assert flow_run["deployment_id"] == deployed["feature-pipeline-daily"]["id"]
+
+
+@pytest.mark.skipif(bool([w for w in environment_warnings() if w.startswith("SQLAlchemy")]),
+                    reason="Prefect 3.8's scheduler cannot insert scheduled runs with SQLAlchemy >= 2.1 (pyproject pins < 2.1)")
+def test_the_server_schedules_runs_at_the_declared_times(server, deployed):
+    ids = {name: d["id"] for name, d in deployed.items()}
+    deadline = time.monotonic() + 60
+    while True:
+        runs = server.api("POST", "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": list(ids.values())},
+                                                                      "state": {"type": {"any_": ["SCHEDULED"]}}}})
+        by_deployment = {name: [r for r in runs if r["deployment_id"] == i] for name, i in ids.items()}
+        if all(by_deployment[n] for n in ("feature-pipeline-daily", "training-weekly", "batch-inference-hourly")):
+            break
+        assert time.monotonic() < deadline, f"no scheduled runs after 60 s: { {n: len(r) for n, r in by_deployment.items()} }"
+        time.sleep(2)
+    assert by_deployment["full-pipeline-on-demand"] == []
+    times = {n: [datetime.fromisoformat(r["expected_start_time"].replace("Z", "+00:00")) for r in rs] for n, rs in by_deployment.items()}
+    assert all((t.hour, t.minute) == (4, 0) for t in times["feature-pipeline-daily"])
+    assert all((t.weekday(), t.hour, t.minute) == (6, 5, 0) for t in times["training-weekly"])
+    assert all(t.minute == 0 for t in times["batch-inference-hourly"])
+
+
+def test_serve_takes_over_a_deployment_and_runs_it(server, deployed, tmp_path, demo_dir):
+    config = shipped_config("credit_default", demo_dir / "credit.csv", tmp_path)
+    serving = server.spawn("-m", "pipeline_cli.main", "serve", "feature-pipeline-daily", log=tmp_path / "serve.log")
+    try:
+        deadline = time.monotonic() + 60
+        while server.deployments().get("feature-pipeline-daily", {"work_pool_name": POOL})["work_pool_name"] is not None:
+            assert serving.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "serve did not register its deployment within 60 s"
+            time.sleep(0.5)
+        run = server.run_deployment("full-pipeline/feature-pipeline-daily", {"config_path": str(config), "through": "gold"})
+        assert run["state"] == "COMPLETED", (tmp_path / "serve.log").read_text()[-3000:]
+        assert (tmp_path / "store" / "gold" / "credit_default" / "features_metadata.json").is_file()
+        serving.send_signal(signal.SIGTERM)  # what a service manager sends; serve pauses its schedules on the way out
+        serving.wait(timeout=30)
+        assert server.deployments()["feature-pipeline-daily"]["paused"] is True
+        assert "schedules paused: feature-pipeline-daily" in (tmp_path / "serve.log").read_text()
+    finally:
+        kill_group(serving)
+
+
+def test_server_start_with_mlflow_serves_the_pipeline_tracking_store(server, tmp_path, demo_dir):
+    config = shipped_config("credit_default", demo_dir / "credit.csv", tmp_path)
+    port = free_port()
+    started = server.cli("server", "start", "--port", server.port, "--state-dir", server.state_dir,
+                         "--mlflow", "--mlflow-port", port, "--config", config)
+    assert started.returncode == 0, started.stderr
+    assert "prefect: already running" in started.stderr and f"mlflow: started in" in started.stderr
+    assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
+    experiments = httpx.post(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search", json={"max_results": 5}, timeout=10)
+    assert experiments.status_code == 200
+    assert (tmp_path / "store" / "mlflow.db").is_file()  # the config's sqlite store, created by the UI's server
+    status = json.loads(server.cli("server", "status", "--state-dir", server.state_dir, "--json").stdout)
+    assert [s["state"] for s in status] == ["running", "running"]
