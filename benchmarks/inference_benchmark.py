@@ -8,7 +8,7 @@ Steps: build the layers and train one model (tuning off) on 30,000 demo rows in 
 under ``benchmarks/work/``; generate a raw credit CSV of ``--rows`` rows; then, each in its own
 child process so that peak RSS (``ru_maxrss``) is the step's own:
 
-- ``pipeline``: `pipeline_core.inference.score_file` on the CSV (reading, cleaning, features,
+- ``pipeline``: `tasks.scoring.score_file` on the CSV (reading, cleaning, features,
   model, drift counts, output + quarantine + reports), the work `pipeline-cli predict` does
   without Prefect's fixed start-up;
 - ``bare``: the same rows featurised first (untimed), then the registered scikit-learn
@@ -31,20 +31,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-WORK = REPO / "benchmarks" / "work" / "inference"
-RESULTS = REPO / "benchmarks" / "INFERENCE_RESULTS.md"
-CALLS = 3  # calls per child process, on each side of the comparison
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from benchmarks import harness  # noqa: E402
+
+WORK = harness.WORK / "inference"
+RESULTS = harness.BENCH / "INFERENCE_RESULTS.md"
+CALLS = 3  # calls per child process, on each side of the comparison
 
 
 def overrides(model: str) -> list[str]:
@@ -71,39 +71,35 @@ def prepare(model: str, rows: int) -> Path:
 
 
 def _load(model: str) -> tuple[Any, Any]:
-    from pipeline_core import inference, tracking
     from pipeline_core.config import load_config
+    from pipeline_io import registry
 
     config = load_config(REPO / "configs" / "credit_default.yaml", overrides(model))
-    client, _ = tracking.connect(config)
-    return config, inference.load_scoring_model(inference.default_model_uri(config), client)
+    client, _ = registry.connect(config)
+    return config, registry.load_scoring_model(registry.default_model_uri(config), client)
 
 
 def child_pipeline(model: str, batch: str, chunk: str) -> dict[str, Any]:
-    from pipeline_core.gold import gold_paths
-    from pipeline_core.inference import score_file
-    from pipeline_core.storage import Store
+    from pipeline_io.layout import gold_paths
+    from pipeline_io.store import Store
+    from tasks.scoring import score_file
 
     config, scoring = _load(model)
     config = config.model_copy(update={"inference": config.inference.model_copy(update={"chunk_size": int(chunk)})})
     store = Store(config.store.root)
     meta = store.read_json(gold_paths(store, config.dataset.name)["metadata"])
-    calls = []
-    for _ in range(CALLS):
-        start, cpu0 = time.perf_counter(), os.times()
-        out = score_file(config, scoring, batch, str(WORK / "predictions.parquet"), gold_metadata=meta)
-        seconds, cpu1 = time.perf_counter() - start, os.times()
-        calls.append((seconds, (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)))
-    seconds, cpu = min(calls)
-    return {"seconds": seconds, "cpu_seconds": cpu, "first_seconds": calls[0][0], "first_cpu_seconds": calls[0][1],
-            "rows": out["rows_in"], "scored": out["rows_scored"], "drift": out["drift_status"]}
+    t = harness.time_calls(lambda: score_file(config, scoring, batch, str(WORK / "predictions.parquet"), gold_metadata=meta),
+                           CALLS, keep_results=True)
+    out = t.results[-1]
+    return {"seconds": t.fastest_s, "cpu_seconds": t.cpu_seconds[t.fastest_index], "first_seconds": t.first_s,
+            "first_cpu_seconds": t.cpu_seconds[0], "rows": out["rows_in"], "scored": out["rows_scored"], "drift": out["drift_status"]}
 
 
 def child_bare(model: str, batch: str) -> dict[str, Any]:
     import polars as pl
 
     from pipeline_core.serving import feature_frame
-    from pipeline_core.training import to_pandas_features
+    from pipeline_core.modeling.training import to_pandas_features
 
     _, scoring = _load(model)
     inner = scoring.model
@@ -111,29 +107,16 @@ def child_bare(model: str, batch: str) -> dict[str, Any]:
     X = to_pandas_features(feature_frame(raw, inner.cleaning, inner.features), inner.numeric, inner.categorical)
     arr = inner.pipeline.named_steps["pre"].transform(X)
     est = inner.pipeline.named_steps["model"]
-    pipeline_first, pipeline_best = first_and_fastest(lambda: inner.pipeline.predict_proba(X))
-    return {"rows": raw.height, "estimator_seconds": first_and_fastest(lambda: est.predict_proba(arr))[1],
-            "sklearn_pipeline_seconds": pipeline_best, "sklearn_pipeline_first_seconds": pipeline_first}
-
-
-def first_and_fastest(call: Any, times: int = CALLS) -> tuple[float, float]:
-    """Seconds of the first of ``times`` calls (cold: memory not yet mapped) and of the fastest
-    (the one least disturbed by other jobs). Both sides of the comparison are timed this way."""
-    seconds = []
-    for _ in range(times):
-        start = time.perf_counter()
-        call()
-        seconds.append(time.perf_counter() - start)
-    return seconds[0], min(seconds)
+    pipe = harness.time_calls(lambda: inner.pipeline.predict_proba(X), CALLS)
+    return {"rows": raw.height, "estimator_seconds": harness.time_calls(lambda: est.predict_proba(arr), CALLS).fastest_s,
+            "sklearn_pipeline_seconds": pipe.fastest_s, "sklearn_pipeline_first_seconds": pipe.first_s}
 
 
 def run_child(kind: str, *args: str) -> dict[str, Any]:
-    from benchmarks.machine import OtherLoad
-
-    code = (f"import json, resource, sys; sys.path.insert(0, {str(REPO)!r}); import benchmarks.inference_benchmark as b; "
-            f"r = b.child_{kind}(*{list(args)!r}); r['peak_rss_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024; "
+    code = (f"import json, sys; sys.path.insert(0, {str(REPO)!r}); import benchmarks.inference_benchmark as b; "
+            f"r = b.child_{kind}(*{list(args)!r}); r['peak_rss_mib'] = b.harness.peak_rss_mib(); "
             "print('RESULT' + json.dumps(r))")
-    with OtherLoad() as load:
+    with harness.OtherLoad() as load:
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])
@@ -141,24 +124,13 @@ def run_child(kind: str, *args: str) -> dict[str, Any]:
     return {**json.loads(line[len("RESULT"):]), "other_load": load.share}
 
 
-def wait_for_quiet(max_wait_s: float, threshold: float = 0.2) -> float:
-    """Wait up to ``max_wait_s`` for the machine to be less than ``threshold`` busy; the last busy share seen."""
-    from benchmarks.machine import busy_share
-
-    deadline = time.perf_counter() + max_wait_s
-    while True:
-        busy = busy_share()
-        if busy < threshold or time.perf_counter() >= deadline:
-            return busy
-
-
 def measure(model: str, batch: Path, chunk_size: int, repeat: int, idle_wait_s: float) -> dict[str, Any]:
     """The fastest pipeline run and the fastest bare run of ``repeat`` each, with the load around every run."""
     pipes, bares = [], []
     for _ in range(repeat):
-        busy = wait_for_quiet(idle_wait_s)
+        busy = harness.wait_for_idle(idle_wait_s)["busy_before"]
         pipes.append({**run_child("pipeline", model, str(batch), str(chunk_size)), "busy_before": busy})
-        busy = wait_for_quiet(idle_wait_s)
+        busy = harness.wait_for_idle(idle_wait_s)["busy_before"]
         bares.append({**run_child("bare", model, str(batch)), "busy_before": busy})
     pipe = min(pipes, key=lambda r: r["seconds"])
     bare = min(bares, key=lambda r: r["sklearn_pipeline_seconds"])
@@ -180,18 +152,26 @@ def measure(model: str, batch: Path, chunk_size: int, repeat: int, idle_wait_s: 
     return row
 
 
-def table_line(r: dict[str, Any]) -> str:
+TABLE_HEADER = ["raw rows", "model", "chunk", "pipeline s", "pipeline CPU s", "pipeline rows/s", "pipeline peak MiB",
+                "sklearn pipeline rows/s", "pipeline / sklearn pipeline (target >= 0.5)", "bare estimator rows/s",
+                "pipeline / estimator", "bare peak MiB", "first calls: sklearn pipeline s / pipeline s = ratio",
+                "other load (pipeline / bare run)"]
+PACKAGES = ("polars", "pyarrow", "scikit-learn", "xgboost")
+PREAMBLE = ("# Inference benchmark\n\nTarget (DESIGN.md): at least 50% of the bare model's `predict_proba` "
+            "throughput on already-featurised arrays, memory bounded by the chunk size.\n")
+
+
+def table_row(r: dict[str, Any]) -> list[str]:
     """One result row; ratios to three places, so that one just under the target does not print as 0.50."""
-    return (f"| {r['rows']:,} | {r['model']} | {r['chunk_size']:,} | {r['pipeline_seconds']:.2f} | {r['pipeline_cpu_seconds']:.1f} | "
-            f"{r['pipeline_rows_per_s']:,.0f} | {r['pipeline_peak_rss_mib']:,.0f} | {r['sklearn_pipeline_rows_per_s']:,.0f} | "
-            f"**{r['ratio_to_sklearn_pipeline']:.3f}** | {r['estimator_rows_per_s']:,.0f} | {r['ratio_to_estimator']:.2f} | "
-            f"{r['bare_peak_rss_mib']:,.0f} | {r['sklearn_pipeline_first_seconds']:.2f} / {r['pipeline_first_seconds']:.2f} = "
-            f"{r['first_call_ratio']:.3f} | {r['pipeline_other_load']:.0%} / {r['bare_other_load']:.0%} |")
+    return [f"{r['rows']:,}", r["model"], f"{r['chunk_size']:,}", f"{r['pipeline_seconds']:.2f}", f"{r['pipeline_cpu_seconds']:.1f}",
+            f"{r['pipeline_rows_per_s']:,.0f}", f"{r['pipeline_peak_rss_mib']:,.0f}", f"{r['sklearn_pipeline_rows_per_s']:,.0f}",
+            f"**{r['ratio_to_sklearn_pipeline']:.3f}**", f"{r['estimator_rows_per_s']:,.0f}", f"{r['ratio_to_estimator']:.2f}",
+            f"{r['bare_peak_rss_mib']:,.0f}",
+            f"{r['sklearn_pipeline_first_seconds']:.2f} / {r['pipeline_first_seconds']:.2f} = {r['first_call_ratio']:.3f}",
+            f"{r['pipeline_other_load']:.0%} / {r['bare_other_load']:.0%}"]
 
 
 def main() -> None:
-    from benchmarks.machine import machine_info
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000], help="raw rows to score, one run per size")
     parser.add_argument("--model", default="xgboost", help="the one model family to train")
@@ -199,26 +179,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="runs of each child per size; the fastest is kept")
     parser.add_argument("--idle-wait", type=float, default=120.0, help="seconds to wait for a quiet machine before each child")
     args = parser.parse_args()
-    lines = []
+    rows_out = []
     for rows in args.rows:
         batch = prepare(args.model, rows)
         row = measure(args.model, batch, args.chunk_size, args.repeat, args.idle_wait)
         print(json.dumps(row), flush=True)
-        lines.append(table_line(row))
-    m = machine_info("polars", "pyarrow", "scikit-learn", "xgboost")
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    header = ["", f"### Run of {stamp}: `{' '.join(['.venv/bin/python', 'benchmarks/inference_benchmark.py', *sys.argv[1:]])}`",
-              f"{m['nproc']} cores ({m['cpu']}), {m['ram_gib']} GiB, {m['os']}, Python {m['python']}, polars {m['polars']}, "
-              f"pyarrow {m['pyarrow']}, scikit-learn {m['scikit-learn']}, xgboost {m['xgboost']}", "",
-              "| raw rows | model | chunk | pipeline s | pipeline CPU s | pipeline rows/s | pipeline peak MiB | sklearn pipeline rows/s | "
-              "pipeline / sklearn pipeline (target >= 0.5) | bare estimator rows/s | pipeline / estimator | bare peak MiB | "
-              "first calls: sklearn pipeline s / pipeline s = ratio | other load (pipeline / bare run) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    if not RESULTS.exists():
-        RESULTS.write_text("# Inference benchmark\n\nTarget (DESIGN.md): at least 50% of the bare model's `predict_proba` "
-                           "throughput on already-featurised arrays, memory bounded by the chunk size.\n")
-    with RESULTS.open("a") as fh:
-        fh.write("\n".join(header + lines) + "\n")
+        rows_out.append(table_row(row))
+    machine = harness.machine_line(harness.machine_info(*PACKAGES), PACKAGES)
+    harness.report(harness.markdown_table(TABLE_HEADER, rows_out), RESULTS, command=harness.command_line(__file__),
+                   intro=[machine], preamble=PREAMBLE)
 
 
 if __name__ == "__main__":

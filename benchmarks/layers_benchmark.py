@@ -20,8 +20,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -33,9 +31,14 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-BENCH = REPO / "benchmarks"
-WORK = BENCH / "work"
-RESULTS_MD = BENCH / "RESULTS.md"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks import harness  # noqa: E402
+from benchmarks.harness import mib  # noqa: E402
+
+WORK = harness.WORK
+RESULTS_MD = harness.BENCH / "RESULTS.md"
 CONFIG = REPO / "configs" / "credit_default.yaml"
 DATASET = "bench"
 ROWS_PER_CHUNK = 1_000_000
@@ -44,9 +47,6 @@ TARGET_SPEEDUP = 5.0
 NOTES_START = "<!-- notes:start -->"
 NOTES_END = "<!-- notes:end -->"
 JSON_MARK = "<!-- results-json:"
-
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 
 # -- data ------------------------------------------------------------------------------
@@ -91,26 +91,18 @@ def warm_page_cache(path: Path) -> None:
 
 # -- child: the project's polars core ------------------------------------------------------
 
-def rss_now_kib() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def run_polars(csv: Path, store_root: Path) -> dict[str, Any]:
     import polars as pl
 
-    from pipeline_core.bronze import ingest_batch
     from pipeline_core.config import load_config
-    from pipeline_core.gold import build_gold
-    from pipeline_core.silver import refine_to_silver
-    from pipeline_core.storage import Store
+    from pipeline_io.store import Store
+    from tasks.bronze import ingest_batch
+    from tasks.gold import build_gold
+    from tasks.silver import refine_to_silver
 
     cfg = load_config(CONFIG, overrides=[f"dataset.source={csv}", f"store.root={store_root}", f"dataset.name={DATASET}"])
     store = Store(cfg.store.root, cfg.store.s3)
-    baseline = rss_now_kib()
+    baseline = harness.rss_kib()
     t0 = time.perf_counter()
     bronze = ingest_batch(cfg, store, Path(csv))
     t1 = time.perf_counter()
@@ -183,7 +175,7 @@ def pandas_bronze(csv: Path, root: Path) -> tuple[Path, int]:
 
 
 def snake(name: str) -> str:
-    from pipeline_core.naming import snake_case
+    from pipeline_core.cleaning.naming import snake_case
 
     return snake_case(RENAME.get(name, name))
 
@@ -318,7 +310,7 @@ def run_pandas(csv: Path, store_root: Path) -> dict[str, Any]:
     import pandas as pd
     import pyarrow
 
-    baseline = rss_now_kib()
+    baseline = harness.rss_kib()
     t0 = time.perf_counter()
     bronze_path, rows_in = pandas_bronze(csv, store_root)
     t1 = time.perf_counter()
@@ -344,52 +336,12 @@ def run_pandas(csv: Path, store_root: Path) -> dict[str, Any]:
 
 def child_main(impl: str, csv: Path, store_root: Path, out: Path) -> None:
     result = (run_polars if impl == "polars" else run_pandas)(csv, store_root)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    result["peak_rss_kib"] = usage.ru_maxrss  # KiB on Linux
-    result["cpu_s"] = usage.ru_utime + usage.ru_stime  # whole process, imports included
+    result["peak_rss_kib"] = harness.peak_rss_kib()
+    result["cpu_s"] = harness.process_cpu_s()  # whole process, imports included
     out.write_text(json.dumps(result, default=float))
 
 
 # -- parent: run, compare, report ---------------------------------------------------------------
-
-def proc_rss_kib(pid: int) -> int:
-    """RSS of a process and its descendants (the watchdog's view; the reported peak is ru_maxrss)."""
-    total = 0
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except (FileNotFoundError, ProcessLookupError):
-        return total
-    return total + sum(proc_rss_kib(int(c)) for c in children)
-
-
-def cpu_jiffies() -> tuple[int, int]:
-    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
-    with open("/proc/stat") as fh:
-        fields = [int(x) for x in fh.readline().split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    total = sum(fields[:8])
-    return total - idle, total
-
-
-def wait_for_idle(max_wait_s: float, threshold: float = 0.2, window_s: float = 3.0) -> dict[str, Any]:
-    """Wait (up to ``max_wait_s``) until the machine's CPUs are less than ``threshold`` busy over a window.
-
-    Other people's jobs on this shared 2-core machine would otherwise slow a run down.
-    """
-    started = time.perf_counter()
-    while True:
-        b0, t0 = cpu_jiffies()
-        time.sleep(window_s)
-        b1, t1 = cpu_jiffies()
-        busy = (b1 - b0) / max(t1 - t0, 1)
-        waited = time.perf_counter() - started
-        if busy < threshold or waited >= max_wait_s:
-            return {"waited_s": round(waited, 1), "busy_before": round(busy, 3), "idle": busy < threshold}
-
 
 def run_child(impl: str, csv: Path, rows: int, timeout_s: float, mem_limit_gib: float, keep_store: bool, idle_wait_s: float) -> dict[str, Any]:
     """One measured run in a fresh interpreter on a fresh store folder; failures are recorded, not hidden."""
@@ -397,35 +349,32 @@ def run_child(impl: str, csv: Path, rows: int, timeout_s: float, mem_limit_gib: 
     out = store_root.with_name(store_root.name + ".json")
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", impl, "--csv", str(csv), "--store", str(store_root), "--child-out", str(out)]
     warm_page_cache(csv)
-    idle = wait_for_idle(idle_wait_s)
+    idle = harness.wait_for_idle(idle_wait_s)
     code_before = code_state()
     if not idle["idle"]:
         print(f"  (machine still {idle['busy_before']:.0%} busy after waiting {idle['waited_s']:.0f} s; running anyway)", flush=True)
-    busy0, total0 = cpu_jiffies()
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True)
-    stderr_chunks: list[str] = []
-    reader = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()), daemon=True)
-    reader.start()
-    failure = None
-    watched_peak = 0
-    while proc.poll() is None:
-        rss = proc_rss_kib(proc.pid)
-        watched_peak = max(watched_peak, rss)
-        if rss > mem_limit_gib * 2**20:
-            failure = f"stopped: RSS passed the {mem_limit_gib:g} GiB limit after {time.perf_counter() - started:.0f} s"
-        elif time.perf_counter() - started > timeout_s:
-            failure = f"stopped: still running after the {timeout_s:.0f} s limit"
-        if failure:
-            proc.kill()
-            proc.wait()
-            break
-        time.sleep(0.1)
-    reader.join(timeout=5)
-    wall = time.perf_counter() - started
-    busy1, total1 = cpu_jiffies()
-    ncpu = os.cpu_count() or 1
-    machine_busy_s = (busy1 - busy0) / max(total1 - total0, 1) * wall * ncpu
+    with harness.OtherLoad() as load:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True)
+        stderr_chunks: list[str] = []
+        reader = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()), daemon=True)
+        reader.start()
+        failure = None
+        watched_peak = 0
+        while proc.poll() is None:
+            rss = harness.tree_rss_kib(proc.pid)
+            watched_peak = max(watched_peak, rss)
+            if rss > mem_limit_gib * 2**20:
+                failure = f"stopped: RSS passed the {mem_limit_gib:g} GiB limit after {time.perf_counter() - started:.0f} s"
+            elif time.perf_counter() - started > timeout_s:
+                failure = f"stopped: still running after the {timeout_s:.0f} s limit"
+            if failure:
+                proc.kill()
+                proc.wait()
+                break
+            time.sleep(0.1)
+        reader.join(timeout=5)
+    wall = load.wall_s
     if not keep_store:
         shutil.rmtree(store_root, ignore_errors=True)
     if failure is None and proc.returncode != 0:
@@ -444,10 +393,8 @@ def run_child(impl: str, csv: Path, rows: int, timeout_s: float, mem_limit_gib: 
     result["code"] = code_before
     if code_state()["source_hash"] != code_before["source_hash"]:
         result["code_changed_during_run"] = True
-        print(f"  WARNING: pipeline_core changed while the {impl} run was going on", file=sys.stderr, flush=True)
-    # CPU used by everything else on the machine during the run, as a share of all its cores.
-    own = result.get("cpu_s", machine_busy_s)
-    result["other_cpu_share"] = max(0.0, machine_busy_s - own) / (wall * ncpu)
+        print(f"  WARNING: the layer code changed while the {impl} run was going on", file=sys.stderr, flush=True)
+    result["other_cpu_share"] = load.share  # CPU used by everything else, as a share of all cores
     return result
 
 
@@ -482,9 +429,12 @@ def compare(polars_run: dict[str, Any], pandas_run: dict[str, Any]) -> list[str]
     return problems
 
 
-# The modules and config sections the three layers run (training code and settings are left out).
-LAYER_MODULES = ["bronze", "silver", "gold", "cleaning", "features", "profiling", "naming", "storage", "sources",
-                 "config", "fingerprint", "errors", "demo_data"]
+# The files and config sections the three layers run (training code and settings are left out).
+LAYER_FILES = ["tasks/bronze.py", "tasks/silver.py", "tasks/gold.py", "tasks/caching.py", "tasks/code_version.py",
+               "pipeline_core/cleaning/*.py", "pipeline_core/features.py", "pipeline_core/profiling.py", "pipeline_core/config.py",
+               "pipeline_core/fingerprint.py", "pipeline_core/errors.py", "pipeline_core/demo_data.py",
+               "pipeline_io/store.py", "pipeline_io/layout.py", "pipeline_io/sources.py", "pipeline_io/parquet.py",
+               "pipeline_io/streaming.py", "pipeline_io/atomic.py"]
 LAYER_SECTIONS = ["dataset", "store", "cleaning", "features", "preprocessing"]
 
 
@@ -493,72 +443,46 @@ def code_state() -> dict[str, Any]:
     import yaml
 
     h = hashlib.sha256()
-    files = [REPO / "pipeline_core" / f"{m}.py" for m in LAYER_MODULES]
+    files = sorted(path for pattern in LAYER_FILES for path in REPO.glob(pattern))
     for path in files:
-        if path.exists():
-            h.update(path.name.encode())
-            h.update(path.read_bytes())
+        h.update(str(path.relative_to(REPO)).encode())
+        h.update(path.read_bytes())
     raw = yaml.safe_load(CONFIG.read_text()) or {}
     h.update(json.dumps({k: raw.get(k) for k in LAYER_SECTIONS}, sort_keys=True, default=str).encode())
-
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    dirty = git("status", "--porcelain", "--", *[str(f.relative_to(REPO)) for f in files], str(CONFIG.relative_to(REPO)))
-    return {"git_head": git("rev-parse", "--short", "HEAD"), "uncommitted": dirty.splitlines(), "source_hash": h.hexdigest()[:12]}
+    dirty = harness.git("status", "--porcelain", "--", *[str(f.relative_to(REPO)) for f in files], str(CONFIG.relative_to(REPO)))
+    return {"git_head": harness.git("rev-parse", "--short", "HEAD"), "uncommitted": dirty.splitlines(), "source_hash": h.hexdigest()[:12]}
 
 
 def machine_info() -> dict[str, Any]:
     import polars as pl
 
-    from benchmarks.machine import machine_info as base
-
-    return {**base("polars", "pandas", "pyarrow"), "polars_threads": pl.thread_pool_size()}
-
-
-def mib(kib: int) -> float:
-    return kib / 1024
+    return {**harness.machine_info("polars", "pandas", "pyarrow"), "polars_threads": pl.thread_pool_size()}
 
 
 def fmt_s(x: float) -> str:
     return f"{x:.1f}" if x >= 10 else f"{x:.2f}"
 
 
-def table_rows(size: dict[str, Any]) -> list[str]:
-    lines = []
+def table_rows(size: dict[str, Any]) -> list[list[str]]:
+    rows = []
     for impl in ("polars", "pandas"):
         run = size["runs"].get(impl)
         name = "polars (project core)" if impl == "polars" else "pandas (baseline)"
-        if run is None:
-            lines.append(f"| {size['rows_in']:,} | {name} | not run | | | | | | |")
-        elif "error" in run:
-            lines.append(f"| {size['rows_in']:,} | {name} | {run['error']} | | | | | | |")
+        if run is None or "error" in run:
+            rows.append([f"{size['rows_in']:,}", name, "not run" if run is None else run["error"]])
         else:
             s = run["stages"]
-            ratio = ""
-            if impl == "polars" and size.get("speedup"):
-                ratio = f"{size['speedup']:.1f}x"
-            lines.append(
-                f"| {run['rows_in']:,} | {name} | {fmt_s(s['bronze'])} | {fmt_s(s['silver'])} | {fmt_s(s['gold'])} | "
-                f"**{fmt_s(run['total'])}** | {run['rows_in'] / run['total']:,.0f} | {mib(run['peak_rss_kib']):,.0f} | {ratio} |"
-            )
-    return lines
+            ratio = f"{size['speedup']:.1f}x" if impl == "polars" and size.get("speedup") else ""
+            rows.append([f"{run['rows_in']:,}", name, fmt_s(s["bronze"]), fmt_s(s["silver"]), fmt_s(s["gold"]),
+                         f"**{fmt_s(run['total'])}**", f"{run['rows_in'] / run['total']:,.0f}", f"{mib(run['peak_rss_kib']):,.0f}", ratio])
+    return rows
 
 
-TABLE_HEADER = [
-    "| input rows | implementation | bronze s | silver s | gold s | total s | rows/s | peak RSS MiB | speed vs pandas |",
-    "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
-]
+TABLE_HEADER = ["input rows", "implementation", "bronze s", "silver s", "gold s", "total s", "rows/s", "peak RSS MiB", "speed vs pandas"]
 
 
 def markdown_table(sizes: list[dict[str, Any]]) -> str:
-    lines = list(TABLE_HEADER)
-    for size in sizes:
-        lines += table_rows(size)
-    return "\n".join(lines)
+    return harness.markdown_table(TABLE_HEADER, [row for size in sizes for row in table_rows(size)], align="rlrrrrrrr")
 
 
 def verdicts(sizes: list[dict[str, Any]]) -> list[str]:
@@ -618,7 +542,7 @@ def render_results(data: dict[str, Any], notes: str) -> str:
         "  missing/out-of-range ages, unparsable limits, missing bills, 0.2% re-sent ids), written as CSV under `benchmarks/work/`.",
         "  Sizes above 1M rows are generated in 1M-row chunks (seed + chunk index, ids offset by chunk) so the file is built in",
         "  bounded memory; every 1M-row chunk carries 2,000 duplicated rows, hence 1,002,000 input rows per nominal 1M.",
-        "- Project core: `bronze.ingest_batch` -> `silver.refine_to_silver` -> `gold.build_gold` with `configs/credit_default.yaml`",
+        "- Project core: `tasks.bronze.ingest_batch` -> `tasks.silver.refine_to_silver` -> `tasks.gold.build_gold` with `configs/credit_default.yaml`",
         "  on a fresh local store. Prefect is not involved: the flows add a fixed ~10 s of orchestration per run, not counted here.",
         "- pandas baseline (the `pandas_*` functions in the script): `pd.read_csv(dtype=str)` -> bronze parquet; read bronze,",
         "  strip + null tokens, `pd.to_numeric(errors='coerce')`, integer check, code maps, the same not-null / range / allowed-value",
@@ -692,7 +616,7 @@ def render_results(data: dict[str, Any], notes: str) -> str:
 
 def other_sections() -> str:
     """Sections other benchmarks write after this one's data line (e.g. "Orchestration"), kept as they are."""
-    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else ""
+    text = harness.read_results(RESULTS_MD)
     if JSON_MARK not in text:
         return ""
     rest = text.split(JSON_MARK, 1)[1].split("-->", 1)[1].strip("\n")
@@ -700,9 +624,9 @@ def other_sections() -> str:
 
 
 def load_previous() -> tuple[dict[str, Any] | None, str]:
-    if not RESULTS_MD.exists():
+    text = harness.read_results(RESULTS_MD)
+    if not text:
         return None, ""
-    text = RESULTS_MD.read_text()
     notes = ""
     if NOTES_START in text and NOTES_END in text:
         notes = text.split(NOTES_START, 1)[1].split(NOTES_END, 1)[0]
@@ -739,18 +663,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     machine = machine_info()
-    command = ".venv/bin/python benchmarks/layers_benchmark.py " + " ".join(
-        a for a in (argv if argv is not None else sys.argv[1:])
-    )
+    command = harness.command_line(__file__, argv)
     previous, notes = load_previous()
-    data: dict[str, Any] = {"machine": machine, "command": command.strip(), "sizes": {}}
+    data: dict[str, Any] = {"machine": machine, "command": command, "sizes": {}}
     if previous and previous.get("machine", {}).get("nproc") == machine["nproc"] and previous.get("machine", {}).get("ram_gib") == machine["ram_gib"]:
         data["sizes"] = previous.get("sizes", {})  # other sizes keep their earlier measurements
 
     measured = []
     for rows in args.rows:
         csv = ensure_csv(rows, args.seed)
-        size: dict[str, Any] = {"nominal_rows": rows, "command": data["command"], "date": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        size: dict[str, Any] = {"nominal_rows": rows, "command": data["command"], "date": harness.utc_stamp(),
                                 "csv_mib": csv.stat().st_size / 2**20, "runs": {}}
         impls = ["polars"] + ([] if args.skip_pandas_above is not None and rows > args.skip_pandas_above else ["pandas"])
         for impl in impls:
@@ -778,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
             if len(run.get("source_hashes", [])) > 1:
                 code_problems.append(f"{impl} runs measured different project code (source hashes {run['source_hashes']})")
             if run.get("code_changed_during_run"):
-                code_problems.append(f"pipeline_core changed while a {impl} run was going on")
+                code_problems.append(f"the layer code changed while a {impl} run was going on")
         size["problems"] = size.get("problems", []) + code_problems
         if "pandas" not in size["runs"]:
             size["runs"]["pandas"] = {"impl": "pandas", "error": f"not run (--skip-pandas-above {args.skip_pandas_above:,})"}
@@ -786,12 +708,12 @@ def main(argv: list[str] | None = None) -> int:
         measured.append(size)
 
     print()
-    print(markdown_table(measured))
+    harness.report(markdown_table(measured))
     print()
     print("\n".join(verdicts(measured)))
     if not args.no_write:
-        RESULTS_MD.write_text(render_results(data, notes) + other_sections())
-        print(f"\nwrote {RESULTS_MD.relative_to(REPO)}")
+        path = harness.write_results(RESULTS_MD, render_results(data, notes) + other_sections())
+        print(f"\nwrote {harness.display(path)}")
     return 0
 
 

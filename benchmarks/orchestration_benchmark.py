@@ -25,24 +25,24 @@ import argparse
 import json
 import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS_MD = REPO / "benchmarks" / "RESULTS.md"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks import harness  # noqa: E402
+from benchmarks.harness import OtherLoad, run_checked, time_calls  # noqa: E402
+
+RESULTS_MD = harness.BENCH / "RESULTS.md"
 SECTION_START = "<!-- orchestration:start -->"
 SECTION_END = "<!-- orchestration:end -->"
 NOTES_START = "<!-- orchestration-notes:start -->"
 NOTES_END = "<!-- orchestration-notes:end -->"
-
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 TRIVIAL_FLOW = r"""
 import contextlib, json, sys, time
@@ -55,7 +55,7 @@ def noop() -> int:
 
 t1 = time.perf_counter()
 if sys.argv[1] == "no-heartbeats":  # as pipeline-cli runs its flows
-    from pipeline_cli.runtime import without_flow_heartbeats
+    from pipeline_io.workarounds import without_flow_heartbeats
     context = without_flow_heartbeats()
 else:
     context = contextlib.nullcontext()
@@ -68,36 +68,6 @@ print(json.dumps({"import_s": t1 - t0, "flow_s": t2 - t1}))
 
 # -- measuring ---------------------------------------------------------------------------
 
-def cpu_jiffies() -> tuple[int, int]:
-    with open("/proc/stat") as fh:
-        fields = [int(x) for x in fh.readline().split()[1:]]
-    idle = fields[3] + fields[4]
-    return sum(fields) - idle, sum(fields)
-
-
-class Load:
-    """Share of the machine's CPU used by processes other than this benchmark and its children."""
-
-    def __enter__(self) -> "Load":
-        self.busy0, self.total0 = cpu_jiffies()
-        self.own0 = self._own()
-        self.wall0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        busy1, total1 = cpu_jiffies()
-        hz = os.sysconf("SC_CLK_TCK")
-        wall = time.perf_counter() - self.wall0
-        machine_busy = (busy1 - self.busy0) / hz
-        own = self._own() - self.own0
-        self.other_share = max(0.0, machine_busy - own) / (wall * (os.cpu_count() or 1))
-
-    @staticmethod
-    def _own() -> float:
-        t = os.times()
-        return t.user + t.system + t.children_user + t.children_system
-
-
 def env_for(home: Path, api_url: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
@@ -108,21 +78,8 @@ def env_for(home: Path, api_url: str | None) -> dict[str, str]:
     return env
 
 
-def timed(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=1800)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return wall, done.stdout
-
-
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "pipeline_cli.main", *args]
-
-
-def summary(values: list[float]) -> dict[str, Any]:
-    return {"min": min(values), "median": statistics.median(values), "all": values}
 
 
 # -- the three measurements --------------------------------------------------------------------
@@ -131,10 +88,10 @@ def measure_cli(repeat: int, work: Path) -> dict[str, Any]:
     env = env_for(work / "prefect-home-cli", None)
     out: dict[str, Any] = {}
     for name, args in [("--help", ["--help"]), ("config validate", ["config", "validate", "--config", "configs/credit_default.yaml"])]:
-        timed(cli(*args), env, REPO)  # warm the page cache once
-        with Load() as load:
-            walls = [timed(cli(*args), env, REPO)[0] for _ in range(repeat)]
-        out[name] = {**summary(walls), "other_share": load.other_share}
+        run_checked(cli(*args), env)  # warm the page cache once
+        with OtherLoad() as load:
+            walls = time_calls(lambda: run_checked(cli(*args), env), repeat)  # noqa: B023
+        out[name] = {**walls.summary(), "other_share": load.share}
         print(f"  pipeline-cli {name}: median {out[name]['median']:.3f} s", flush=True)
     return out
 
@@ -142,16 +99,12 @@ def measure_cli(repeat: int, work: Path) -> dict[str, Any]:
 def measure_trivial_flow(repeat: int, home: Path, api_url: str | None, heartbeats: bool = True) -> dict[str, Any]:
     env = env_for(home, api_url)
     command = [sys.executable, "-c", TRIVIAL_FLOW, "heartbeats" if heartbeats else "no-heartbeats"]
-    timed(command, env, REPO)  # first use of this PREFECT_HOME creates its database: not counted
-    walls, flows, imports = [], [], []
-    with Load() as load:
-        for _ in range(repeat):
-            wall, stdout = timed(command, env, REPO)
-            inner = json.loads(stdout.strip().splitlines()[-1])
-            walls.append(wall)
-            flows.append(inner["flow_s"])
-            imports.append(inner["import_s"])
-    return {"process": summary(walls), "flow_call": summary(flows), "import": summary(imports), "other_share": load.other_share}
+    run_checked(command, env)  # first use of this PREFECT_HOME creates its database: not counted
+    with OtherLoad() as load:
+        walls = time_calls(lambda: run_checked(command, env), repeat, keep_results=True)
+    inner = [json.loads(stdout.strip().splitlines()[-1]) for stdout in walls.results]
+    return {"process": walls.summary(), "flow_call": harness.Timings([r["flow_s"] for r in inner]).summary(),
+            "import": harness.Timings([r["import_s"] for r in inner]).summary(), "other_share": load.share}
 
 
 def write_config(work: Path, source: Path, store: Path, through: str, n_trials: int | None, tuning_timeout: float | None) -> Path:
@@ -179,12 +132,13 @@ def measure_pipeline(work: Path, source: Path, through: str, home: Path, api_url
     env = env_for(home, api_url)
     runs = []
     for attempt in ("first", "rerun"):
-        with Load() as load:
-            wall, stdout = timed(cli("run", "--config", str(config), "--through", through, "--json"), env, work)
-        payload = json.loads(stdout)
+        with OtherLoad() as load:
+            timing = time_calls(lambda: run_checked(cli("run", "--config", str(config), "--through", through, "--json"), env, work),
+                                times=1, keep_results=True)
+        wall, payload = timing.first_s, json.loads(timing.results[0])
         stages = [{"layer": s["layer"], "status": s["status"], "seconds": s.get("seconds")} for s in payload["result"]]
         runs.append({"attempt": attempt, "wall_s": wall, "command_s": payload["seconds"], "stages": stages,
-                     "other_share": load.other_share})
+                     "other_share": load.share})
         statuses = ", ".join(f"{s['layer']} {s['status']}" for s in stages)
         print(f"  run --through {through} ({mode}), {attempt}: {wall:.1f} s wall, {statuses}", flush=True)
     return {"through": through, "mode": mode, "runs": runs,
@@ -194,12 +148,12 @@ def measure_pipeline(work: Path, source: Path, through: str, home: Path, api_url
 TUNING_WORKER = r"""
 import json, sys, tempfile, time
 from pathlib import Path
-from pipeline_core import bronze, gold, silver
 from pipeline_core.config import load_config
-from pipeline_core.preprocessing import build_preprocessor
-from pipeline_core.storage import Store
-from pipeline_core.train_job import load_training_data
-from pipeline_core.tuning import tune
+from pipeline_core.modeling.preprocessing import build_preprocessor
+from pipeline_core.modeling.tuning import tune
+from pipeline_io.readers import load_training_data
+from pipeline_io.store import Store
+from tasks import bronze, gold, silver
 
 config_path, model, n_trials, workers, journal = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 config = load_config(config_path)
@@ -227,11 +181,11 @@ def measure_tuning(work: Path, source: Path, model: str, n_trials: int) -> dict[
     out: dict[str, Any] = {"model": model, "n_trials": n_trials, "runs": {}}
     for workers in (1, 2):
         journal = work / f"optuna-{workers}.journal"
-        with Load() as load:
-            wall, stdout = timed([sys.executable, "-c", TUNING_WORKER, str(config), model, str(n_trials), str(workers), str(journal)],
-                                 {**os.environ, "PYTHONPATH": str(REPO)}, REPO)
-        result = json.loads(stdout.strip().splitlines()[-1])
-        result.update(trials_per_min=60 * result["finished"] / result["seconds"], other_share=load.other_share, process_s=wall)
+        command = [sys.executable, "-c", TUNING_WORKER, str(config), model, str(n_trials), str(workers), str(journal)]
+        with OtherLoad() as load:
+            timing = time_calls(lambda: run_checked(command, {**os.environ, "PYTHONPATH": str(REPO)}), times=1, keep_results=True)  # noqa: B023
+        result = json.loads(timing.results[0].strip().splitlines()[-1])
+        result.update(trials_per_min=60 * result["finished"] / result["seconds"], other_share=load.share, process_s=timing.first_s)
         out["runs"][workers] = result
         print(f"  {model}, {workers} worker(s): {result['finished']} trials in {result['seconds']:.1f} s "
               f"= {result['trials_per_min']:.1f}/min", flush=True)
@@ -241,16 +195,7 @@ def measure_tuning(work: Path, source: Path, model: str, n_trials: int) -> dict[
 
 # -- report ------------------------------------------------------------------------------------
 
-def machine_info() -> dict[str, Any]:
-    from benchmarks.machine import machine_info as base
-
-    return base("prefect", "fastapi", "sqlalchemy", "typer", "mlflow")
-
-
-def git_head() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=REPO)
-    return done.stdout.strip() + ("+uncommitted changes" if dirty.stdout.strip() else "")
+PACKAGES = ("prefect", "fastapi", "sqlalchemy", "typer", "mlflow")
 
 
 def load_note(share: float) -> str:
@@ -259,7 +204,7 @@ def load_note(share: float) -> str:
 
 def previous_notes() -> str:
     """The hand-written notes of the section, kept across reruns."""
-    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else ""
+    text = harness.read_results(RESULTS_MD)
     if NOTES_START in text and NOTES_END in text:
         notes = text.split(NOTES_START, 1)[1].split(NOTES_END, 1)[0]
         return "" if notes.strip() == "(none yet)" else notes
@@ -267,54 +212,48 @@ def previous_notes() -> str:
 
 
 def render(data: dict[str, Any], notes: str) -> str:
-    m = data["machine"]
+    table = harness.markdown_table
+    mode_label = {"server": "running server", "temporary": "temporary server"}
+    cli_rows = [[f"`pipeline-cli {name}`", f"{r['median']:.3f}", f"{r['min']:.3f}", len(r["all"]), load_note(r["other_share"])]
+                for name, r in data["cli"].items()]
+    flow_rows = []
+    for mode, label in (("temporary", "none (temporary server per process)"), ("server", "running local server"),
+                        ("server_no_heartbeats", "running local server, no flow heartbeats (as `pipeline-cli` runs flows)")):
+        r = data["trivial_flow"][mode]
+        flow_rows.append([label, f"{r['process']['median']:.2f}", f"{r['import']['median']:.2f}", f"{r['flow_call']['median']:.2f}",
+                          len(r["process"]["all"]), load_note(r["other_share"])])
+    run_rows = []
+    for p in data["pipeline"]:
+        first, rerun = p["runs"]
+        statuses = ", ".join(f"{s['layer']} {s['status']}" for s in rerun["stages"])
+        run_rows.append([p["through"], mode_label[p["mode"]], f"{first['wall_s']:.1f}", f"{rerun['wall_s']:.1f}", f"{p['ratio_wall']:.1f}x",
+                         statuses, f"{load_note(first['other_share'])} / {load_note(rerun['other_share'])}"])
     lines = [
         SECTION_START,
         "## Orchestration",
         "",
-        f"Generated by `benchmarks/orchestration_benchmark.py` on {data['date']} (code {data['code']}): {m['nproc']} CPU cores "
-        f"({m['cpu']}), {m['ram_gib']} GiB RAM, {m['os']}, Python {m['python']}, prefect {m['prefect']}, "
-        f"fastapi {m['fastapi']}, SQLAlchemy {m['sqlalchemy']}. Each number is the wall time of fresh child processes "
+        f"Generated by `benchmarks/orchestration_benchmark.py` on {data['date']} (code {data['code']}): "
+        f"{harness.machine_line(data['machine'], ('prefect', 'fastapi', 'sqlalchemy'))}. Each number is the wall time of fresh child processes "
         "(interpreter start and imports included) unless it says otherwise. The machine is shared: the \"other load\" column "
         "is the share of all CPU time used by processes outside the benchmark while it measured.",
         "",
         "### CLI start-up",
         "",
-        "| command | median s | min s | runs | other load |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for name, r in data["cli"].items():
-        lines.append(f"| `pipeline-cli {name}` | {r['median']:.3f} | {r['min']:.3f} | {len(r['all'])} | {load_note(r['other_share'])} |")
-    lines += [
+        table(["command", "median s", "min s", "runs", "other load"], cli_rows, align="lrrrr"),
         "",
         "Target: under 0.5 s.",
         "",
         "### Fixed cost of one trivial flow run",
         "",
-        "| Prefect API | whole process, median s | `import prefect` + flow definition s | flow call s | runs | other load |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for mode, label in (("temporary", "none (temporary server per process)"), ("server", "running local server"),
-                        ("server_no_heartbeats", "running local server, no flow heartbeats (as `pipeline-cli` runs flows)")):
-        r = data["trivial_flow"][mode]
-        lines.append(f"| {label} | {r['process']['median']:.2f} | {r['import']['median']:.2f} | {r['flow_call']['median']:.2f} "
-                     f"| {len(r['process']['all'])} | {load_note(r['other_share'])} |")
-    lines += [
+        table(["Prefect API", "whole process, median s", "`import prefect` + flow definition s", "flow call s", "runs", "other load"],
+              flow_rows, align="lrrrrr"),
         "",
         f"The local server (`prefect server start`, fresh PREFECT_HOME) answered `/api/health` after {data['server_start_s']:.1f} s.",
         "",
         f"### First run vs cached rerun (`pipeline-cli run`, demo credit data, {data['rows']:,} rows)",
         "",
-        "| through | Prefect API | first run s | rerun s | ratio | rerun statuses | other load (first / rerun) |",
-        "|---|---|---:|---:|---:|---|---:|",
-    ]
-    for p in data["pipeline"]:
-        first, rerun = p["runs"]
-        statuses = ", ".join(f"{s['layer']} {s['status']}" for s in rerun["stages"])
-        label = "running server" if p["mode"] == "server" else "temporary server"
-        lines.append(f"| {p['through']} | {label} | {first['wall_s']:.1f} | {rerun['wall_s']:.1f} | {p['ratio_wall']:.1f}x "
-                     f"| {statuses} | {load_note(first['other_share'])} / {load_note(rerun['other_share'])} |")
-    lines += [
+        table(["through", "Prefect API", "first run s", "rerun s", "ratio", "rerun statuses", "other load (first / rerun)"],
+              run_rows, align="llrrrlr"),
         "",
         "Stage seconds inside the runs (as the CLI reports them; `cached`/`skipped` stages include the cache lookup):",
         "",
@@ -322,36 +261,25 @@ def render(data: dict[str, Any], notes: str) -> str:
     for p in data["pipeline"]:
         for r in p["runs"]:
             stages = ", ".join(f"{s['layer']} {s['seconds']:.2f}" for s in r["stages"] if s.get("seconds") is not None)
-            label = "running server" if p["mode"] == "server" else "temporary server"
-            lines.append(f"- through {p['through']}, {label}, {r['attempt']}: command {r['command_s']:.1f} s of {r['wall_s']:.1f} s wall; {stages}")
+            lines.append(f"- through {p['through']}, {mode_label[p['mode']]}, {r['attempt']}: command {r['command_s']:.1f} s of "
+                         f"{r['wall_s']:.1f} s wall; {stages}")
     if data.get("tuning"):
         t = data["tuning"]
+        tuning_rows = [[workers, r["finished"], f"{r['states']['COMPLETE']} / {r['states']['PRUNED']} / {r['states']['FAIL']}",
+                        f"{r['seconds']:.1f}", f"{r['trials_per_min']:.1f}", load_note(r["other_share"])]
+                       for workers, r in sorted(t["runs"].items(), key=lambda kv: int(kv[0]))]
         lines += [
             "",
             f"### Tuning throughput ({t['model']}, {t['n_trials']} trials, one thread per fit, study shared through a journal file)",
             "",
-            "| workers | finished trials | complete / pruned / failed | tuning s | trials/min | other load |",
-            "|---:|---:|---|---:|---:|---:|",
+            table(["workers", "finished trials", "complete / pruned / failed", "tuning s", "trials/min", "other load"],
+                  tuning_rows, align="rrlrrr"),
+            "",
+            f"Two workers: {t['speedup']:.2f}x the trials per minute of one (worker start-up and the journal included).",
         ]
-        for workers, r in sorted(t["runs"].items(), key=lambda kv: int(kv[0])):
-            st = r["states"]
-            lines.append(f"| {workers} | {r['finished']} | {st['COMPLETE']} / {st['PRUNED']} / {st['FAIL']} | {r['seconds']:.1f} "
-                         f"| {r['trials_per_min']:.1f} | {load_note(r['other_share'])} |")
-        lines += ["", f"Two workers: {t['speedup']:.2f}x the trials per minute of one (worker start-up and the journal included)."]
     lines += ["", "Reproduce: `" + data["command"] + "`", "", "### Notes", "", NOTES_START, notes.strip() or "(none yet)", NOTES_END,
               "", SECTION_END, ""]
     return "\n".join(lines)
-
-
-def write_section(section: str) -> None:
-    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else ""
-    if SECTION_START in text and SECTION_END in text:
-        before = text.split(SECTION_START, 1)[0]
-        after = text.split(SECTION_END, 1)[1].lstrip("\n")
-        text = before + section + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS_MD.write_text(text)
 
 
 def main() -> int:
@@ -370,9 +298,8 @@ def main() -> int:
     from pipeline_core.demo_data import credit_default_frame, write_csv
 
     work = Path(tempfile.mkdtemp(prefix="orchestration-bench-"))
-    data: dict[str, Any] = {"machine": machine_info(), "code": git_head(), "rows": args.rows,
-                            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                            "command": ".venv/bin/python benchmarks/orchestration_benchmark.py " + " ".join(sys.argv[1:])}
+    data: dict[str, Any] = {"machine": harness.machine_info(*PACKAGES), "code": harness.git_head(), "rows": args.rows,
+                            "date": harness.utc_stamp(), "command": harness.command_line(__file__)}
     server_state = work / "server-state"
     server_home = work / "prefect-home-server"
     try:
@@ -412,10 +339,10 @@ def main() -> int:
 
     section = render(data, previous_notes())
     print()
-    print(section)
+    harness.report(section)
     if not args.no_write:
-        write_section(section)
-        print(f"wrote {RESULTS_MD.relative_to(REPO)}")
+        path = harness.replace_section(RESULTS_MD, SECTION_START, SECTION_END, section)
+        print(f"wrote {harness.display(path)}")
     return 0
 
 

@@ -11,7 +11,7 @@ Usage (from the repository root)::
 3. Baseline, in this process: the same gold layer, the same holdout split and preprocessing built with the
    project's own functions, then per enabled model a scikit-learn random search with n_iter=50,
    StratifiedKFold(5, shuffle, seed 42), scoring roc_auc, n_jobs=1, random_state=42, over scipy.stats
-   distributions equivalent to ``pipeline_core.model_zoo.DEFAULT_SPACES``; estimators from
+   distributions equivalent to the default spaces in ``pipeline_core.modeling.specs``; estimators from
    ``make_estimator(name, {}, seed=42, n_jobs=2)`` (xgboost with n_estimators=300, no early stopping).
    When ``--budget-per-model`` is 0 this is literally ``RandomizedSearchCV``. With a budget, the same 50
    candidates (``ParameterSampler(dists, 50, random_state=42)``, exactly what RandomizedSearchCV draws)
@@ -27,22 +27,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-BENCH = REPO / "benchmarks"
-WORK = BENCH / "work"
-RESULTS_MD = BENCH / "TRAINING_RESULTS.md"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks import harness  # noqa: E402
+from benchmarks.harness import loadavg  # noqa: E402
+
+WORK = harness.WORK
+RESULTS_MD = harness.BENCH / "TRAINING_RESULTS.md"
 CONFIG = "configs/credit_default.yaml"
 CLI = str(REPO / ".venv" / "bin" / "pipeline-cli")
 N_ITER = 50
@@ -50,32 +53,7 @@ FOLDS = 5
 SEED = 42
 AUC_TOLERANCE = 0.002
 TIME_RATIO_TARGET = 0.2
-
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def mem_gib() -> float:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) / 1024 / 1024
-    return float("nan")
-
-
-def versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for pkg in ("scikit-learn", "xgboost", "optuna", "mlflow", "prefect", "scipy", "numpy", "polars"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
+PACKAGES = ("scikit-learn", "xgboost", "optuna", "mlflow", "prefect", "scipy", "numpy", "polars")
 
 
 # -- data + project -----------------------------------------------------------------------
@@ -101,13 +79,12 @@ def run_project(csv: Path, tmp: Path) -> dict[str, Any]:
     sets = ["--set", f"dataset.source={csv.relative_to(REPO)}", "--set", f"store.root={tmp / 'store'}"]
     prep_cmd = [CLI, "run", "--config", CONFIG, "--through", "gold", *sets, "--quiet"]
     train_cmd = [CLI, "train", "--config", CONFIG, *sets, "--json"]
-    t0 = time.perf_counter()
-    subprocess.run(prep_cmd, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    prep_s = time.perf_counter() - t0
+    prep_s = harness.time_calls(lambda: subprocess.run(prep_cmd, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL,
+                                                       stderr=subprocess.DEVNULL), times=1).first_s
     load_before = loadavg()
-    t0 = time.perf_counter()
-    proc = subprocess.run(train_cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
+    train = harness.time_calls(lambda: subprocess.run(train_cmd, cwd=REPO, env=env, capture_output=True, text=True),
+                               times=1, keep_results=True)
+    proc, wall = train.results[0], train.first_s
     load_after = loadavg()
     (WORK / "training_project_stdout.json").write_text(proc.stdout)
     (WORK / "training_project_stderr.log").write_text(proc.stderr)
@@ -162,13 +139,13 @@ class IntLogUniform:
 
 
 def scipy_space(model: str) -> dict[str, Any]:
-    """scipy.stats distributions (or lists) equivalent to pipeline_core.model_zoo.DEFAULT_SPACES[model]."""
+    """scipy.stats distributions (or lists) equivalent to the model's default Optuna space (``model_spec(model).search_space``)."""
     from scipy.stats import loguniform, randint, uniform
 
-    from pipeline_core.model_zoo import DEFAULT_SPACES
+    from pipeline_core.modeling.specs import model_spec
 
     out: dict[str, Any] = {}
-    for name, spec in DEFAULT_SPACES[model].items():
+    for name, spec in model_spec(model).search_space.items():
         if spec["type"] == "categorical":
             dist: Any = list(spec["choices"])
         elif spec["type"] == "int":
@@ -190,7 +167,7 @@ def load_baseline_data(store_root: Path) -> tuple[Any, Any, dict[str, Any]]:
     import polars as pl
 
     from pipeline_core.config import load_config
-    from pipeline_core.training import split_data, to_pandas_features
+    from pipeline_core.modeling.training import split_data, to_pandas_features
 
     gold_dir = store_root / "gold" / "credit_default"
     prep = json.loads((gold_dir / "preprocessing_config.json").read_text())
@@ -207,8 +184,8 @@ def run_baseline_model(name: str, split: Any, prep: dict[str, Any], budget_s: fl
     from sklearn.model_selection import ParameterSampler, RandomizedSearchCV, StratifiedKFold, cross_val_score
     from sklearn.pipeline import Pipeline
 
-    from pipeline_core.model_zoo import make_estimator
-    from pipeline_core.preprocessing import build_preprocessor
+    from pipeline_core.modeling.preprocessing import build_preprocessor
+    from pipeline_core.modeling.specs import make_estimator
 
     est = make_estimator(name, {}, seed=SEED, n_jobs=2)
     if name == "xgboost":
@@ -251,20 +228,18 @@ def repo_relative(command: str) -> str:
     return command.replace(str(REPO) + os.sep, "")
 
 
-def write_md(info: dict[str, Any]) -> None:
+def write_md(info: dict[str, Any]) -> Path:
     p, b = info["project"], info["baseline"]
-    v = info["versions"]
     budget = info["budget_per_model_s"]
     lines = [
         "# Training benchmark: project (Optuna + Prefect + MLflow) vs plain RandomizedSearchCV",
         "",
-        f"Generated by `.venv/bin/python benchmarks/training_benchmark.py {' '.join(info['argv'])}`".rstrip() + " on "
+        f"Generated by `{info['command']}` on "
         f"{info['date']}.{'' if info['complete'] else ' **PARTIAL: the baseline had not finished every model when this file was written.**'}",
         "",
         "## Machine",
         "",
-        f"- nproc: {os.cpu_count()}, RAM: {mem_gib():.1f} GiB, {platform.platform()}",
-        "- " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        "- " + harness.machine_line(info["machine"], PACKAGES),
         "- The 1/5/15-min load averages before/after each measurement are recorded below: on 2 cores, values well "
         "above 2 mean other jobs shared the machine.",
         "",
@@ -281,7 +256,7 @@ def write_md(info: dict[str, Any]) -> None:
         "",
         "Baseline: same gold layer, same split (`split_data`), same preprocessing (`build_preprocessor`), estimators from "
         "`make_estimator(name, {}, seed=42, n_jobs=2)` (xgboost n_estimators=300, no early stopping), "
-        "scipy.stats equivalents of `DEFAULT_SPACES`, n_iter=50, StratifiedKFold(5, shuffle=True, random_state=42), "
+        "scipy.stats equivalents of the default search spaces (`pipeline_core.modeling.specs`), n_iter=50, StratifiedKFold(5, shuffle=True, random_state=42), "
         "scoring roc_auc, n_jobs=1, random_state=42, refit of the best candidate on the training part, holdout ROC-AUC "
         "with `sklearn.metrics.roc_auc_score`.",
     ]
@@ -291,18 +266,7 @@ def write_md(info: dict[str, Any]) -> None:
                   "cross-validated in order with `cross_val_score` until the budget is spent (the running candidate "
                   "is finished). A model with fewer than 50 iterations below did NOT run the full search; nothing "
                   "is extrapolated."]
-    lines += ["", "## Results", "",
-              "| model | project holdout ROC-AUC | project trials (states) | project model s | baseline holdout ROC-AUC | baseline iterations | baseline s | load before → after (baseline) |",
-              "|---|---|---|---|---|---|---|---|"]
-    for name in info["models"]:
-        pm = p["models"].get(name, {})
-        bm = b.get(name)
-        states = ", ".join(f"{k} {n}" for k, n in pm.get("trial_states", {}).items())
-        lines.append(
-            f"| {name} | {pm.get('roc_auc', float('nan')):.4f} | {pm.get('n_trials', '?')} ({states}) | "
-            f"{pm.get('seconds') or float('nan'):.1f} | "
-            + (f"{bm['roc_auc']:.4f} | {bm['n_iter_done']} of {N_ITER} | {bm['seconds']:.1f} | {bm['load_before']} → {bm['load_after']} |"
-               if bm else "not run | – | – | – |"))
+    lines += ["", "## Results", "", results_table(info)]
     best_p = p["best_model"]
     done = [n for n in info["models"] if n in b]
     best_b = max(done, key=lambda n: b[n]["roc_auc"]) if done else None
@@ -338,7 +302,25 @@ def write_md(info: dict[str, Any]) -> None:
     for ln in p["warning_lines"][:10]:
         lines.append(f"  - `{ln.strip()[:220]}`")
     lines += ["", "## Raw", "", "```json", json.dumps({k: info[k] for k in ("project", "baseline")}, indent=1, default=str), "```", ""]
-    RESULTS_MD.write_text("\n".join(lines))
+    return harness.write_results(RESULTS_MD, "\n".join(lines))
+
+
+TABLE_HEADER = ["model", "project holdout ROC-AUC", "project trials (states)", "project model s", "baseline holdout ROC-AUC",
+                "baseline iterations", "baseline s", "load before → after (baseline)"]
+
+
+def results_table(info: dict[str, Any]) -> str:
+    p, b = info["project"], info["baseline"]
+    rows = []
+    for name in info["models"]:
+        pm = p["models"].get(name, {})
+        bm = b.get(name)
+        states = ", ".join(f"{k} {n}" for k, n in pm.get("trial_states", {}).items())
+        project = [name, f"{pm.get('roc_auc', float('nan')):.4f}", f"{pm.get('n_trials', '?')} ({states})", f"{pm.get('seconds') or float('nan'):.1f}"]
+        baseline = ([f"{bm['roc_auc']:.4f}", f"{bm['n_iter_done']} of {N_ITER}", f"{bm['seconds']:.1f}", f"{bm['load_before']} → {bm['load_after']}"]
+                    if bm else ["not run", "–", "–", "–"])
+        rows.append(project + baseline)
+    return harness.markdown_table(TABLE_HEADER, rows)
 
 
 def main() -> None:
@@ -354,8 +336,8 @@ def main() -> None:
 
     csv, data_cmd = ensure_csv(args.rows)
     tmp = Path(tempfile.mkdtemp(prefix="trainbench-", dir=WORK))
-    info: dict[str, Any] = {"argv": sys.argv[1:], "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                            "versions": versions(), "rows": args.rows, "data_cmd": data_cmd,
+    info: dict[str, Any] = {"command": harness.command_line(__file__), "date": harness.utc_stamp(),
+                            "machine": harness.machine_info(*PACKAGES), "rows": args.rows, "data_cmd": data_cmd,
                             "budget_per_model_s": args.budget_per_model, "baseline": {}, "complete": False}
     try:
         print(f"[{loadavg()}] project: pipeline-cli train ...", flush=True)
@@ -380,8 +362,8 @@ def main() -> None:
             write_md(info)
             (WORK / "training_baseline_measure.json").write_text(json.dumps(info["baseline"], default=str))
         info["complete"] = True
-        write_md(info)
-        print(RESULTS_MD.read_text())
+        path = write_md(info)
+        print(path.read_text())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
