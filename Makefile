@@ -7,7 +7,7 @@ DEMO   := data/demo/credit_default.csv
 BATCH  := data/demo/credit_default_new_batch.csv
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test demo-data benchmark clean
+.PHONY: install run test test-fast demo-data benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ run: $(STAMP) $(DEMO) $(BATCH)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The pure core alone: no Prefect, no MLflow, no servers (seconds).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/layers_benchmark.py --rows 1000000

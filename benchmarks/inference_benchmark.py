@@ -55,13 +55,14 @@ def overrides(model: str) -> list[str]:
 def prepare(model: str, rows: int) -> Path:
     """A trained champion in the scratch store and the raw batch to score."""
     from pipeline_core import demo_data
+    from pipeline_io import demo_files
 
     WORK.mkdir(parents=True, exist_ok=True)
     if not (WORK / "train.csv").exists():
-        demo_data.write_csv(demo_data.credit_default_frame(30_000, seed=42), WORK / "train.csv")
+        demo_files.write_csv(demo_data.credit_default_frame(30_000, seed=42), WORK / "train.csv")
     batch = WORK / f"batch_{rows}.csv"
     if not batch.exists():
-        demo_data.write_csv(demo_data.credit_default_frame(rows, seed=7), batch)
+        demo_files.write_csv(demo_data.credit_default_frame(rows, seed=7), batch)
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from flows.layers import run_flow
@@ -98,8 +99,8 @@ def child_pipeline(model: str, batch: str, chunk: str) -> dict[str, Any]:
 def child_bare(model: str, batch: str) -> dict[str, Any]:
     import polars as pl
 
-    from pipeline_core.serving import feature_frame
     from pipeline_core.modeling.training import to_pandas_features
+    from pipeline_core.serving import feature_frame
 
     _, scoring = _load(model)
     inner = scoring.model

@@ -62,7 +62,8 @@ def ensure_csv(rows: int, seed: int) -> Path:
         return out
     import polars as pl
 
-    from pipeline_core.demo_data import credit_default_frame, write_csv
+    from pipeline_core.demo_data import credit_default_frame
+    from pipeline_io.demo_files import write_csv
 
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -295,7 +295,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from deployments import local_server
-    from pipeline_core.demo_data import credit_default_frame, write_csv
+    from pipeline_core.demo_data import credit_default_frame
+    from pipeline_io.demo_files import write_csv
 
     work = Path(tempfile.mkdtemp(prefix="orchestration-bench-"))
     data: dict[str, Any] = {"machine": harness.machine_info(*PACKAGES), "code": harness.git_head(), "rows": args.rows,

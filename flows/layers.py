@@ -23,7 +23,7 @@ def resolved_config(config_path: str, overrides: list[str] | None, config: Pipel
     return config if config is not None else load_config(config_path, overrides or [])
 
 
-@flow(name="bronze", log_prints=True)
+@flow(name="bronze", log_prints=True, on_completion=[let_server_settle])
 def bronze_flow(config_path: str, overrides: list[str] | None = None, config: PipelineConfig | None = None) -> dict[str, Any]:
     """Ingest the configured source as a new bronze batch (skipped when its content is already stored)."""
     config = resolved_config(config_path, overrides, config)
@@ -37,7 +37,7 @@ def bronze_flow(config_path: str, overrides: list[str] | None = None, config: Pi
         shutil.rmtree(staging, ignore_errors=True)
 
 
-@flow(name="silver")
+@flow(name="silver", on_completion=[let_server_settle])
 def silver_flow(config_path: str, overrides: list[str] | None = None, refresh: bool = False,
                 config: PipelineConfig | None = None) -> dict[str, Any]:
     """Clean and validate every bronze batch into the silver layer; quarantine what fails."""
@@ -45,7 +45,7 @@ def silver_flow(config_path: str, overrides: list[str] | None = None, refresh: b
     return run_cached(silver.refine_silver, config, bronze.stored_bronze_fingerprint(config), "silver", refresh)
 
 
-@flow(name="feature-pipeline")
+@flow(name="feature-pipeline", on_completion=[let_server_settle])
 def features_flow(config_path: str, overrides: list[str] | None = None, refresh: bool = False,
                   config: PipelineConfig | None = None) -> dict[str, Any]:
     """Engineer features from silver into the gold layer with its metadata."""
@@ -74,19 +74,15 @@ def run_flow(config_path: str, overrides: list[str] | None = None, through: str 
     config = resolved_config(config_path, overrides, config)
     summaries = [bronze_flow(config_path, overrides, config=config)]
     if through != "bronze":
-        let_server_settle()
         summaries.append(silver_flow(config_path, overrides, refresh, config=config))
     if through in ("gold", "training"):
-        let_server_settle()
         summaries.append(features_flow(config_path, overrides, refresh, config=config))
     if through == "training":
         from flows.training import training_flow
 
-        let_server_settle()
         summaries.append(training_flow(config_path, overrides, refresh, config=config))
     if predict_input and predict_output:
         from flows.inference import inference_flow
 
-        let_server_settle()
         summaries.append(inference_flow(config_path, predict_input, predict_output, overrides=overrides, config=config))
     return summaries

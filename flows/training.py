@@ -10,11 +10,12 @@ from flows.layers import resolved_config
 from pipeline_core.config import PipelineConfig
 from pipeline_core.errors import DataError
 from pipeline_io.registry_state import registry_view
+from pipeline_io.workarounds import let_server_settle
 from tasks import training
 from tasks.caching import run_cached, stored_fingerprint
 
 
-@flow(name="training-pipeline")
+@flow(name="training-pipeline", on_completion=[let_server_settle])
 def training_flow(config_path: str, overrides: list[str] | None = None, refresh: bool = False,
                   config: PipelineConfig | None = None) -> dict[str, Any]:
     """Train, evaluate and register; the best model becomes `challenger`, `champion` only through the gate.

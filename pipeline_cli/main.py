@@ -234,8 +234,8 @@ def _registry(command: str, config: str, set_: list[str] | None, json_: bool, de
     opts = Options(command=command, config=config, overrides=set_ or [], json=json_, debug=debug, log_file=False)
 
     def body() -> Any:
-        from pipeline_io import registry
         from pipeline_core.config import load_config
+        from pipeline_io import registry
 
         client, _ = registry.connect(load_config(config, opts.overrides))
         return call(registry, client)
@@ -293,9 +293,10 @@ def _demo(make: str, write: str, out: str, rows: int, seed: int, json_: bool, de
         from pathlib import Path
 
         from pipeline_core import demo_data
+        from pipeline_io import demo_files
 
         frame = getattr(demo_data, make)(rows, seed)
-        getattr(demo_data, write)(frame, Path(out))
+        getattr(demo_files, write)(frame, Path(out))
         target = frame.columns[-1]
         positives = int((frame[target].cast(str) == "1").sum())
         return {"path": out, "rows": frame.height, "columns": frame.width, "positive_rate": round(positives / frame.height, 4), "seed": seed}

@@ -7,9 +7,6 @@ so every cleaning rule has something to do. Vectorised numpy: a million rows tak
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
 import numpy as np
 import polars as pl
 
@@ -124,25 +121,3 @@ def phishing_frame(rows: int, seed: int = 42) -> pl.DataFrame:
     )
     dupes = frame[np.sort(idx[2 * k:3 * k]).tolist()]  # the same page scraped twice
     return pl.concat([frame, dupes])
-
-
-def write_csv(frame: pl.DataFrame, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{out.name}")
-    frame.write_csv(tmp)
-    tmp.replace(out)
-
-
-def write_sqlite(frame: pl.DataFrame, out: Path, table: str = "websites") -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{out.name}")
-    tmp.unlink(missing_ok=True)
-    cols = ", ".join(f'"{c}"' for c in frame.columns)
-    marks = ", ".join("?" for _ in frame.columns)
-    with sqlite3.connect(tmp) as conn:
-        types = {pl.Int64: "INTEGER", pl.Float64: "REAL"}
-        decl = ", ".join(f'"{c}" {types.get(t, "TEXT")}' for c, t in frame.schema.items())
-        conn.execute(f'CREATE TABLE "{table}" ({decl})')
-        conn.executemany(f'INSERT INTO "{table}" ({cols}) VALUES ({marks})', frame.iter_rows())
-    conn.close()
-    tmp.replace(out)

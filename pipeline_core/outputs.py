@@ -1,4 +1,4 @@
-"""Output locations of scheduled runs: one file per run, named by the run's scheduled time."""
+"""Output locations: templates filled with a run's time, so that every run writes its own file."""
 
 from __future__ import annotations
 
@@ -28,3 +28,8 @@ def run_output_uri(template: str, scheduled_start: datetime) -> str:
         )
     when = scheduled_start.astimezone(timezone.utc) if scheduled_start.tzinfo else scheduled_start.replace(tzinfo=timezone.utc)
     return _FIELD.sub(lambda m: when.strftime(m.group(1) or "%Y%m%dT%H%M%SZ"), template)
+
+
+def fill_output_template(uri: str, stamp: datetime) -> str:
+    """Fill ``{timestamp}`` / ``{date}`` with the scoring time, so that a scheduled run writes a new file each time."""
+    return uri.replace("{timestamp}", stamp.strftime("%Y%m%dT%H%M%SZ")).replace("{date}", stamp.strftime("%Y-%m-%d"))

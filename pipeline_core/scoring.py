@@ -14,7 +14,16 @@ import numpy as np
 import polars as pl
 
 from pipeline_core.cleaning import (
-    CLEAN, FAILED, PRESENT, REASON, CleaningSpec, CleaningStages, cleaning_stages, failed_expr, parsed_column, reason_expr,
+    CLEAN,
+    FAILED,
+    PRESENT,
+    REASON,
+    CleaningSpec,
+    CleaningStages,
+    cleaning_stages,
+    failed_expr,
+    parsed_column,
+    reason_expr,
 )
 from pipeline_core.errors import DataError
 from pipeline_core.serving import feature_rows

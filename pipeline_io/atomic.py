@@ -14,6 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pipeline_core.config import S3Settings
+from pipeline_core.errors import StorageError
+from pipeline_io.s3 import is_s3, s3_filesystem
+
 
 def temporary_sibling(target: Path) -> Path:
     """A fresh hidden name beside ``target``."""
@@ -46,3 +50,30 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
 def write_bytes_atomic(target: str | os.PathLike[str], payload: bytes) -> None:
     with atomic_path(target) as tmp:
         tmp.write_bytes(payload)
+
+
+# Several files published together (predictions, quarantine, reports): each is built under a
+# staged name first and published once all of them are complete.
+def staged_path(uri: str, staging: Path) -> Path:
+    """Where to build a file bound for ``uri``: beside it when local (so a rename publishes it), else in staging."""
+    if is_s3(uri):
+        return staging / f"{uuid.uuid4().hex}-{Path(uri).name}"
+    target = Path(uri).expanduser().resolve()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"{target.parent}: cannot create the output folder ({exc.strerror})") from None
+    return temporary_sibling(target)
+
+
+def publish_staged(local: Path, uri: str, s3: S3Settings) -> str:
+    """Move a file built by `staged_path` to ``uri``: a rename beside it, or one upload."""
+    if is_s3(uri):
+        try:
+            s3_filesystem(s3).put_file(str(local), uri)
+        except Exception as exc:  # botocore raises many types for one cause
+            raise StorageError(f"{uri}: cannot write ({str(exc).splitlines()[0][:200]})") from None
+        return uri
+    target = Path(uri).expanduser().resolve()
+    os.replace(local, target)
+    return str(target)

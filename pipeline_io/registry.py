@@ -17,10 +17,10 @@ from typing import Any
 
 from pipeline_core.config import PipelineConfig
 from pipeline_core.errors import ConfigError, ModelError, StorageError
-from pipeline_core.scoring import ScoringModel
 from pipeline_core.modeling.specs import MODEL_SPECS
+from pipeline_core.scoring import ScoringModel
 from pipeline_io import layout
-from pipeline_io.store import s3_settings_from_env
+from pipeline_io.s3 import s3_settings_from_env
 
 log = logging.getLogger(__name__)
 

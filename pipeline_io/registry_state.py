@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline_io import registry
 from pipeline_core.config import PipelineConfig
+from pipeline_io import registry
 from pipeline_io.atomic import write_bytes_atomic
 
 # Larger tracking databases are asked through MLflow rather than hashed.

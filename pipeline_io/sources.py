@@ -66,7 +66,7 @@ def fetch_http(url: str, dest: Path, timeout: float) -> Path:
 
 
 def fetch_s3(uri: str, dest: Path, s3: S3Settings) -> Path:
-    from pipeline_io.store import s3_filesystem
+    from pipeline_io.s3 import s3_filesystem
 
     fs = s3_filesystem(s3)
     try:

@@ -29,8 +29,9 @@ SERVER_WRITE_BATCHING = {
 SUBFLOW_PAUSE_S = 0.2
 
 
-def let_server_settle() -> None:
-    """Pause between two subflows so the server has recorded the first one's task runs (#18934)."""
+def let_server_settle(*hook_args: Any) -> None:
+    """A flow's completion hook: pause before the parent flow creates its next subflow, so the
+    server has recorded this one's task runs (#18934)."""
     time.sleep(SUBFLOW_PAUSE_S)
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline_core.modeling.concurrency import TrainingPlan
 from pipeline_core.config import PipelineConfig
 from pipeline_core.errors import ConfigError
+from pipeline_core.modeling.concurrency import TrainingPlan
 
 
 def model_task_runner(config: PipelineConfig, plan: TrainingPlan) -> Any:

@@ -9,10 +9,8 @@ leaves nothing behind.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,18 +22,29 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from pipeline_core import progress
-from pipeline_core.config import PipelineConfig, S3Settings
+from pipeline_core.config import PipelineConfig
 from pipeline_core.drift import DriftAccumulator, reference_columns, report_markdown
-from pipeline_core.errors import ConfigError, DataError, StorageError
+from pipeline_core.errors import ConfigError, DataError
 from pipeline_core.modeling.concurrency import limit_threads
-from pipeline_core.scoring import ScoredChunk, ScoringModel, check_input_columns, chunk_plan, flag_chunk, inference_spec, predict_chunk, score_chunk
+from pipeline_core.outputs import fill_output_template
+from pipeline_core.scoring import (
+    ScoredChunk,
+    ScoringModel,
+    check_input_columns,
+    chunk_plan,
+    flag_chunk,
+    inference_spec,
+    predict_chunk,
+    score_chunk,
+)
 from pipeline_io import layout, records, registry
-from pipeline_io.atomic import temporary_sibling
+from pipeline_io.atomic import publish_staged, staged_path
 from pipeline_io.overlap import SerialWorker, map_ahead
 from pipeline_io.parquet import ParquetChunkWriter
 from pipeline_io.process_tuning import reuse_freed_memory
+from pipeline_io.s3 import is_s3
 from pipeline_io.sources import detect_format, fetch_to_local, scan_source
-from pipeline_io.store import is_s3, open_store, s3_filesystem
+from pipeline_io.store import open_store
 from tasks.caching import retry_transient
 
 Progress = Callable[[int, int], None]
@@ -66,39 +75,10 @@ def write_chunk(out: ParquetChunkWriter, quarantine: ParquetChunkWriter, chunk: 
         drift.update(chunk.features, chunk.probabilities, chunk.predictions)
 
 
-def local_temp_for(uri: str, staging: Path) -> Path:
-    """Where to build a file bound for ``uri``: beside it when local (so a rename publishes it), else in staging."""
-    if is_s3(uri):
-        return staging / f"{uuid.uuid4().hex}-{Path(uri).name}"
-    target = Path(uri).expanduser().resolve()
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StorageError(f"{target.parent}: cannot create the output folder ({exc.strerror})") from None
-    return temporary_sibling(target)
-
-
-def publish(local: Path, uri: str, s3: S3Settings) -> str:
-    if is_s3(uri):
-        try:
-            s3_filesystem(s3).put_file(str(local), uri)
-        except Exception as exc:  # botocore raises many types for one cause
-            raise StorageError(f"{uri}: cannot write ({str(exc).splitlines()[0][:200]})") from None
-        return uri
-    target = Path(uri).expanduser().resolve()
-    os.replace(local, target)
-    return str(target)
-
-
 def sibling(uri: str, suffix: str) -> str:
     """``out/preds.parquet`` -> ``out/preds<suffix>``: reports and quarantine sit beside the predictions."""
     base = uri[: -len(".parquet")] if uri.endswith(".parquet") else uri
     return base + suffix
-
-
-def expand_output(uri: str, stamp: datetime) -> str:
-    """Fill ``{timestamp}`` / ``{date}`` so that a scheduled run writes a new file each time."""
-    return uri.replace("{timestamp}", stamp.strftime("%Y%m%dT%H%M%SZ")).replace("{date}", stamp.strftime("%Y-%m-%d"))
 
 
 def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, output_uri: str, *, gold_metadata: dict[str, Any] | None,
@@ -106,7 +86,7 @@ def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, outp
     """Score INPUT into OUTPUT (+ quarantine) chunk by chunk; return the summary and the drift counts."""
     start = time.perf_counter()
     stamp = datetime.now(timezone.utc)
-    output_uri = expand_output(output_uri, stamp)
+    output_uri = fill_output_template(output_uri, stamp)
     if not output_uri.endswith(".parquet"):
         raise ConfigError(f"OUTPUT {output_uri}: predictions are written as Parquet; give a path ending in .parquet")
     s3 = config.store.s3
@@ -126,7 +106,7 @@ def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, outp
         check_input_columns(list(schema), model, input_uri)
         if total == 0 and not allow_empty:
             raise DataError(f"{input_uri}: no rows to score; pass --allow-empty to write an empty output with the prediction columns")
-        out_tmp, q_tmp = local_temp_for(output_uri, staging), local_temp_for(sibling(output_uri, ".quarantine.parquet"), staging)
+        out_tmp, q_tmp = staged_path(output_uri, staging), staged_path(sibling(output_uri, ".quarantine.parquet"), staging)
         out, quarantine = ParquetChunkWriter(str(out_tmp)), ParquetChunkWriter(str(q_tmp))
         try:
             done = 0
@@ -152,12 +132,12 @@ def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, outp
             report = drift_summary(drift, config, gold_metadata, model)
             title = f"Drift of {Path(output_uri).name} ({model.name or model.uri} v{model.version or '-'})"
             reports = {".drift.json": json.dumps(report, indent=2, default=str), ".drift.md": report_markdown(report, title)}
-            published = {"quarantine": publish(q_tmp, sibling(output_uri, ".quarantine.parquet"), s3)}
+            published = {"quarantine": publish_staged(q_tmp, sibling(output_uri, ".quarantine.parquet"), s3)}
             for suffix, text in reports.items():
-                path = local_temp_for(sibling(output_uri, suffix), staging)
+                path = staged_path(sibling(output_uri, suffix), staging)
                 path.write_text(text)
-                published[suffix.strip(".").replace(".", "_")] = publish(path, sibling(output_uri, suffix), s3)
-            published["output"] = publish(out_tmp, output_uri, s3)  # last: predictions appear only when all is done
+                published[suffix.strip(".").replace(".", "_")] = publish_staged(path, sibling(output_uri, suffix), s3)
+            published["output"] = publish_staged(out_tmp, output_uri, s3)  # last: predictions appear only when all is done
         finally:
             out_tmp.unlink(missing_ok=True)
             q_tmp.unlink(missing_ok=True)

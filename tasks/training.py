@@ -18,7 +18,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from pipeline_core.config import PipelineConfig
-from pipeline_core.errors import DataError
 from pipeline_core.fingerprint import digest
 from pipeline_core.modeling.concurrency import training_plan
 from pipeline_core.modeling.holdout import TrainingData, holdout_predictions, prediction_reference, raw_holdout, study_name
@@ -26,7 +25,7 @@ from pipeline_core.modeling.metrics import confusion
 from pipeline_core.modeling.plots import feature_importance, write_evaluation_plots
 from pipeline_core.modeling.preprocessing import build_preprocessor
 from pipeline_core.modeling.selection import rank_models
-from pipeline_core.modeling.training import check_training_config, split_data, to_pandas_features
+from pipeline_core.modeling.training import check_training_config
 from pipeline_core.modeling.training import train_model as fit_model
 from pipeline_core.modeling.tuning import WorkerMap
 from pipeline_core.serving import RawRecordClassifier

@@ -20,6 +20,7 @@ for var in ("PREFECT_API_URL", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
 import yaml  # noqa: E402
 
 from pipeline_core import demo_data  # noqa: E402
+from pipeline_io import demo_files
 
 
 @pytest.fixture(scope="session")
@@ -33,8 +34,8 @@ def prefect_harness():
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("demo")
-    demo_data.write_csv(demo_data.credit_default_frame(3000, seed=7), d / "credit.csv")
-    demo_data.write_sqlite(demo_data.phishing_frame(1500, seed=7), d / "phishing.sqlite")
+    demo_files.write_csv(demo_data.credit_default_frame(3000, seed=7), d / "credit.csv")
+    demo_files.write_sqlite(demo_data.phishing_frame(1500, seed=7), d / "phishing.sqlite")
     return d
 
 

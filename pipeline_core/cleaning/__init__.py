@@ -17,7 +17,6 @@ from pipeline_core.cleaning.expressions import (
     with_cleaned,
 )
 from pipeline_core.cleaning.spec import LINEAGE_COLUMNS, NULL_TOKENS, REASON, CleaningSpec, infer_type, resolve_cleaning_spec
-
 from pipeline_core.cleaning.validation import check_failure_rate, count_reasons, lineage_columns, schema_diff
 
 __all__ = [

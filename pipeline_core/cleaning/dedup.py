@@ -7,6 +7,7 @@ import polars as pl
 from pipeline_core.cleaning.expressions import CLEAN, PRESENT, reason_expr, with_cleaned
 from pipeline_core.cleaning.spec import REASON, CleaningSpec
 
+
 def duplicate_expr(spec: CleaningSpec) -> pl.Expr:
     """True for a clean row whose id (or whole row, without an id) appears again later.
 

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from pipeline_core.modeling.concurrency import limit_threads
 from pipeline_core.config import ModelConfig, PipelineConfig, TrainingConfig
 from pipeline_core.errors import ConfigError, DataError
+from pipeline_core.modeling.concurrency import limit_threads
 from pipeline_core.modeling.metrics import choose_threshold, classification_metrics
 from pipeline_core.modeling.specs import make_estimator, model_spec
 

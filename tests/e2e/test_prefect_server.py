@@ -222,7 +222,7 @@ def test_server_start_with_mlflow_serves_the_pipeline_tracking_store(server, tmp
     started = server.cli("server", "start", "--port", server.port, "--state-dir", server.state_dir,
                          "--mlflow", "--mlflow-port", port, "--config", config)
     assert started.returncode == 0, started.stderr
-    assert "prefect: already running" in started.stderr and f"mlflow: started in" in started.stderr
+    assert "prefect: already running" in started.stderr and "mlflow: started in" in started.stderr
     assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
     experiments = httpx.post(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search", json={"max_results": 5}, timeout=10)
     assert experiments.status_code == 200

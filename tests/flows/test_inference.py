@@ -83,8 +83,8 @@ def test_small_batches_are_not_judged():
 
 @pytest.mark.parametrize("chunk_size", [1, 2, 3, 7, 100])
 def test_csv_is_streamed_in_exact_chunks_with_the_text_a_whole_read_gives(tmp_path, chunk_size):
-    from tasks.scoring import read_chunks
     from pipeline_io.sources import scan_source
+    from tasks.scoring import read_chunks
 
     path = tmp_path / "batch.csv"
     # quoted separators and line breaks, padded and empty fields, missing-value tokens stay text
@@ -154,8 +154,8 @@ def test_stock_pyfunc_in_a_fresh_process_matches_the_cli(model_env, demo_dir, tm
     from typer.testing import CliRunner
 
     from pipeline_cli.main import app
-    from pipeline_io import registry
     from pipeline_core.config import load_config
+    from pipeline_io import registry
 
     config, training, _ = model_env
     sample = pl.read_csv(demo_dir / "credit.csv", infer_schema=False).head(200)
@@ -293,16 +293,17 @@ def test_injected_drift_is_flagged_and_monitor_reports_it(model_env, tmp_path):
 
     from pipeline_cli.main import app
     from pipeline_core import demo_data
+    from pipeline_io import demo_files
 
     config, _, _ = model_env
     fresh = demo_data.credit_default_frame(2000, seed=99)  # same process, new draw: no drift
-    demo_data.write_csv(fresh, tmp_path / "fresh.csv")
+    demo_files.write_csv(fresh, tmp_path / "fresh.csv")
     clean = _predict(config, tmp_path / "fresh.csv", tmp_path / "fresh.parquet")
     assert clean["drift_status"] in ("ok", "warn") and not clean["drift"]["alerts"], clean["drift"]["alerts"]
 
     shifted = fresh.with_columns((pl.col("LIMIT_BAL").cast(pl.Float64, strict=False) * 4).alias("LIMIT_BAL"),
                                  (pl.col("PAY_0").cast(pl.Int64, strict=False) + 2).clip(upper_bound=8).alias("PAY_0"))
-    demo_data.write_csv(shifted, tmp_path / "shifted.csv")
+    demo_files.write_csv(shifted, tmp_path / "shifted.csv")
     drifted = _predict(config, tmp_path / "shifted.csv", tmp_path / "shifted.parquet")
     flagged = {f["name"] for f in drifted["drift"]["features"] if f["status"] == "drift"}
     assert drifted["drift_status"] == "drift" and {"limit_bal", "pay_1"} <= flagged  # PAY_0 is renamed pay_1 in silver

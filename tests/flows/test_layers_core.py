@@ -7,13 +7,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline_io import layout
-from tasks import bronze
-from tasks import gold
-from tasks import silver
 from pipeline_core.config import load_config, parse_config
 from pipeline_core.errors import DataError
+from pipeline_io import layout
 from pipeline_io.store import Store
+from tasks import bronze, gold, silver
 
 
 def cfg(tmp_path, source, **dataset):

@@ -148,8 +148,8 @@ def test_training_registers_and_promotes(trained):
     assert best["trials"]["COMPLETE"] + best["trials"]["PRUNED"] == 3  # training.tuning.n_trials in FAST
     from mlflow import MlflowClient
 
-    from pipeline_io import registry
     from pipeline_core.config import load_config
+    from pipeline_io import registry
 
     registry.connect(load_config(config))
     client = MlflowClient()
@@ -199,8 +199,8 @@ def test_unchanged_rerun_reuses_training_until_the_registry_loses_its_model(trai
     from mlflow import MlflowClient
 
     from flows.training import training_flow
-    from pipeline_io import registry
     from pipeline_core.config import load_config
+    from pipeline_io import registry
 
     config = str(trained[0])
     quick = ["training.models={logistic_regression: {}}", "training.tuning.n_trials=1", "training.tuning.cv_folds=3",
@@ -236,8 +236,8 @@ def test_unchanged_rerun_reuses_training_until_the_registry_loses_its_model(trai
 def test_registry_aliases_and_history(trained):
     import mlflow
 
-    from pipeline_io import registry
     from pipeline_core.config import load_config
+    from pipeline_io import registry
 
     config, first, _, _ = trained
     client, _ = registry.connect(load_config(config))
@@ -253,11 +253,11 @@ def test_champion_scores_raw_records_in_a_fresh_process(trained, tmp_path):
     """A stock MLflow client, in a new process, reproduces the logged holdout metrics exactly."""
     import mlflow
 
-    from pipeline_io import registry
-    from pipeline_core.modeling.holdout import raw_holdout
-    from pipeline_io.readers import load_training_data
     from pipeline_core.config import load_config
+    from pipeline_core.modeling.holdout import raw_holdout
     from pipeline_core.modeling.metrics import classification_metrics
+    from pipeline_io import registry
+    from pipeline_io.readers import load_training_data
     from pipeline_io.store import Store
 
     config, first, _, _ = trained

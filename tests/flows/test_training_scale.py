@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline_core.modeling.concurrency import plan_training
 from pipeline_core.config import ModelConfig, TrainingConfig, parse_config
 from pipeline_core.errors import ConfigError
+from pipeline_core.modeling.concurrency import plan_training
 from pipeline_core.modeling.tuning import worker_shares
 
 FAST = [
@@ -280,11 +280,11 @@ def test_export_loads_as_the_registered_model(workers_and_export, scaled):
     import mlflow
     import skops.io
 
+    from pipeline_core.config import load_config
     from pipeline_core.modeling.holdout import raw_holdout
     from pipeline_core.modeling.training import to_pandas_features
-    from pipeline_io.readers import load_training_data
-    from pipeline_core.config import load_config
     from pipeline_io.export import KNOWN_PREPROCESSOR_TYPES, load_preprocessor
+    from pipeline_io.readers import load_training_data
     from pipeline_io.store import Store
 
     summary, export_dir = workers_and_export

@@ -1,8 +1,8 @@
 import pytest
 
+from pipeline_core.cleaning.naming import silver_name, snake_case
 from pipeline_core.config import apply_overrides, load_config, parse_config
 from pipeline_core.errors import ConfigError
-from pipeline_core.cleaning.naming import snake_case, silver_name
 
 MINIMAL = {"dataset": {"name": "d", "source": "x.csv", "target": "y"}}
 
