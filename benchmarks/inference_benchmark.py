@@ -117,8 +117,12 @@ def run_child(kind: str, *args: str) -> dict[str, Any]:
     code = (f"import json, sys; sys.path.insert(0, {str(REPO)!r}); import benchmarks.inference_benchmark as b; "
             f"r = b.child_{kind}(*{list(args)!r}); r['peak_rss_mib'] = b.harness.peak_rss_mib(); "
             "print('RESULT' + json.dumps(r))")
+    from pipeline_io.process_tuning import POLARS_JEMALLOC_CONF
+
+    # both sides run with the allocator settings `pipeline-cli` applies at start-up
+    env = {**os.environ, "_RJEM_MALLOC_CONF": os.environ.get("_RJEM_MALLOC_CONF", POLARS_JEMALLOC_CONF)}
     with harness.OtherLoad() as load:
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))
