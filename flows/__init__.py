@@ -1,1 +1,1 @@
-"""Prefect flows: composition of tasks, one flow per layer plus the full pipeline."""
+"""Prefect flows: wiring of the stage tasks only, one flow per layer plus the full pipeline."""

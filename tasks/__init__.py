@@ -1,1 +1,2 @@
-"""Prefect tasks: thin wrappers that add retries, caching and logging around pipeline_core."""
+"""One module per stage: the stage function (read through pipeline_io, call pipeline_core, write)
+and the Prefect task that wraps it with retries, caching and logging."""

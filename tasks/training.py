@@ -22,9 +22,10 @@ from pipeline_core.fingerprint import digest
 from pipeline_core.modeling.concurrency import training_plan
 from pipeline_core.modeling.holdout import TrainingData, holdout_predictions, prediction_reference, raw_holdout, study_name
 from pipeline_core.modeling.metrics import confusion
-from pipeline_core.modeling.plots import feature_importance, write_evaluation_plots
+from pipeline_core.modeling.plots import write_evaluation_plots
 from pipeline_core.modeling.preprocessing import build_preprocessor
 from pipeline_core.modeling.selection import rank_models
+from pipeline_core.modeling.specs import feature_importance
 from pipeline_core.modeling.training import check_training_config
 from pipeline_core.modeling.training import train_model as fit_model
 from pipeline_core.modeling.tuning import WorkerMap
@@ -136,7 +137,7 @@ def train_and_log(config: PipelineConfig, data: TrainingData, model: str, parent
                              "cv_mean": result.cv_mean, "cv_std": result.cv_std, "seconds": result.seconds, "tuned": result.tuned,
                              "trained_at": datetime.now(timezone.utc).isoformat()}, "model_metadata.json")
     with tempfile.TemporaryDirectory() as tmp:
-        importance = feature_importance(result.pipeline)
+        importance = feature_importance(model, result.pipeline)
         write_evaluation_plots(tmp, data.split.y_test, result.test_probabilities, result.threshold, importance, result.trials)
         client.log_artifacts(run_id, tmp, "plots")
     predicted = (result.test_probabilities >= result.threshold).astype(int)

@@ -6,8 +6,9 @@ from typing import Any
 
 import polars as pl
 
-from pipeline_core.cleaning.spec import REASON
+from pipeline_core.cleaning.spec import REASON, CleaningSpec
 from pipeline_core.errors import DataError
+from pipeline_core.fingerprint import digest
 
 
 def count_reasons(reasons: pl.LazyFrame) -> dict[str, int]:
@@ -54,3 +55,27 @@ def lineage_columns(source: str, batch_id: str, ingested_at: Any) -> list[pl.Exp
         pl.lit(batch_id).alias("_batch_id"),
         pl.lit(ingested_at).dt.replace_time_zone("UTC").alias("_ingested_at"),
     ]
+
+
+def validation_report(dataset: str, rows_in: int, quarantined: int, max_rate: float, by_rule: dict[str, int],
+                      null_counts: dict[str, int], schema: dict[str, str], previous_schema: dict[str, str] | None,
+                      input_fingerprint: str, spec: CleaningSpec, code_version: str) -> dict[str, Any]:
+    """The silver layer's report: counts, failures per rule, null rates, schema and its change, lineage."""
+    rows_out = rows_in - quarantined
+    return {
+        "dataset": dataset,
+        "rows_in": rows_in,
+        "rows_out": rows_out,
+        "rows_quarantined": quarantined,
+        "failure_rate": quarantined / rows_in if rows_in else 0.0,
+        "max_failure_rate": max_rate,
+        "quarantined_by_rule": by_rule,
+        "null_counts": null_counts,
+        "null_rates": {c: (n / rows_out if rows_out else 0.0) for c, n in null_counts.items()},
+        "schema": schema,
+        "schema_diff": schema_diff(previous_schema, schema),
+        "input_fingerprint": input_fingerprint,
+        "code_version": code_version,
+        "fingerprint": digest(input_fingerprint, spec.to_dict(), code_version),
+        "cleaning_spec": spec.to_dict(),
+    }

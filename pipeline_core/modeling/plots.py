@@ -8,19 +8,6 @@ from typing import Any
 import numpy as np
 
 
-def feature_importance(pipeline: Any) -> dict[str, float]:
-    """Importance per transformed feature: impurity/gain for trees, |coefficient| for linear models."""
-    est = pipeline.named_steps["model"]
-    names = list(pipeline.named_steps["pre"].get_feature_names_out())
-    if hasattr(est, "feature_importances_"):
-        values = np.asarray(est.feature_importances_, dtype=float)
-    elif hasattr(est, "coef_"):
-        values = np.abs(np.ravel(est.coef_))
-    else:
-        return {}
-    return dict(sorted(zip(names, values.tolist()), key=lambda kv: -kv[1]))
-
-
 def write_evaluation_plots(folder: str, y_true: np.ndarray, y_prob: np.ndarray, threshold: float,
                            importance: dict[str, float], trials: list[dict[str, Any]]) -> list[str]:
     """Confusion matrix, ROC, PR, calibration, feature importance and Optuna history PNGs."""

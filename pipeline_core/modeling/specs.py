@@ -16,6 +16,17 @@ from pipeline_core.errors import ConfigError
 Space = dict[str, dict[str, Any]]
 
 
+def default_importance(estimator: Any) -> list[float] | None:
+    """Impurity or gain for tree ensembles, |coefficient| for linear models."""
+    import numpy as np
+
+    if hasattr(estimator, "feature_importances_"):
+        return np.asarray(estimator.feature_importances_, dtype=float).tolist()
+    if hasattr(estimator, "coef_"):
+        return np.abs(np.ravel(estimator.coef_)).tolist()
+    return None
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
@@ -27,9 +38,20 @@ class ModelSpec:
     # rounds it kept; None: the model fits on the training rows alone.
     fit_early_stopping: Callable[[Any, Any, Any, Any, Any], int] | None = None
     rounds_param: str | None = None  # the parameter the kept rounds set on the final refit
+    # Importance per transformed feature of a fitted estimator (None: the model has none to give).
+    importance: Callable[[Any], list[float] | None] = default_importance
 
     def available(self) -> bool:
         return importlib.util.find_spec(self.module) is not None
+
+
+def feature_importance(model: str, pipeline: Any) -> dict[str, float]:
+    """{transformed feature: importance}, largest first, for a fitted preprocessing + estimator pipeline."""
+    values = model_spec(model).importance(pipeline.named_steps["model"])
+    if values is None:
+        return {}
+    names = list(pipeline.named_steps["pre"].get_feature_names_out())
+    return dict(sorted(zip(names, values), key=lambda kv: -kv[1]))
 
 
 def _logistic_regression(params: dict[str, Any], seed: int, n_jobs: int) -> Any:

@@ -1,0 +1,68 @@
+"""A model is one ModelSpec entry: the config, tuning, fitting and importances all read it from the table."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline_core.config import ModelConfig, TrainingConfig, parse_config
+from pipeline_core.errors import ConfigError
+from pipeline_core.modeling import specs
+from pipeline_core.modeling.preprocessing import build_preprocessor
+from pipeline_core.modeling.specs import MODEL_SPECS, ModelSpec, feature_importance, make_estimator, search_space
+from pipeline_core.modeling.training import split_data, train_model
+
+MINIMAL = {"dataset": {"name": "d", "source": "x.csv", "target": "y"}}
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_SPECS))
+def test_every_model_has_a_valid_space_and_a_seeded_estimator(name):
+    assert search_space(name, None) == MODEL_SPECS[name].search_space
+    est = make_estimator(name, {}, seed=11, n_jobs=1)
+    assert est.get_params()["random_state"] == 11
+    parse_config({**MINIMAL, "training": {"models": {name: {}}}})  # the config accepts it by its table name
+
+
+def test_an_unknown_model_names_the_allowed_ones():
+    with pytest.raises(ConfigError, match="unknown model.*logistic_regression"):
+        parse_config({**MINIMAL, "training": {"models": {"nope": {}}}})
+
+
+def _toy(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"x": rng.normal(size=n), "c": rng.choice(["a", "b"], n).astype(object)})
+    y = ((X["x"] + (X["c"] == "a") + rng.normal(0, 0.5, n)) > 0.5).astype(int).to_numpy()
+    prep = {"numeric_columns": ["x"], "categorical_columns": ["c"], "scaler": "standard",
+            "imputation": {"numeric": "median", "categorical": "most_frequent"}}
+    return X, y, build_preprocessor(prep)
+
+
+def test_adding_a_model_is_one_table_entry(monkeypatch):
+    from sklearn.tree import DecisionTreeClassifier
+
+    entry = ModelSpec("decision_tree", lambda params, seed, n_jobs: DecisionTreeClassifier(random_state=seed, **params),
+                      {"max_depth": {"type": "int", "low": 1, "high": 4}})
+    monkeypatch.setitem(MODEL_SPECS, "decision_tree", entry)
+    cfg = parse_config({**MINIMAL, "training": {"models": {"decision_tree": {}},
+                                                "tuning": {"n_trials": 3, "cv_folds": 3}}}).training
+    X, y, pre = _toy()
+    result = train_model("decision_tree", cfg.models["decision_tree"], pre, split_data(X, y, cfg), cfg, 1, "dt")
+    assert result.tuned and 1 <= result.params["max_depth"] <= 4
+    assert 0.5 < result.metrics["roc_auc"] <= 1
+    importance = feature_importance("decision_tree", result.pipeline)
+    assert set(importance) == {"x", "c_b"} and list(importance.values()) == sorted(importance.values(), reverse=True)
+
+
+def test_early_stopping_sets_the_rounds_of_the_refit():
+    pytest.importorskip("xgboost")
+    cfg = TrainingConfig.model_validate({"tuning": {"enabled": False, "cv_folds": 3}})
+    X, y, pre = _toy()
+    result = train_model("xgboost", ModelConfig(), pre, split_data(X, y, cfg), cfg, 1, "xgb")
+    # the spec stops on each validation fold; the refit takes their mean number of rounds
+    assert MODEL_SPECS["xgboost"].rounds_param == "n_estimators"
+    assert 1 <= result.params["n_estimators"] < specs.XGB_MAX_ROUNDS
+
+
+def test_a_missing_package_gives_an_install_hint(monkeypatch):
+    monkeypatch.setitem(MODEL_SPECS, "ghost", ModelSpec("ghost", lambda p, s, n: None, {}, package="ghost-ml", module="ghost_ml"))
+    with pytest.raises(ConfigError, match="pip install ghost-ml"):
+        make_estimator("ghost", {}, 0, 1)
