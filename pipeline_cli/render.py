@@ -84,7 +84,11 @@ def _details(s: dict[str, Any]) -> str:
         return text
     if s["layer"] == "silver":
         rules = s.get("quarantined_by_rule") or {}
-        return "quarantined: " + (", ".join(f"{k}={v}" for k, v in rules.items()) or "none")
+        text = "quarantined: " + (", ".join(f"{k}={v}" for k, v in rules.items()) or "none")
+        if s.get("repeated_rows") and not s.get("repeats_quarantined"):
+            text += (f"; {s['repeated_rows']:,} repeated rows kept as observations (no id column; "
+                     "cleaning.deduplicate: true quarantines them)")
+        return text
     if s["layer"] == "gold":
         missing = s.get("missing_values") or {}
         text = f"feature version {s['feature_version']}; {s['numeric']} numeric, {s['categorical']} categorical"

@@ -68,7 +68,10 @@ class CleaningConfig(StrictModel):
     not_null: list[str] = Field(default_factory=list)
     ranges: dict[str, RangeRule] = Field(default_factory=dict)
     allowed_values: dict[str, list[Scalar]] = Field(default_factory=dict)
-    deduplicate: bool = Field(True, description="Quarantine repeated ids (or repeated rows when no id column).")
+    deduplicate: bool | None = Field(
+        None, description="Quarantine repeats as duplicates. Default: repeated ids where there is an id column; without one, "
+                          "identical rows are observations and are kept (and counted). true: also identical rows without an "
+                          "id column; false: never.")
     max_failure_rate: float = Field(0.05, ge=0, le=1, description="Fail the run when more rows than this share are quarantined.")
     numeric_parse_threshold: float = Field(0.95, gt=0, le=1, description="Share of values that must parse as numbers for a text column to be typed numeric.")
 
@@ -96,9 +99,6 @@ class PreprocessingConfig(StrictModel):
     encoder: Literal["onehot"] = "onehot"
     numeric_imputation: Literal["median", "mean"] = "median"
     categorical_imputation: Literal["most_frequent", "constant"] = "most_frequent"
-
-
-MODEL_NAMES = tuple(MODEL_SPECS)
 
 
 class ModelConfig(StrictModel):
@@ -164,9 +164,9 @@ class TrainingConfig(StrictModel):
     @field_validator("models")
     @classmethod
     def _known_models(cls, v: dict[str, ModelConfig]) -> dict[str, ModelConfig]:
-        unknown = [k for k in v if k not in MODEL_NAMES]
+        unknown = [k for k in v if k not in MODEL_SPECS]
         if unknown:
-            raise ValueError(f"unknown model(s) {unknown}; allowed: {', '.join(MODEL_NAMES)}")
+            raise ValueError(f"unknown model(s) {unknown}; allowed: {', '.join(MODEL_SPECS)}")
         if not any(m.enabled for m in v.values()):
             raise ValueError("no model is enabled")
         return v

@@ -11,6 +11,8 @@ import importlib.metadata
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,25 @@ def artifact_location(config: PipelineConfig) -> str:
     return (Path(root).expanduser().resolve() / "mlartifacts").as_uri()
 
 
+@contextmanager
+def one_process_at_a_time(uri: str) -> Iterator[None]:
+    """For a local SQLite store, an exclusive lock beside the database while a process creates its
+    schema or the experiment: two first runs at once would otherwise both create the tables, and one
+    fails inside MLflow's migrations. Servers serialise this themselves."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    db = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+    with open(db.with_name(f"{db.name}.lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def registered_model_name(config: PipelineConfig) -> str:
     return config.mlflow.registered_model or f"{config.dataset.name}-classifier"
 
@@ -64,11 +85,12 @@ def connect(config: PipelineConfig) -> tuple[Any, str]:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    client = MlflowClient(uri, uri)
     name = config.mlflow.experiment or config.dataset.name
     try:
-        exp = client.get_experiment_by_name(name)
-        exp_id = exp.experiment_id if exp else client.create_experiment(name, artifact_location=artifact_location(config))
+        with one_process_at_a_time(uri):
+            client = MlflowClient(uri, uri)
+            exp = client.get_experiment_by_name(name)
+            exp_id = exp.experiment_id if exp else client.create_experiment(name, artifact_location=artifact_location(config))
     except Exception as exc:
         raise StorageError(f"mlflow.tracking_uri {uri}: tracking server unreachable or unusable ({str(exc).splitlines()[0][:200]})") from None
     return client, exp_id

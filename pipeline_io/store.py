@@ -40,6 +40,13 @@ class Store:
     def uri(self, *parts: str) -> str:
         return "/".join([self.root, *[p.strip("/") for p in parts]])
 
+    def relative(self, uri: str) -> str:
+        """``uri`` relative to the root: what the store's own records hold, so the store can be moved."""
+        prefix = self.root + "/"
+        if not uri.startswith(prefix):
+            raise ValueError(f"{uri} is not under the store root {self.root}")
+        return uri[len(prefix):]
+
     @property
     def fs(self) -> Any:
         if self._fs is None:

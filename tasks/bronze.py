@@ -49,7 +49,8 @@ def committed_batches(store: Store, dataset: str) -> list[dict[str, Any]]:
 
 def scan_bronze(store: Store, dataset: str) -> pl.LazyFrame:
     """All committed batches, oldest first; batches with different columns are aligned by name."""
-    frames = [store.scan_parquet(b["path"]) for b in committed_batches(store, dataset)]
+    # each batch's data is found from its id, never from a stored path, so a moved store reads its own files
+    frames = [store.scan_parquet(layout.bronze_batch(store, dataset, b["batch_id"])["data"]) for b in committed_batches(store, dataset)]
     return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
 
 
@@ -95,7 +96,7 @@ def ingest_batch(config: PipelineConfig, store: Store, local_path: Path, now: da
         "columns": columns,
         "schema_change": schema_diff(previous, columns),
         "ingested_at": now.isoformat(),
-        "path": paths["data"],
+        "path": store.relative(paths["data"]),
     }
     store.write_json(paths["marker"], marker)
     change = marker["schema_change"]

@@ -17,7 +17,7 @@ from prefect.logging import get_run_logger
 from pipeline_core.config import PipelineConfig
 from pipeline_core.errors import ConfigError
 from pipeline_core.features import engineer_features, resolve_feature_spec, resolve_preprocessing_refs
-from pipeline_core.fingerprint import digest
+from pipeline_core.gold_metadata import describe_gold
 from pipeline_core.profiling import basic_profile, categorical_profile, infer_roles, numeric_profile
 from pipeline_io import layout
 from pipeline_io.store import Store, open_store
@@ -53,50 +53,9 @@ def build_gold(config: PipelineConfig, store: Store) -> dict[str, Any]:
     stats = {c: profile[c]["numeric"] for c in numeric if "numeric" in profile[c]}
     stats.update(numeric_profile(gold, [c for c in numeric if c not in stats]))
     levels = categorical_profile(gold, categorical, top=config.preprocessing.max_categories)
-    rows = next(iter(profile.values()))["rows"]
     positives = gold.select(pl.col(spec.target).sum()).collect().item()
-    version = gold_code_version()
-    feature_version = digest(version, spec.to_dict(), config.section_json("features", "preprocessing"), report["fingerprint"])[:12]
-
-    columns = []
-    for col, p in profile.items():
-        entry = {"name": col, "dtype": p["dtype"], "role": roles[col], "null_count": p["null_count"],
-                 "null_rate": p["null_count"] / rows if rows else 0.0, "n_unique": p["n_unique"]}
-        entry.update(stats.get(col, {}))
-        entry.update(levels.get(col, {}))
-        columns.append(entry)
-    missing_report = {c["name"]: c["null_rate"] for c in columns if c["null_count"]}
-
-    prep = config.preprocessing
-    preprocessing = {
-        "feature_version": feature_version,
-        "numeric_columns": numeric,
-        "categorical_columns": categorical,
-        "missing_indicator_columns": [f"{c}_missing" for c in spec.missing_indicators],
-        "target": spec.target,
-        "id_column": spec.id_column,
-        "scaler": prep.scaler,
-        "encoder": {"type": prep.encoder, "drop": "first", "handle_unknown": "ignore"},
-        "imputation": {"numeric": prep.numeric_imputation, "categorical": prep.categorical_imputation},
-    }
-    metadata = {
-        "dataset": ds.name,
-        "feature_version": feature_version,
-        "created_at": datetime.now(timezone.utc).isoformat(),
-        "row_count": rows,
-        "class_balance": {"positive": positives, "negative": rows - positives, "positive_rate": positives / rows if rows else 0.0},
-        "target": spec.target,
-        "positive_label": spec.positive_label,
-        "roles": {r: [c for c, rr in roles.items() if rr == r] for r in sorted(set(roles.values()))},
-        "columns": columns,
-        "missing_values": missing_report,
-        "feature_spec": spec.to_dict(),
-        "cleaning_spec": report["cleaning_spec"],
-        "sources": {"silver_fingerprint": report["fingerprint"], "bronze_fingerprint": report["input_fingerprint"]},
-        "code_version": version,
-        "fingerprint": digest(feature_version, report["fingerprint"]),
-        "paths": paths,
-    }
+    preprocessing, metadata = describe_gold(config, spec, report, profile, roles, stats, levels, positives, gold_code_version())
+    metadata = {**metadata, "created_at": datetime.now(timezone.utc).isoformat(), "paths": {k: store.relative(v) for k, v in paths.items()}}
     store.write_json(paths["preprocessing"], preprocessing)
     store.write_json(paths["metadata"], metadata)
     return metadata
@@ -109,14 +68,15 @@ def build_gold(config: PipelineConfig, store: Store) -> dict[str, Any]:
 )
 def build_gold_task(config: PipelineConfig, input_fingerprint: str) -> dict[str, Any]:
     start = time.perf_counter()
-    meta = build_gold(config, open_store(config))
+    store = open_store(config)
+    meta = build_gold(config, store)
     get_run_logger().info("gold: %d rows, feature version %s, roles %s", meta["row_count"], meta["feature_version"],
                           {k: len(v) for k, v in meta["roles"].items()})
     return {
         "layer": "gold", "status": "ran", "rows_in": meta["row_count"], "rows_out": meta["row_count"], "quarantined": 0,
         "feature_version": meta["feature_version"], "fingerprint": meta["fingerprint"],
         "numeric": len(meta["roles"].get("numeric", [])), "categorical": len(meta["roles"].get("categorical", [])),
-        "missing_values": meta["missing_values"], "metadata": meta["paths"]["metadata"],
+        "missing_values": meta["missing_values"], "metadata": layout.gold_paths(store, config.dataset.name)["metadata"],
         "set_aside": {c: role for role, cols in meta["roles"].items() if role not in ("numeric", "categorical", "target") for c in cols},
         "seconds": round(time.perf_counter() - start, 3),
     }

@@ -20,7 +20,6 @@ from prefect.logging import get_run_logger
 from pipeline_core.cleaning import (
     LINEAGE_COLUMNS,
     REASON,
-    CleaningSpec,
     check_failure_rate,
     clean_rows,
     count_reasons,
@@ -29,10 +28,9 @@ from pipeline_core.cleaning import (
     mark_duplicates,
     quarantine_rows,
     resolve_cleaning_spec,
-    schema_diff,
+    validation_report,
 )
 from pipeline_core.config import PipelineConfig
-from pipeline_core.fingerprint import digest
 from pipeline_core.profiling import aggregate_in_passes
 from pipeline_io import layout
 from pipeline_io.parquet import write_parquet
@@ -72,12 +70,13 @@ def refine_to_silver(config: PipelineConfig, store: Store) -> dict[str, Any]:
         flagged_rows = flag_rows(rows, spec, deduplicate=False).drop(raw_columns)
         write_parquet(flagged_rows, flagged_path, compression="lz4", statistics=False)  # scratch: read once, then deleted
         flagged = pl.scan_parquet(flagged_path)
+        repeats = duplicate_rows(flagged, spec, ROW)  # counted either way; quarantined only when de-duplicating
         if spec.deduplicate:
-            flagged = mark_duplicates(flagged, spec, ROW, duplicate_rows(flagged, spec, ROW))
+            flagged = mark_duplicates(flagged, spec, ROW, repeats)
         rows_in = flagged.select(pl.len()).collect().item()
         by_rule = count_reasons(flagged)
         quarantined = flagged.filter(pl.col(REASON).is_not_null()).select(pl.len()).collect().item()
-        rate = check_failure_rate(f"silver/{ds.name}", quarantined, rows_in, config.cleaning.max_failure_rate, by_rule)
+        check_failure_rate(f"silver/{ds.name}", quarantined, rows_in, config.cleaning.max_failure_rate, by_rule)
         # at most cleaning.max_failure_rate of the rows, each a row number and a short reason
         reasons = flagged.filter(pl.col(REASON).is_not_null()).select(ROW, REASON).collect(engine="streaming")
         failed = rows.filter(pl.col(ROW).is_in(reasons[ROW].implode())).join(reasons.lazy(), on=ROW, how="left", maintain_order="left")
@@ -88,33 +87,12 @@ def refine_to_silver(config: PipelineConfig, store: Store) -> dict[str, Any]:
     silver = store.scan_parquet(paths["data"])
     schema = {c: str(t) for c, t in silver.collect_schema().items() if c not in LINEAGE_COLUMNS}
     null_counts = aggregate_in_passes(silver, list(schema), lambda c: [pl.col(c).null_count()])
-    rows_out = rows_in - quarantined
-    version = silver_code_version()
-    report = {
-        "dataset": ds.name,
-        "created_at": datetime.now(timezone.utc).isoformat(),
-        "rows_in": rows_in,
-        "rows_out": rows_out,
-        "rows_quarantined": quarantined,
-        "failure_rate": rate,
-        "max_failure_rate": config.cleaning.max_failure_rate,
-        "quarantined_by_rule": by_rule,
-        "null_counts": null_counts,
-        "null_rates": {c: (n / rows_out if rows_out else 0.0) for c, n in null_counts.items()},
-        "schema": schema,
-        "schema_diff": schema_diff(previous["schema"] if previous else None, schema),
-        "input_fingerprint": input_fp,
-        "code_version": version,
-        "fingerprint": digest(input_fp, spec.to_dict(), version),
-        "cleaning_spec": spec.to_dict(),
-        "paths": paths,
-    }
+    report = validation_report(ds.name, rows_in, quarantined, config.cleaning.max_failure_rate, by_rule, null_counts, schema,
+                               previous["schema"] if previous else None, input_fp, spec, silver_code_version())
+    report = {**report, "repeated_rows": repeats.len(), "repeats_quarantined": spec.deduplicate,
+              "created_at": datetime.now(timezone.utc).isoformat(), "paths": {k: store.relative(v) for k, v in paths.items()}}
     store.write_json(paths["report"], report)
     return report
-
-
-def load_cleaning_spec(report: dict[str, Any]) -> CleaningSpec:
-    return CleaningSpec.from_dict(report["cleaning_spec"])
 
 
 @task(
@@ -124,7 +102,8 @@ def load_cleaning_spec(report: dict[str, Any]) -> CleaningSpec:
 )
 def refine_silver(config: PipelineConfig, input_fingerprint: str) -> dict[str, Any]:
     start = time.perf_counter()
-    report = refine_to_silver(config, open_store(config))
+    store = open_store(config)
+    report = refine_to_silver(config, store)
     get_run_logger().info(
         "silver: %d rows in, %d out, %d quarantined %s", report["rows_in"], report["rows_out"],
         report["rows_quarantined"], report["quarantined_by_rule"],
@@ -132,6 +111,7 @@ def refine_silver(config: PipelineConfig, input_fingerprint: str) -> dict[str, A
     return {
         "layer": "silver", "status": "ran", "rows_in": report["rows_in"], "rows_out": report["rows_out"],
         "quarantined": report["rows_quarantined"], "quarantined_by_rule": report["quarantined_by_rule"],
+        "repeated_rows": report["repeated_rows"], "repeats_quarantined": report["repeats_quarantined"],
         "failure_rate": report["failure_rate"], "fingerprint": report["fingerprint"],
-        "report": report["paths"]["report"], "seconds": round(time.perf_counter() - start, 3),
+        "report": layout.silver_paths(store, config.dataset.name)["report"], "seconds": round(time.perf_counter() - start, 3),
     }

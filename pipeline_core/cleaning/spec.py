@@ -134,7 +134,7 @@ def resolve_cleaning_spec(
         allowed_values={resolve(k, f"cleaning.allowed_values.{k}"): list(v) for k, v in cleaning.allowed_values.items()},
         id_column=id_column,
         target=target,
-        deduplicate=cleaning.deduplicate,
+        deduplicate=bool(id_column) if cleaning.deduplicate is None else cleaning.deduplicate,
     )
 
 

@@ -40,7 +40,7 @@ def test_bronze_is_append_only_and_skips_identical_content(tmp_path):
     assert second["schema_change"] == {"added": ["z"], "removed": [], "changed": {}}
     batches = bronze.list_batches(store, "t")
     assert [b["batch_id"] for b in batches] == [first["batch_id"], second["batch_id"]]
-    data = pl.read_parquet(batches[0]["path"])
+    data = pl.read_parquet(store.uri(batches[0]["path"]))
     assert data.columns == ["id", "x", "y", "_source", "_batch_id", "_ingested_at"]
     assert data["_batch_id"].unique().to_list() == [first["batch_id"]]
 
@@ -135,11 +135,11 @@ def test_quarantine_holds_the_raw_rows_in_input_order_with_their_batch(tmp_path)
     src.write_text("id,x,y\n9,N/A,1\n3, 5.5,1\n1,7 ,1\n")
     second, _ = ingest(strict)
     report = silver.refine_to_silver(strict, store)
-    q = pl.read_parquet(report["paths"]["quarantine"])
+    q = pl.read_parquet(store.uri(report["paths"]["quarantine"]))
     # raw text as ingested (padding kept), oldest batch first; the earlier copy of id 1 loses to the later one
     assert q.select("id", "x", "_reason").rows() == [("1", " 2 ", "duplicate:id"), ("2", "oops", "cast:x"), ("3", " 5.5", "cast:x")]
     assert q["_batch_id"].to_list() == [first["batch_id"], first["batch_id"], second["batch_id"]]
-    clean = pl.read_parquet(report["paths"]["data"])
+    clean = pl.read_parquet(store.uri(report["paths"]["data"]))
     assert clean.select("id", "x").rows() == [(3, 4), (9, None), (1, 7)]
 
 
@@ -156,18 +156,18 @@ def test_silver_and_gold_on_demo_credit(credit_config, demo_dir):
     bad_limit = raw.filter(pl.col("LIMIT_BAL") == "n/a?").height
     assert report["quarantined_by_rule"]["cast:limit_bal"] == bad_limit
     assert report["quarantined_by_rule"]["range:age"] == raw.filter(pl.col("AGE") == "150").height
-    q = pl.read_parquet(report["paths"]["quarantine"])
+    q = pl.read_parquet(store.uri(report["paths"]["quarantine"]))
     assert q.height == report["rows_quarantined"] and q["_reason"].null_count() == 0
 
     meta = gold.build_gold(config, store)
-    feats = pl.read_parquet(meta["paths"]["features"])
+    feats = pl.read_parquet(store.uri(meta["paths"]["features"]))
     assert feats.height == report["rows_out"]
     assert set(feats["default_payment_next_month"].unique().to_list()) == {0, 1}
     assert meta["class_balance"]["positive"] == feats["default_payment_next_month"].sum()
     assert 0.15 < meta["class_balance"]["positive_rate"] < 0.3
     assert "age_bin" in meta["roles"]["categorical"] and "utilization" in meta["roles"]["numeric"]
     assert meta["roles"]["id"] == ["id"]
-    prep = json.loads(Path(meta["paths"]["preprocessing"]).read_text())
+    prep = json.loads(Path(store.uri(meta["paths"]["preprocessing"])).read_text())
     assert prep["feature_version"] == meta["feature_version"] and prep["scaler"] == "robust"
     cols = {c["name"]: c for c in meta["columns"]}
     assert cols["age"]["null_count"] == feats["age"].null_count()
@@ -200,7 +200,7 @@ def test_phishing_sqlite_through_gold(phishing_config):
     meta = gold.build_gold(config, store)
     assert "line_of_code_missing" in meta["roles"]["numeric"]
     assert set(meta["roles"]["categorical"]) == {"industry", "hosting_provider"}
-    feats = pl.read_parquet(meta["paths"]["features"])
+    feats = pl.read_parquet(store.uri(meta["paths"]["features"]))
     assert feats["line_of_code_missing"].sum() == feats["line_of_code"].null_count() > 0
 
 
@@ -227,3 +227,43 @@ def test_bad_bytes_deep_in_a_csv_leave_no_batch(tmp_path):
         ingest(cfg(tmp_path, src))
     assert bronze.list_batches(Store(str(tmp_path / "store")), "t") == []
     assert not list((tmp_path / "store").rglob("*.parquet"))
+
+
+def test_repeated_rows_without_an_id_are_kept_and_counted(tmp_path):
+    """Census-style data: no id column and 10% legitimately repeated rows must pass a minimal config."""
+    rows = [f"{i % 7},{i % 3},{i % 2}" for i in range(90)] + [f"{i % 7},{i % 3},{i % 2}" for i in range(10)]
+    src = tmp_path / "census.csv"
+    src.write_text("age,band,y\n" + "\n".join(rows) + "\n")
+    config = cfg(tmp_path, src)
+    _, store = ingest(config)
+    report = silver.refine_to_silver(config, store)
+    assert report["rows_out"] == 100 and report["rows_quarantined"] == 0
+    repeats = len(rows) - len(set(rows))
+    assert report["repeated_rows"] == repeats > 10 and report["repeats_quarantined"] is False
+    # asked for, the same repeats are quarantined as duplicates
+    strict = parse_config({**config.model_dump(mode="json"), "cleaning": {"deduplicate": True, "max_failure_rate": 0.99}})
+    again = silver.refine_to_silver(strict, store)
+    assert again["quarantined_by_rule"] == {"duplicate:row": repeats} and again["repeats_quarantined"] is True
+
+
+def test_a_copied_store_reads_its_own_files_once_the_original_is_gone(tmp_path):
+    import shutil
+
+    src = tmp_path / "a.csv"
+    src.write_text("id,x,y\n" + "\n".join(f"{i},{i % 5},{i % 2}" for i in range(40)) + "\n")
+    config = cfg(tmp_path, src, id_column="id")
+    _, store = ingest(config)
+    silver.refine_to_silver(config, store)
+    gold.build_gold(config, store)
+    records = [p.read_text() for p in Path(store.root).rglob("*.json")]
+    assert records and not any(store.root in text for text in records)  # no record names the store's own location
+
+    moved_root = tmp_path / "elsewhere" / "store"
+    shutil.copytree(store.root, moved_root)
+    shutil.rmtree(store.root)
+    moved = parse_config({**config.model_dump(mode="json"), "store": {"root": str(moved_root)}})
+    moved_store = Store(moved.store.root)
+    report = silver.refine_to_silver(moved, moved_store)
+    meta = gold.build_gold(moved, moved_store)
+    assert report["rows_out"] == 40 and meta["row_count"] == 40
+    assert pl.read_parquet(moved_store.uri(meta["paths"]["features"])).height == 40

@@ -12,6 +12,7 @@ from pipeline_core.config import TrainingConfig, parse_config
 from pipeline_core.errors import ConfigError, DataError, StorageError
 from pipeline_core.modeling.promotion import gate_decision
 from pipeline_core.modeling.training import split_data, to_pandas_features
+from tests.conftest import write_config
 
 FAST = [
     "training.models={logistic_regression: {}, xgboost: {}}",
@@ -333,3 +334,19 @@ def test_every_model_trains_with_fixed_params(model):
     result = train_model(model, ModelConfig(params=params), build_preprocessor(prep), split_data(X, y, cfg), cfg, 1, "t")
     assert result.metrics["roc_auc"] > 0.75
     assert len(result.test_probabilities) == 80 and len(result.metrics) == 11
+
+
+def test_two_first_runs_on_a_fresh_store_both_connect(tmp_path):
+    """Two processes creating the MLflow SQLite schema and experiment at once: both succeed, one experiment."""
+    import time
+
+    config = write_config(tmp_path / "c.yaml", {"dataset": {"name": "race", "source": "x.csv", "target": "y"},
+                                                 "store": {"root": str(tmp_path / "store")}})
+    start = time.time() + 3  # both wait for the same instant, after their imports
+    code = ("import sys, time; from pipeline_core.config import load_config; from pipeline_io import registry; "
+            f"cfg = load_config({str(config)!r}); time.sleep(max(0, {start} - time.time())); "
+            "print(registry.connect(cfg)[1])")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-500:] for _, err in results]
+    assert len({out.strip() for out, _ in results}) == 1  # the same experiment for both

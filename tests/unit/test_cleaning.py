@@ -108,7 +108,7 @@ def test_separate_duplicate_pass_flags_what_the_window_flags(with_id):
                         "AGE": ["30", "30", "40", "abc", "50", "50", "40", "20", "20"],
                         "Label": ["0", "0", "1", "0", "1", "1", "1", "0", "0"]})
     dataset = DATASET if with_id else DatasetConfig(name="t", source="t.csv", target="Label")
-    s = resolve_cleaning_spec(dataset, CleaningConfig(types={"AGE": "int"}), raw)
+    s = resolve_cleaning_spec(dataset, CleaningConfig(types={"AGE": "int"}, deduplicate=True), raw)
     expected = flag_rows(raw.lazy(), s).collect()[REASON].to_list()
     staged = flag_rows(raw.lazy().with_row_index("row"), s, deduplicate=False)
     got = mark_duplicates(staged, s, "row", duplicate_rows(staged, s, "row")).collect()[REASON].to_list()
@@ -119,10 +119,17 @@ def test_separate_duplicate_pass_flags_what_the_window_flags(with_id):
         assert expected == ["duplicate:row", None, "duplicate:row", "cast:age", "duplicate:row", None, None, "duplicate:row", None]
 
 
-def test_duplicate_rows_without_id():
+def test_duplicate_rows_without_id_only_when_asked():
     raw = pl.DataFrame({"a": ["1", "1", "2"], "Label": ["0", "0", "1"]})
-    s = resolve_cleaning_spec(DatasetConfig(name="t", source="t.csv", target="Label"), CleaningConfig(), raw)
-    assert flag_rows(raw.lazy(), s).collect()[REASON].to_list() == ["duplicate:row", None, None]
+    dataset = DatasetConfig(name="t", source="t.csv", target="Label")
+    asked = resolve_cleaning_spec(dataset, CleaningConfig(deduplicate=True), raw)
+    assert flag_rows(raw.lazy(), asked).collect()[REASON].to_list() == ["duplicate:row", None, None]
+    # without an id column identical rows are observations: kept by default
+    default = resolve_cleaning_spec(dataset, CleaningConfig(), raw)
+    assert not default.deduplicate and flag_rows(raw.lazy(), default).collect()[REASON].to_list() == [None, None, None]
+    # with an id column, repeated ids are quarantined by default, and never when switched off
+    assert resolve_cleaning_spec(DATASET, CleaningConfig(), pl.DataFrame({"ID": ["1"], "Label": ["0"]})).deduplicate
+    assert not resolve_cleaning_spec(DATASET, CleaningConfig(deduplicate=False), pl.DataFrame({"ID": ["1"], "Label": ["0"]})).deduplicate
 
 
 def test_clean_rows_casts_and_maps_codes():
