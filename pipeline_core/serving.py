@@ -74,7 +74,8 @@ class RawRecordClassifier(PythonModel):  # type: ignore[misc,valid-type]
         return self.pipeline.predict_proba(X)[:, 1]
 
     # No type hints on predict: MLflow would derive a schema from them and override the logged signature.
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    # A pandas type hint: MLflow then validates input against the logged signature, not the hint.
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         threshold = float((params or {}).get("threshold", self.threshold))
         proba = self.predict_proba(model_input)
         return pd.DataFrame({"probability": proba, "prediction": (proba >= threshold).astype("int64")})
