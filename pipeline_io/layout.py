@@ -60,5 +60,10 @@ def tracking_db(store_root: str) -> Path:
     return local_state_dir(store_root) / "mlflow.db"
 
 
+def artifact_dir(store_root: str) -> Path:
+    """MLflow's artifacts of a local store (an s3:// store keeps them under its own prefix)."""
+    return local_state_dir(store_root) / "mlartifacts"
+
+
 def optuna_journal(store_root: str, dataset: str) -> Path:
     return local_state_dir(store_root) / "optuna" / f"{dataset}.journal"

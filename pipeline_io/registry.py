@@ -48,7 +48,12 @@ def artifact_location(config: PipelineConfig) -> str:
         if endpoint:
             os.environ.setdefault("MLFLOW_S3_ENDPOINT_URL", endpoint)
         return f"{root}/mlartifacts"
-    return (Path(root).expanduser().resolve() / "mlartifacts").as_uri()
+    return layout.artifact_dir(root).as_uri()
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a local ``sqlite:///`` tracking URI; None for any other store."""
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0]) if uri.startswith("sqlite:///") else None
 
 
 @contextmanager
@@ -56,12 +61,12 @@ def one_process_at_a_time(uri: str) -> Iterator[None]:
     """For a local SQLite store, an exclusive lock beside the database while a process creates its
     schema or the experiment: two first runs at once would otherwise both create the tables, and one
     fails inside MLflow's migrations. Servers serialise this themselves."""
-    if not uri.startswith("sqlite:///"):
+    db = sqlite_path(uri)
+    if db is None:
         yield
         return
     import fcntl
 
-    db = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
     with open(db.with_name(f"{db.name}.lock"), "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:

@@ -39,10 +39,7 @@ def registry_signature(config: PipelineConfig) -> str | None:
 
 
 def _sqlite_path(config: PipelineConfig) -> Path | None:
-    uri = registry.tracking_uri(config)
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+    return registry.sqlite_path(registry.tracking_uri(config))
 
 
 def registry_view(config: PipelineConfig, summary: dict[str, Any]) -> dict[str, Any] | None:
