@@ -38,22 +38,23 @@ def bronze_flow(config_path: str, overrides: list[str] | None = None, config: Pi
 
 
 @flow(name="silver", on_completion=[let_server_settle])
-def silver_flow(config_path: str, overrides: list[str] | None = None, refresh: bool = False,
+def silver_flow(config_path: str, overrides: list[str] | None = None, refresh: bool = False, full_refresh: bool = False,
                 config: PipelineConfig | None = None) -> dict[str, Any]:
-    """Clean and validate every bronze batch into the silver layer; quarantine what fails."""
+    """Clean and validate the new bronze batches into silver (all of them with ``full_refresh``); quarantine what fails."""
     config = resolved_config(config_path, overrides, config)
-    return run_cached(silver.refine_silver, config, bronze.stored_bronze_fingerprint(config), "silver", refresh)
+    return run_cached(silver.refine_silver, config, bronze.stored_bronze_key(config), "silver", refresh, full_refresh=full_refresh)
 
 
 @flow(name="feature-pipeline", on_completion=[let_server_settle])
-def features_flow(config_path: str, overrides: list[str] | None = None, refresh: bool = False,
-                  config: PipelineConfig | None = None) -> dict[str, Any]:
-    """Engineer features from silver into the gold layer with its metadata."""
+def features_flow(config_path: str, overrides: list[str] | None = None, refresh: bool = False, full_refresh: bool = False,
+                  as_of: str | None = None, config: PipelineConfig | None = None) -> dict[str, Any]:
+    """Engineer features from what silver changed into gold with its metadata (from all of silver with
+    ``full_refresh``, or from silver as of a past version or time with ``as_of``)."""
     config = resolved_config(config_path, overrides, config)
     fingerprint = stored_fingerprint(config, "silver")
     if fingerprint is None:
         raise DataError(f"no silver layer for dataset '{config.dataset.name}' in {config.store.root}; run `pipeline-cli silver` first")
-    return run_cached(gold.build_gold_task, config, fingerprint, "gold", refresh)
+    return run_cached(gold.build_gold_task, config, fingerprint, "gold", refresh, full_refresh=full_refresh, as_of=as_of)
 
 
 STAGES = ("bronze", "silver", "gold", "training")
@@ -62,11 +63,12 @@ STAGES = ("bronze", "silver", "gold", "training")
 @flow(name="full-pipeline")
 def run_flow(config_path: str, overrides: list[str] | None = None, through: str = "training",
              predict_input: str | None = None, predict_output: str | None = None, refresh: bool = False,
-             config: PipelineConfig | None = None) -> list[dict[str, Any]]:
+             full_refresh: bool = False, config: PipelineConfig | None = None) -> list[dict[str, Any]]:
     """bronze -> silver -> gold -> training (or up to ``through``), each as a subflow; then, when
     ``predict_input`` and ``predict_output`` are given, a batch inference with the champion.
 
-    Unchanged inputs, config and code make every cached stage a cache hit; ``refresh`` recomputes them all."""
+    Unchanged inputs, config and code make every cached stage a cache hit; ``refresh`` recomputes them all,
+    ``full_refresh`` rebuilds silver and gold from every bronze batch."""
     if through not in STAGES:
         raise ConfigError(f"--through {through!r}: choose one of {', '.join(STAGES)}")
     if bool(predict_input) != bool(predict_output):
@@ -74,9 +76,9 @@ def run_flow(config_path: str, overrides: list[str] | None = None, through: str 
     config = resolved_config(config_path, overrides, config)
     summaries = [bronze_flow(config_path, overrides, config=config)]
     if through != "bronze":
-        summaries.append(silver_flow(config_path, overrides, refresh, config=config))
+        summaries.append(silver_flow(config_path, overrides, refresh, full_refresh, config=config))
     if through in ("gold", "training"):
-        summaries.append(features_flow(config_path, overrides, refresh, config=config))
+        summaries.append(features_flow(config_path, overrides, refresh, full_refresh, config=config))
     if through == "training":
         from flows.training import training_flow
 

@@ -16,16 +16,17 @@ from tasks.caching import run_cached, stored_fingerprint
 
 
 @flow(name="training-pipeline", on_completion=[let_server_settle])
-def training_flow(config_path: str, overrides: list[str] | None = None, refresh: bool = False,
+def training_flow(config_path: str, overrides: list[str] | None = None, refresh: bool = False, as_of: str | None = None,
                   config: PipelineConfig | None = None) -> dict[str, Any]:
     """Train, evaluate and register; the best model becomes `challenger`, `champion` only through the gate.
 
     Unchanged gold data, config and code reuse the last result, as long as the registry still holds
-    the model version it registered; ``refresh`` trains again regardless.
+    the model version it registered; ``refresh`` trains again regardless; ``as_of`` (a gold version or
+    an ISO time) trains on that past gold version.
     """
     config = resolved_config(config_path, overrides, config)
     fingerprint = stored_fingerprint(config, "gold")
     if fingerprint is None:
         raise DataError(f"no gold layer for dataset '{config.dataset.name}' in {config.store.root}; run `pipeline-cli features` first")
     return run_cached(training.train_stage, config, fingerprint, "training", refresh,
-                      still_valid=lambda summary: registry_view(config, summary))
+                      still_valid=lambda summary: registry_view(config, summary), as_of=as_of)

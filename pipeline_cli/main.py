@@ -26,8 +26,10 @@ config_app = typer.Typer(help="Check a config file or print its JSON Schema.", n
 demo_app = typer.Typer(help="Write deterministic synthetic datasets for the worked examples.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 models_app = typer.Typer(help="Inspect the MLflow model registry and move the champion alias.", no_args_is_help=True)
+store_app = typer.Typer(help="The store's Delta tables: commit history and vacuum.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo-data")
 app.add_typer(models_app, name="models")
+app.add_typer(store_app, name="store")
 
 ConfigOpt = Annotated[str, typer.Option("--config", "-c", help="Pipeline YAML config.")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: KEY.PATH=VALUE (repeatable).")]
@@ -47,6 +49,12 @@ DaskAddressOpt = Annotated[Optional[str], typer.Option(
     "--dask-address", help="Scheduler of an existing Dask cluster, e.g. tcp://host:8786 (implies --task-runner dask).")]
 RefreshOpt = Annotated[bool, typer.Option(
     "--refresh", help="Recompute cached stages even when their inputs, config and code are unchanged.")]
+FullRefreshOpt = Annotated[bool, typer.Option(
+    "--full-refresh", help="Rebuild silver and gold from every bronze batch, not only from the new ones.")]
+SilverAsOfOpt = Annotated[Optional[str], typer.Option(
+    "--as-of", metavar="VERSION|TIME", help="Build gold from silver as it was: a silver version, or an ISO time (2026-11-28T09:00:00Z).")]
+GoldAsOfOpt = Annotated[Optional[str], typer.Option(
+    "--as-of", metavar="VERSION|TIME", help="Train on gold as it was: a gold version, or an ISO time (2026-11-28T09:00:00Z).")]
 ExportOpt = Annotated[Optional[str], typer.Option(
     "--export", help="Also export the registered best model to this local folder, e.g. results/artifacts.")]
 
@@ -95,33 +103,36 @@ def bronze(config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, quiet
 
 
 @app.command("silver", help="Clean and validate bronze into silver; quarantine failing rows with reasons.")
-def silver(config: ConfigOpt, set_: SetOpt = None, refresh: RefreshOpt = False, json_: JsonOpt = False, quiet: QuietOpt = False,
-           verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
-    _run_flow(_options("silver", config, set_, json_, quiet, verbose, debug), "flows.layers", "silver_flow", refresh=refresh)
+def silver(config: ConfigOpt, set_: SetOpt = None, refresh: RefreshOpt = False, full_refresh: FullRefreshOpt = False, json_: JsonOpt = False,
+           quiet: QuietOpt = False, verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
+    _run_flow(_options("silver", config, set_, json_, quiet, verbose, debug), "flows.layers", "silver_flow", refresh=refresh,
+              full_refresh=full_refresh)
 
 
 @app.command("features", help="Engineer features from silver into gold (+ metadata and preprocessing config).")
-def features(config: ConfigOpt, set_: SetOpt = None, refresh: RefreshOpt = False, json_: JsonOpt = False, quiet: QuietOpt = False,
-             verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
-    _run_flow(_options("features", config, set_, json_, quiet, verbose, debug), "flows.layers", "features_flow", refresh=refresh)
+def features(config: ConfigOpt, set_: SetOpt = None, refresh: RefreshOpt = False, full_refresh: FullRefreshOpt = False,
+             as_of: SilverAsOfOpt = None, json_: JsonOpt = False, quiet: QuietOpt = False, verbose: VerboseOpt = False,
+             debug: DebugOpt = False) -> None:
+    _run_flow(_options("features", config, set_, json_, quiet, verbose, debug), "flows.layers", "features_flow", refresh=refresh,
+              full_refresh=full_refresh, as_of=as_of)
 
 
 @app.command("train", help="Tune and train every enabled model, register the best in MLflow behind the promotion gate.")
 def train(config: ConfigOpt, set_: SetOpt = None, n_workers: NWorkersOpt = None, task_runner: TaskRunnerOpt = None,
-          dask_address: DaskAddressOpt = None, export: ExportOpt = None, refresh: RefreshOpt = False, json_: JsonOpt = False,
-          quiet: QuietOpt = False, verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
+          dask_address: DaskAddressOpt = None, export: ExportOpt = None, refresh: RefreshOpt = False, as_of: GoldAsOfOpt = None,
+          json_: JsonOpt = False, quiet: QuietOpt = False, verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
     opts = _options("train", config, set_, json_, quiet, verbose, debug, training_overrides(n_workers, task_runner, dask_address, export))
-    _run_flow(opts, "flows.training", "training_flow", refresh=refresh)
+    _run_flow(opts, "flows.training", "training_flow", refresh=refresh, as_of=as_of)
 
 
 @app.command("run", help="Run every stage in order: bronze -> silver -> gold -> training.")
 def run(config: ConfigOpt, set_: SetOpt = None, through: ThroughOpt = "training", predict: PredictOpt = None,
         n_workers: NWorkersOpt = None, task_runner: TaskRunnerOpt = None, dask_address: DaskAddressOpt = None,
-        export: ExportOpt = None, refresh: RefreshOpt = False, json_: JsonOpt = False, quiet: QuietOpt = False,
-        verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
+        export: ExportOpt = None, refresh: RefreshOpt = False, full_refresh: FullRefreshOpt = False, json_: JsonOpt = False,
+        quiet: QuietOpt = False, verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
     opts = _options("run", config, set_, json_, quiet, verbose, debug, training_overrides(n_workers, task_runner, dask_address, export))
     _run_flow(opts, "flows.layers", "run_flow", through=through, predict_input=predict[0] if predict else None,
-              predict_output=predict[1] if predict else None, refresh=refresh)
+              predict_output=predict[1] if predict else None, refresh=refresh, full_refresh=full_refresh)
 
 
 # The stage names of the design documents, kept as aliases.
@@ -209,6 +220,56 @@ def monitor(config: ConfigOpt, set_: SetOpt = None,
             raise DriftDetected("drift: a recent batch crossed a monitoring threshold (see the table or --json)")
 
     execute(opts, body, render="monitor", after=drifted)
+
+
+@app.command("lineage", help="Where predictions (a predictions file) or a model version came from, back to the bronze batches.")
+def lineage(target: Annotated[str, typer.Argument(help="A predictions Parquet file, or models:/NAME/VERSION or models:/NAME@ALIAS.")],
+            config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False) -> None:
+    opts = Options(command="lineage", config=config, overrides=set_ or [], json=json_, debug=debug, log_file=False)
+
+    def body() -> Any:
+        from pipeline_core.config import load_config
+        from pipeline_io.lineage import chain
+
+        return chain(load_config(config, opts.overrides), target)
+
+    execute(opts, body, render="lineage")
+
+
+TableOpt = Annotated[Optional[str], typer.Option("--table", help="Only this table: bronze, silver, quarantine, gold or monitoring.")]
+
+
+@store_app.command("history", help="The newest commits of the dataset's tables: version, time, operation, rows, run.")
+def store_history(config: ConfigOpt, set_: SetOpt = None, table: TableOpt = None,
+                  limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Commits per table.")] = 10,
+                  json_: JsonOpt = False, debug: DebugOpt = False) -> None:
+    opts = Options(command="store-history", config=config, overrides=set_ or [], json=json_, debug=debug, log_file=False)
+
+    def body() -> Any:
+        from pipeline_core.config import load_config
+        from pipeline_core.errors import ConfigError
+        from pipeline_io import maintenance
+
+        if table not in (None, "bronze", "silver", "quarantine", "gold", "monitoring"):
+            raise ConfigError(f"--table {table!r}: choose bronze, silver, quarantine, gold or monitoring")
+        return maintenance.history(load_config(config, opts.overrides), table, limit)
+
+    execute(opts, body, render="store_history")
+
+
+@store_app.command("vacuum", help="Delete the files of table versions older than store.retention.days (they can no longer be read as of).")
+def store_vacuum(config: ConfigOpt, set_: SetOpt = None,
+                 dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count the files that would be deleted.")] = False,
+                 json_: JsonOpt = False, debug: DebugOpt = False) -> None:
+    opts = Options(command="store-vacuum", config=config, overrides=set_ or [], json=json_, debug=debug, log_file=False)
+
+    def body() -> Any:
+        from pipeline_core.config import load_config
+        from pipeline_io import maintenance
+
+        return maintenance.vacuum(load_config(config, opts.overrides), dry_run)
+
+    execute(opts, body, render="mapping")
 
 
 @config_app.command("validate", help="Validate a config file (with overrides) and print the resolved config.")

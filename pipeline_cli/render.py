@@ -10,7 +10,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-_STATUS_STYLE = {"ran": "green", "ingested": "green", "cached": "cyan", "skipped": "cyan"}
+_STATUS_STYLE = {"ran": "green", "ingested": "green", "cached": "cyan", "skipped": "cyan", "unchanged": "cyan"}
 
 
 LEADERBOARD_METRICS = ["roc_auc", "pr_auc", "f1", "mcc"]  # all 11 are in --json, the CSV artifact and MLflow
@@ -79,25 +79,67 @@ def _details(s: dict[str, Any]) -> str:
         text = f"batch {s['batch_id']}"
         if s["status"] == "skipped":
             text += " (identical content already stored)"
+        else:
+            text += f" committed as bronze version {s['version']}"
         if any(change.values()):
             text += f"; schema change {json.dumps(change)}"
         return text
     if s["layer"] == "silver":
+        versions = s.get("versions") or {}
+        where = f"data v{versions.get('data')}, quarantine v{versions.get('quarantine')} ({s.get('table_rows', 0):,} rows)"
+        if s["status"] == "unchanged":
+            return f"no new bronze batch; up to date at {where}"
+        if s["status"] == "cached":
+            return f"cache hit at {where}"
         rules = s.get("quarantined_by_rule") or {}
-        text = "quarantined: " + (", ".join(f"{k}={v}" for k, v in rules.items()) or "none")
+        text = f"{s.get('mode', 'full')} run -> {where}; quarantined: " + (", ".join(f"{k}={v}" for k, v in rules.items()) or "none")
+        if s.get("superseded_rows"):
+            text += f"; {s['superseded_rows']:,} row(s) updated by a later batch's record of their id"
         if s.get("repeated_rows") and not s.get("repeats_quarantined"):
             text += (f"; {s['repeated_rows']:,} repeated rows kept as observations (no id column; "
                      "cleaning.deduplicate: true quarantines them)")
         return text
     if s["layer"] == "gold":
         missing = s.get("missing_values") or {}
-        text = f"feature version {s['feature_version']}; {s['numeric']} numeric, {s['categorical']} categorical"
+        text = f"v{s.get('version')} from silver v{s.get('silver_version')}"
+        text += " (up to date)" if s["status"] == "unchanged" else (f" ({s['mode']} run)" if s.get("mode") else "")
+        text += f"; feature version {s['feature_version']}; {s['numeric']} numeric, {s['categorical']} categorical"
         if s.get("set_aside"):
             text += "; not features: " + ", ".join(f"{c} ({r})" for c, r in s["set_aside"].items())
         if missing:
             text += "; missing: " + ", ".join(f"{k} {v:.1%}" for k, v in list(missing.items())[:5])
         return text
     return ""
+
+
+def lineage(console: Console, data: dict[str, Any], elapsed: float, log_path: Path | None) -> None:
+    if p := data.get("predictions"):
+        console.print(f"[bold]predictions[/] {p['path']}", highlight=False)
+    m, r, g, s, b = data["model"], data["run"], data["gold"], data["silver"], data["bronze"]
+    aliases = f" ({', '.join(m['aliases'])})" if m["aliases"] else ""
+    console.print(f"  <- [bold]model[/] models:/{m['name']}/{m['version']}{aliases}", highlight=False)
+    console.print(f"  <- [bold]MLflow run[/] {r['run_id']} ({r['model']}; training run {r['parent_run_id']})", highlight=False)
+    console.print(f"  <- [bold]gold[/] {g['table']} version {g['version']} ({g['rows']:,} rows, feature version {g['feature_version']})",
+                  highlight=False)
+    console.print(f"  <- [bold]silver[/] {s['table']} version {s['version']} ({s['rows']:,} rows; quarantine version "
+                  f"{s['quarantine_version']})", highlight=False)
+    console.print(f"  <- [bold]bronze[/] {b['table']} version {b['version']}, {len(b['batches'])} batch(es):", highlight=False)
+    for batch in b["batches"]:
+        console.print(f"       {batch['batch_id']}  {batch['rows']:,} rows from {batch['source']} at {batch['ingested_at'][:19]}",
+                      highlight=False)
+
+
+def store_history(console: Console, rows: list[dict[str, Any]], elapsed: float, log_path: Path | None) -> None:
+    if not rows:
+        console.print("no tables yet; `pipeline-cli run` writes them")
+        return
+    table = Table(title="Table history (newest first)", title_justify="left")
+    for col in ("Table", "Version", "When", "Operation", "Rows", "Layer run"):
+        table.add_column(col)
+    for r in rows:
+        facts = ", ".join(f"{k}={v}" for k, v in r.items() if k in ("mode", "batch_id", "silver_version", "bronze_version", "restored_to"))
+        table.add_row(r["name"], str(r["version"]), r["time"][:19], str(r["operation"]), "" if r["rows"] is None else f"{r['rows']:,}", facts)
+    console.print(table)
 
 
 def config(console: Console, data: dict[str, Any], elapsed: float, log_path: Path | None) -> None:

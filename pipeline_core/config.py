@@ -49,9 +49,16 @@ class S3Settings(StrictModel):
     region: str | None = Field(None, description="Default: $AWS_REGION or $AWS_DEFAULT_REGION, else us-east-1.")
 
 
+class RetentionConfig(StrictModel):
+    """How long old table versions stay readable (time travel, --as-of) before `store vacuum` may delete their files."""
+
+    days: float = Field(7.0, ge=0, description="Versions newer than this many days stay readable after `pipeline-cli store vacuum`.")
+
+
 class StoreConfig(StrictModel):
     root: str = Field("data/store", min_length=1, description="Local folder or s3://bucket/prefix holding the layers.")
     s3: S3Settings = Field(default_factory=S3Settings)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
 
 class RangeRule(StrictModel):

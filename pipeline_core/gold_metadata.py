@@ -32,8 +32,8 @@ def describe_gold(config: PipelineConfig, spec: FeatureSpec, silver_report: dict
     rows = next(iter(profile.values()))["rows"] if profile else 0
     numeric = [c for c, r in roles.items() if r == "numeric"]
     categorical = [c for c, r in roles.items() if r == "categorical"]
-    feature_version = digest(code_version, spec.to_dict(), config.section_json("features", "preprocessing"),
-                             silver_report["fingerprint"])[:12]
+    # what the features are, not which rows they were computed on: tables carry versions for that
+    feature_version = digest(code_version, spec.to_dict(), config.section_json("features", "preprocessing"))[:12]
     columns = column_entries(profile, roles, stats, levels)
     prep = config.preprocessing
     preprocessing = {
@@ -59,8 +59,7 @@ def describe_gold(config: PipelineConfig, spec: FeatureSpec, silver_report: dict
         "missing_values": {c["name"]: c["null_rate"] for c in columns if c["null_count"]},
         "feature_spec": spec.to_dict(),
         "cleaning_spec": silver_report["cleaning_spec"],
-        "sources": {"silver_fingerprint": silver_report["fingerprint"], "bronze_fingerprint": silver_report["input_fingerprint"]},
+        "sources": {"silver": silver_report["fingerprint"], "bronze": silver_report["input_fingerprint"]},
         "code_version": code_version,
-        "fingerprint": digest(feature_version, silver_report["fingerprint"]),
     }
     return preprocessing, metadata

@@ -1,12 +1,20 @@
 """Every path of the store, built in one place.
 
 ```
-<root>/bronze/<dataset>/batch=<id>/{data.parquet,_batch.json}
-<root>/silver/<dataset>/{data.parquet,validation_report.json,quarantine/quarantine.parquet}
-<root>/gold/<dataset>/{features.parquet,features_metadata.json,preprocessing_config.json}
-<root>/monitoring/<dataset>/batches/<time>.json
+<root>/bronze/<dataset>/                          Delta table, one partition per batch (_batch_id)
+<root>/silver/<dataset>/data/                     Delta table (change data feed on)
+<root>/silver/<dataset>/quarantine/               Delta table: failed rows, raw, with _reason
+<root>/silver/<dataset>/validation_report.json    the current report: names the versions above
+<root>/silver/<dataset>/reports/v<N>.json         the report of silver data version N
+<root>/gold/<dataset>/features/                   Delta table
+<root>/gold/<dataset>/features_metadata.json      the current metadata: names the gold version
+<root>/gold/<dataset>/metadata/v<N>.json          the metadata of gold version N (with its preprocessing config)
+<root>/gold/<dataset>/preprocessing_config.json   the current preprocessing config, for people
+<root>/monitoring/<dataset>/batches/              Delta table: one row per scored batch
 <local root or ./results>/{mlflow.db,mlartifacts/,optuna/<dataset>.journal}
 ```
+Every record in the store names tables by paths relative to the root, so a store can be copied,
+moved or synced to another bucket.
 """
 
 from __future__ import annotations
@@ -15,37 +23,29 @@ from pathlib import Path
 
 from pipeline_io.store import Store
 
-BATCH_MARKER = "_batch.json"
 
-
-def bronze_root(store: Store, dataset: str) -> str:
+def bronze_table(store: Store, dataset: str) -> str:
     return store.uri("bronze", dataset)
-
-
-def bronze_batch(store: Store, dataset: str, batch_id: str) -> dict[str, str]:
-    folder = f"{bronze_root(store, dataset)}/batch={batch_id}"
-    return {"folder": folder, "data": f"{folder}/data.parquet", "marker": f"{folder}/{BATCH_MARKER}"}
 
 
 def silver_paths(store: Store, dataset: str) -> dict[str, str]:
     root = store.uri("silver", dataset)
-    return {
-        "data": f"{root}/data.parquet",
-        "quarantine": f"{root}/quarantine/quarantine.parquet",
-        "report": f"{root}/validation_report.json",
-    }
+    return {"data": f"{root}/data", "quarantine": f"{root}/quarantine", "report": f"{root}/validation_report.json",
+            "reports": f"{root}/reports"}
 
 
 def gold_paths(store: Store, dataset: str) -> dict[str, str]:
     root = store.uri("gold", dataset)
-    return {
-        "features": f"{root}/features.parquet",
-        "metadata": f"{root}/features_metadata.json",
-        "preprocessing": f"{root}/preprocessing_config.json",
-    }
+    return {"features": f"{root}/features", "metadata": f"{root}/features_metadata.json",
+            "preprocessing": f"{root}/preprocessing_config.json", "versions": f"{root}/metadata"}
 
 
-def monitoring_batches(store: Store, dataset: str) -> str:
+def version_record(folder: str, version: int) -> str:
+    """The record of one table version: fixed-width so that names sort by version."""
+    return f"{folder}/v{version:08d}.json"
+
+
+def monitoring_table(store: Store, dataset: str) -> str:
     return store.uri("monitoring", dataset, "batches")
 
 

@@ -1,5 +1,6 @@
-"""Parquet files written by pyarrow with an encoding chosen per column from the first rows.
+"""The predictions' Parquet files, written chunk by chunk by pyarrow with an encoding chosen per column.
 
+(The layers are Delta tables written by deltalake; this writer serves the scored batches.)
 polars' own writer tries a dictionary for every column and only falls back to plain values
 once the dictionary overflows, which is most of its cost on ids, amounts and free text. The
 choice, per column:
@@ -11,13 +12,11 @@ choice, per column:
 - other text: plain.
 
 Column statistics (min/max) are kept for every column but text: they let readers skip row
-groups on numbers and times, while min/max of raw text serve no query and cost CPU. pyarrow
-writes on one thread while polars computes the next rows on its own.
+groups on numbers and times, while min/max of raw text serve no query and cost CPU.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 import polars as pl
@@ -25,9 +24,7 @@ import polars as pl
 COMPRESSION = "zstd"
 COMPRESSION_LEVEL = 1  # polars' default level 3 costs more CPU for barely smaller files
 FEW_DISTINCT = 0.01  # a column gets a dictionary when at most this share of its first rows are distinct
-ROW_GROUP_BYTES = 16 * 2**20  # in memory; polars reads whole groups ahead, so larger groups cost memory on re-read
 ROW_GROUP_MAX_ROWS = 1_000_000
-BATCH_ROWS = 100_000
 
 
 def encoding_plan(frame: pl.DataFrame) -> tuple[list[str], dict[str, str], list[str]]:
@@ -112,46 +109,3 @@ class ParquetChunkWriter:
         self.writer = pq.ParquetWriter(self.path, schema, use_dictionary=dictionary, column_encoding=encoding or None,
                                        write_statistics=statistics if self.statistics else False,
                                        compression=self.compression, **level)
-
-
-def _row_groups(batches: Iterable[pl.DataFrame]) -> Iterator[pl.DataFrame]:
-    """Streamed batches regrouped into row groups of about ``ROW_GROUP_BYTES``."""
-    pending: list[pl.DataFrame] = []
-    size = rows = 0
-    for batch in batches:
-        pending.append(batch)
-        size += batch.estimated_size()
-        rows += batch.height
-        if size >= ROW_GROUP_BYTES or rows >= ROW_GROUP_MAX_ROWS:
-            yield pl.concat(pending, rechunk=False)
-            pending, size, rows = [], 0, 0
-    if pending:
-        yield pl.concat(pending, rechunk=False)
-
-
-def mostly_text(schema: pl.Schema) -> bool:
-    return sum(dtype == pl.String for dtype in schema.values()) * 2 > len(schema)
-
-
-def write_parquet(frame: pl.LazyFrame | pl.DataFrame, path: str, *, compression: str = COMPRESSION, statistics: bool = True) -> None:
-    """Write ``frame`` to ``path``, streamed when lazy, so memory follows the row group."""
-    schema = frame.collect_schema()
-    if mostly_text(schema):
-        # Text has no cheaper encoding to pick, and polars' writer encodes on every core where
-        # pyarrow's uses one.
-        level = {"compression_level": COMPRESSION_LEVEL} if compression == "zstd" else {}
-        sink = frame.sink_parquet if isinstance(frame, pl.LazyFrame) else frame.write_parquet
-        sink(path, compression=compression, statistics=False, **level)
-        return
-    if isinstance(frame, pl.LazyFrame):
-        batches: Iterable[pl.DataFrame] = frame.collect_batches(chunk_size=BATCH_ROWS)
-    else:
-        batches = frame.iter_slices(BATCH_ROWS)
-    writer = ParquetChunkWriter(path, compression=compression, statistics=statistics)
-    try:
-        for group in _row_groups(batches):
-            writer.write(group)
-    except BaseException:
-        writer.abandon()  # the caller removes the file; the query's own error is the one to report
-        raise
-    writer.close(pl.DataFrame(schema=schema))

@@ -1,22 +1,40 @@
-"""Layers read back for a consumer: the gold table and its metadata as one training run's data."""
+"""Layers read back for a consumer: a gold version and its metadata as one training run's data."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pipeline_core.config import PipelineConfig
-from pipeline_core.errors import DataError
+from pipeline_core.errors import DataError, StorageError
 from pipeline_core.modeling.holdout import TrainingData
 from pipeline_core.modeling.training import split_data, to_pandas_features
-from pipeline_io import layout
+from pipeline_io import delta, layout
 from pipeline_io.store import Store
 
 
-def load_training_data(config: PipelineConfig, store: Store) -> TrainingData:
-    paths = layout.gold_paths(store, config.dataset.name)
+def gold_metadata(store: Store, dataset: str, as_of: str | None = None) -> dict[str, Any]:
+    """The current gold metadata, or that of the gold version current ``as_of`` (a version or an ISO time)."""
+    paths = layout.gold_paths(store, dataset)
     if not store.exists(paths["metadata"]):
-        raise DataError(f"no gold layer for dataset '{config.dataset.name}' in {store.root}; run `pipeline-cli features` first")
-    meta = store.read_json(paths["metadata"])
-    prep = store.read_json(paths["preprocessing"])
-    gold = store.scan_parquet(paths["features"]).collect()
+        raise DataError(f"no gold layer for dataset '{dataset}' in {store.root}; run `pipeline-cli features` first")
+    if as_of is None:
+        return store.read_json(paths["metadata"])
+    wanted = delta.resolve_version(store, paths["features"], as_of)
+    record = layout.version_record(paths["versions"], wanted)
+    if not store.exists(record):
+        raise StorageError(f"gold/{dataset}: version {wanted} has no metadata (a run that did not finish made it); "
+                           "pick another version from `pipeline-cli store history`")
+    return store.read_json(record)
+
+
+def load_training_data(config: PipelineConfig, store: Store, as_of: str | None = None) -> TrainingData:
+    meta = gold_metadata(store, config.dataset.name, as_of)
+    prep = meta["preprocessing"]
+    uri = layout.gold_paths(store, config.dataset.name)["features"]
+    with delta.reading(store, {uri: meta["version"]}):
+        gold = delta.scan(store, uri, meta["version"]).collect()
+    # tables keep no row order and the split depends on it: one order per version, whatever the files' order
+    gold = gold.sort(prep["id_column"] or gold.columns, maintain_order=True)
     X = to_pandas_features(gold, prep["numeric_columns"], prep["categorical_columns"])
     y = gold[prep["target"]].to_numpy()
     return TrainingData(gold, meta, prep, split_data(X, y, config.training))

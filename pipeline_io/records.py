@@ -1,26 +1,37 @@
-"""The record of scored batches: one JSON per batch under the store, read back by `monitor`."""
+"""The record of scored batches: a Delta table under the store, one row per batch, read back by `monitor`."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
 from typing import Any
 
-from pipeline_io import layout
+import polars as pl
+
+from pipeline_io import delta, layout
 from pipeline_io.store import Store
 
 
 def record_batch(store: Store, dataset: str, summary: dict[str, Any]) -> str:
-    """Keep a scored batch's summary and drift report; names sort by time, never collide."""
-    stamp = datetime.fromisoformat(summary["inference_timestamp"]).strftime("%Y%m%dT%H%M%S%fZ")
-    uri = f"{layout.monitoring_batches(store, dataset)}/{stamp}.json"
-    store.write_json(uri, summary)
-    return uri
+    """Append a scored batch's summary and drift report (one commit); returns the table's path in the store."""
+    uri = layout.monitoring_table(store, dataset)
+    model = summary.get("model") or {}
+    row = pl.DataFrame({
+        "inference_timestamp": [summary["inference_timestamp"]],
+        "output": [str(summary.get("output"))],
+        "model_name": [str(model.get("name") or "")],
+        "model_version": [str(model.get("version") or "")],
+        "rows_scored": [int(summary.get("rows_scored") or 0)],
+        "drift_status": [str(summary.get("drift_status"))],
+        "summary": [json.dumps(summary, default=str)],
+    })
+    delta.write(store, uri, row, mode="append", run_id=delta.new_run_id(), facts={"layer": "monitoring", "output": summary.get("output")})
+    return store.relative(uri)
 
 
 def recent_batches(store: Store, dataset: str, last: int) -> list[dict[str, Any]]:
     """The ``last`` most recent batch records, newest first."""
-    folder = layout.monitoring_batches(store, dataset)
-    if not store.exists(folder):
+    uri = layout.monitoring_table(store, dataset)
+    if last <= 0 or delta.table(store, uri) is None:
         return []
-    names = sorted(p.rsplit("/", 1)[-1] for p in store.fs.ls(folder, detail=False) if p.endswith(".json"))
-    return [store.read_json(f"{folder}/{n}") for n in reversed(names[-last:])] if last > 0 else []
+    rows = delta.scan(store, uri).sort("inference_timestamp", descending=True).head(last).select("summary").collect()
+    return [json.loads(s) for s in rows["summary"].to_list()]

@@ -65,14 +65,10 @@ def one_process_at_a_time(uri: str) -> Iterator[None]:
     if db is None:
         yield
         return
-    import fcntl
+    from pipeline_io.locks import exclusive
 
-    with open(db.with_name(f"{db.name}.lock"), "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with exclusive(db.with_name(f"{db.name}.lock")):
+        yield
 
 
 def registered_model_name(config: PipelineConfig) -> str:

@@ -1,25 +1,20 @@
-"""The layer store: a local folder or an s3:// prefix, written atomically (paths: `layout`).
+"""The layer store: a local folder or an s3:// prefix (paths: `layout`, tables: `delta`).
 
-Every write goes to a temporary name first and is then renamed (local) or uploaded in a
-single put (object storage), so a crash never leaves a half-written file behind. Readers
-treat a folder's metadata JSON, written last, as its commit marker.
+The layers' data are Delta tables; what this module writes is the small JSON beside them
+(reports, metadata), each to a temporary name and then renamed (local) or uploaded in a
+single put (object storage), so a crash never leaves a half-written file behind.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from pipeline_core.config import PipelineConfig, S3Settings
 from pipeline_core.errors import StorageError
-from pipeline_io.atomic import atomic_path, write_bytes_atomic
-from pipeline_io.parquet import write_parquet
+from pipeline_io.atomic import write_bytes_atomic
 from pipeline_io.s3 import is_s3, polars_storage_options, s3_filesystem
 
 log = logging.getLogger(__name__)
@@ -82,23 +77,12 @@ class Store:
     def exists(self, uri: str) -> bool:
         return bool(self.fs.exists(uri))
 
-    def list_dirs(self, uri: str) -> list[str]:
-        """Names of the immediate sub-folders (sorted); empty when the folder is absent."""
-        if not self.exists(uri):
-            return []
-        entries = self.fs.ls(uri, detail=True)
-        names = [e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "directory"]
-        return sorted(names)
-
     def read_json(self, uri: str) -> Any:
         try:
             with self.fs.open(uri, "rb") as fh:
                 return json.loads(fh.read())
         except FileNotFoundError:
             raise StorageError(f"{uri} not found; run the stage that writes it first") from None
-
-    def scan_parquet(self, uris: list[str] | str) -> pl.LazyFrame:
-        return pl.scan_parquet(uris, storage_options=self.polars_options)
 
     # -- writes (atomic) -------------------------------------------------------------
     def write_json(self, uri: str, data: Any) -> None:
@@ -113,17 +97,6 @@ class Store:
             self.fs.pipe_file(uri, payload)  # one PUT: the object appears whole or not at all
             return
         write_bytes_atomic(uri, payload)
-
-    def write_parquet(self, frame: pl.LazyFrame | pl.DataFrame, uri: str) -> None:
-        """Stream a frame into Parquet at ``uri`` without ever exposing a partial file."""
-        if self.remote:
-            with tempfile.TemporaryDirectory(prefix="pipeline-upload-") as tmpdir:
-                local = os.path.join(tmpdir, "part.parquet")
-                write_parquet(frame, local)
-                self.fs.put_file(local, uri)
-            return
-        with atomic_path(uri) as tmp:
-            write_parquet(frame, str(tmp))
 
     def remove(self, uri: str) -> None:
         if self.exists(uri):

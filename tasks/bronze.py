@@ -1,7 +1,8 @@
-"""Bronze: raw batches, append-only, with lineage.
+"""Bronze: raw batches in one append-only Delta table, with lineage.
 
-Each batch is ``data.parquet`` plus ``_batch.json`` written last as its commit marker (see
-`pipeline_io.layout`); a batch whose marker is missing never happened.
+Each batch is one append commit to ``bronze/<dataset>`` (its own ``_batch_id`` partition), so a
+batch is either wholly in the table or not at all. The batch id ends with the source's content
+fingerprint, which is how identical content is recognised and skipped.
 """
 
 from __future__ import annotations
@@ -17,92 +18,98 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from pipeline_core.cleaning import lineage_columns, schema_diff
+from pipeline_core.cleaning import LINEAGE_COLUMNS, schema_diff, with_lineage
 from pipeline_core.config import PipelineConfig
 from pipeline_core.errors import DataError
-from pipeline_core.fingerprint import digest
-from pipeline_io import layout, sources
+from pipeline_io import delta, layout, sources
 from pipeline_io.store import Store, open_store
 from tasks.caching import retry_transient
 
 log = logging.getLogger(__name__)
 
-
-def list_batches(store: Store, dataset: str) -> list[dict[str, Any]]:
-    """Committed batches, oldest first."""
-    root = layout.bronze_root(store, dataset)
-    batches = []
-    for name in store.list_dirs(root):
-        marker = f"{root}/{name}/{layout.BATCH_MARKER}"
-        if name.startswith("batch=") and store.exists(marker):
-            batches.append(store.read_json(marker))
-    return sorted(batches, key=lambda b: b["batch_id"])
+BATCH = "_batch_id"
+FINGERPRINT_CHARS = 16  # of the content fingerprint kept at the end of a batch id
 
 
-def committed_batches(store: Store, dataset: str) -> list[dict[str, Any]]:
-    """Committed batches, oldest first; a DataError when there are none."""
-    batches = list_batches(store, dataset)
-    if not batches:
+def batch_ids(store: Store, dataset: str, at: int | None = None) -> list[str]:
+    """Committed batch ids, oldest first (ids start with their ingestion time)."""
+    dt = delta.table(store, layout.bronze_table(store, dataset), at)
+    return [] if dt is None else sorted(p[BATCH] for p in dt.partitions())
+
+
+def list_batches(store: Store, dataset: str, at: int | None = None) -> list[dict[str, Any]]:
+    """Committed batches, oldest first, with their source, ingestion time and row count."""
+    if not batch_ids(store, dataset, at):
+        return []
+    frame = delta.scan(store, layout.bronze_table(store, dataset), at).group_by(BATCH, "_source", "_ingested_at").agg(pl.len().alias("rows"))
+    rows = frame.sort(BATCH).collect().to_dicts()
+    return [{"batch_id": r[BATCH], "source": r["_source"], "ingested_at": r["_ingested_at"].isoformat(), "rows": r["rows"]} for r in rows]
+
+
+def bronze_state(store: Store, dataset: str) -> dict[str, Any]:
+    """The bronze table's version, cache key and batch ids; a DataError when there are no batches."""
+    uri = layout.bronze_table(store, dataset)
+    dt = delta.table(store, uri)
+    if dt is None:
         raise DataError(f"no bronze batches for dataset '{dataset}' in {store.root}; run `pipeline-cli bronze` first")
-    return batches
+    return {"version": dt.version(), "key": delta.table_key(store, uri), "batches": batch_ids(store, dataset)}
 
 
-def scan_bronze(store: Store, dataset: str) -> pl.LazyFrame:
-    """All committed batches, oldest first; batches with different columns are aligned by name."""
-    # each batch's data is found from its id, never from a stored path, so a moved store reads its own files
-    frames = [store.scan_parquet(layout.bronze_batch(store, dataset, b["batch_id"])["data"]) for b in committed_batches(store, dataset)]
-    return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+def scan_bronze(store: Store, dataset: str, at: int, batches: list[str] | None = None) -> pl.LazyFrame:
+    """Bronze as of version ``at``; only ``batches`` when given (read from their partitions only).
 
-
-def bronze_fingerprint(store: Store, dataset: str) -> str:
-    """One fingerprint for the set of committed bronze batches (the silver layer's input)."""
-    return digest([b["fingerprint"] for b in committed_batches(store, dataset)])
+    Tables keep no row order: input order is in the data, as ``_batch_id`` (time first) and ``_row``.
+    """
+    frame = delta.scan(store, layout.bronze_table(store, dataset), at)
+    if batches is not None:
+        frame = frame.filter(pl.col(BATCH).is_in(batches))
+    raw = [c for c in frame.collect_schema() if c not in LINEAGE_COLUMNS]
+    return frame.select(*raw, *LINEAGE_COLUMNS)
 
 
 def ingest_batch(config: PipelineConfig, store: Store, local_path: Path, now: datetime | None = None) -> dict[str, Any]:
-    """Write one bronze batch from a fetched source, unless identical content is already there."""
+    """Append one bronze batch from a fetched source, unless identical content is already there."""
     ds = config.dataset
+    uri = layout.bronze_table(store, ds.name)
     fmt = sources.detect_format(ds.source, ds.format)
     frame = sources.scan_source(local_path, fmt, ds.table, ds.csv_separator)
-    fingerprint = sources.file_fingerprint(local_path, extra=f"table={ds.table or ''}")
-    batches = list_batches(store, ds.name)
-    for batch in batches:
-        if batch["fingerprint"] == fingerprint:
-            log.info("bronze: content of %s already ingested as batch %s; skipped", ds.source, batch["batch_id"])
-            return {**batch, "status": "skipped", "rows_in": batch["rows"], "rows_out": 0}
+    fingerprint = sources.file_fingerprint(local_path, extra=f"table={ds.table or ''}")[:FINGERPRINT_CHARS]
+    for batch_id in batch_ids(store, ds.name):
+        if batch_id.endswith(fingerprint):
+            log.info("bronze: content of %s already ingested as batch %s; skipped", ds.source, batch_id)
+            return {"batch_id": batch_id, "status": "skipped", "rows": 0, "rows_in": 0, "rows_out": 0, "fingerprint": fingerprint,
+                    "schema_change": {"added": [], "removed": [], "changed": {}}, "version": delta.version(store, uri)}
 
     now = now or datetime.now(timezone.utc)
-    batch_id = f"{now:%Y%m%dT%H%M%S%fZ}-{fingerprint[:8]}"
-    paths = layout.bronze_batch(store, ds.name, batch_id)
+    batch_id = f"{now:%Y%m%dT%H%M%S%fZ}-{fingerprint}"
     columns = {c: str(t) for c, t in frame.collect_schema().items()}
+    current = delta.table(store, uri)
+    previous = None
+    if current is not None:
+        schema = pl.scan_delta(current).collect_schema()
+        previous = {c: str(t) for c, t in schema.items() if c not in LINEAGE_COLUMNS}
+    change = schema_diff(previous, columns)
+    if change["changed"]:
+        raise DataError(f"{local_path}: columns changed type since the previous batch {change['changed']}; "
+                        "bronze keeps one type per column: convert the source, or ingest it as a new dataset")
+    run_id = delta.new_run_id()
+    delta.fault_point("bronze:before-commit")
     try:
-        store.write_parquet(frame.with_columns(lineage_columns(ds.source, batch_id, now.replace(tzinfo=None))), paths["data"])
-    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as exc:
-        store.remove(paths["folder"])
+        version = delta.write(store, uri, with_lineage(frame, ds.source, batch_id, now.replace(tzinfo=None)),
+                              mode="append", run_id=run_id, partition_by=[BATCH],
+                              facts={"layer": "bronze", "batch_id": batch_id, "source": ds.source, "format": fmt})
+    except pl.exceptions.PolarsError as exc:
+        store.remove(f"{uri}/{BATCH}={batch_id}")  # the files of a write that never committed: no version names them
+        if current is None and not store.exists(f"{uri}/_delta_log"):
+            store.remove(uri)
         raise DataError(f"{local_path}: cannot be read as {fmt} ({str(exc).splitlines()[0][:200]})") from None
-    rows = store.scan_parquet(paths["data"]).select(pl.len()).collect().item()
-    if rows == 0:
-        store.remove(paths["folder"])
-        raise DataError(f"{local_path}: no data rows")
-    previous = batches[-1]["columns"] if batches else None
-    marker = {
-        "batch_id": batch_id,
-        "dataset": ds.name,
-        "source": ds.source,
-        "format": fmt,
-        "table": ds.table,
-        "fingerprint": fingerprint,
-        "rows": rows,
-        "columns": columns,
-        "schema_change": schema_diff(previous, columns),
-        "ingested_at": now.isoformat(),
-        "path": store.relative(paths["data"]),
-    }
-    store.write_json(paths["marker"], marker)
-    change = marker["schema_change"]
+    delta.fault_point("bronze:after-commit")
+    rows = int(delta.committed(store, uri, run_id)["operationMetrics"].get("num_added_rows", 0))
     if any(change.values()):
         log.warning("bronze: schema changed since the previous batch: %s", change)
-    return {**marker, "status": "ingested", "rows_in": rows, "rows_out": rows}
+    return {"batch_id": batch_id, "dataset": ds.name, "source": ds.source, "format": fmt, "table": ds.table, "fingerprint": fingerprint,
+            "rows": rows, "columns": columns, "schema_change": change, "ingested_at": now.isoformat(), "version": version,
+            "status": "ingested", "rows_in": rows, "rows_out": rows}
 
 
 @task(name="fetch-source", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 2, 4], retry_condition_fn=retry_transient)
@@ -119,7 +126,7 @@ def ingest_bronze(config: PipelineConfig, local_path: str) -> dict[str, Any]:
     summary = {
         "layer": "bronze", "status": result["status"], "rows_in": result["rows_in"], "rows_out": result["rows_out"],
         "quarantined": 0, "batch_id": result["batch_id"], "fingerprint": result["fingerprint"],
-        "schema_change": result["schema_change"], "seconds": round(time.perf_counter() - start, 3),
+        "schema_change": result["schema_change"], "version": result["version"], "seconds": round(time.perf_counter() - start, 3),
     }
     if result["status"] == "skipped":
         logger.info("bronze: identical content already stored as batch %s; nothing written", result["batch_id"])
@@ -128,6 +135,7 @@ def ingest_bronze(config: PipelineConfig, local_path: str) -> dict[str, Any]:
     return summary
 
 
-@task(name="list-bronze", cache_policy=NO_CACHE)
-def stored_bronze_fingerprint(config: PipelineConfig) -> str:
-    return bronze_fingerprint(open_store(config), config.dataset.name)
+@task(name="bronze-version", cache_policy=NO_CACHE)
+def stored_bronze_key(config: PipelineConfig) -> str:
+    """The bronze table's cache key (silver's input)."""
+    return bronze_state(open_store(config), config.dataset.name)["key"]

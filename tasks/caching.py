@@ -1,7 +1,9 @@
-"""Cache keys built from content fingerprints, config sections and code versions only.
+"""Cache keys built from table versions, config sections and code versions only.
 
 Prefect's default policy hashes task inputs (slow or unstable for frames) and ignores the
-code a task calls; these keys name exactly what a stage's output depends on.
+code a task calls; these keys name exactly what a stage's output depends on. A layer's input
+is named by its Delta table's id and version (`pipeline_io.delta.table_key`), never by hashing
+its files.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 @task(name="stored-fingerprint", cache_policy=NO_CACHE)
 def stored_fingerprint(config: PipelineConfig, layer: str) -> str | None:
-    """The fingerprint recorded in a layer's commit marker, or None when the layer is absent."""
+    """The table key (``<id>@v<version>``) the layer's report or metadata names, or None when the layer is absent."""
     store = open_store(config)
     name = config.dataset.name
     uri = layout.silver_paths(store, name)["report"] if layer == "silver" else layout.gold_paths(store, name)["metadata"]
@@ -60,17 +62,19 @@ def stored_fingerprint(config: PipelineConfig, layer: str) -> str | None:
 
 
 def run_cached(stage_task: Any, config: PipelineConfig, input_fingerprint: str, layer: str, refresh: bool = False,
-               still_valid: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None) -> dict[str, Any]:
+               still_valid: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None, **options: Any) -> dict[str, Any]:
     """Run a cached stage; trust a cache hit only while the stored output is the one it describes.
 
     ``still_valid`` checks a cached summary against the world (default: the layer's stored
-    fingerprint) and returns what to refresh in it, or None to recompute. ``refresh`` recomputes
-    regardless and replaces the cached result.
+    table key) and returns what to refresh in it, or None to recompute. ``refresh`` recomputes
+    regardless and replaces the cached result; so does any of ``options`` that is set (e.g.
+    ``full_refresh``, ``as_of``), which are passed to the stage.
     """
     start = time.perf_counter()
-    if refresh:
-        get_run_logger().info("%s: refresh requested; recomputing even if cached", layer)
-        return stage_task.with_options(refresh_cache=True)(config, input_fingerprint=input_fingerprint)
+    options = {k: v for k, v in options.items() if v}
+    if refresh or options:
+        get_run_logger().info("%s: %s requested; recomputing even if cached", layer, ", ".join(options) or "refresh")
+        return stage_task.with_options(refresh_cache=True)(config, input_fingerprint=input_fingerprint, **options)
     state = stage_task(config, input_fingerprint=input_fingerprint, return_state=True)
     summary = state.result()
     if state.name != "Cached":

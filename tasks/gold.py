@@ -1,7 +1,13 @@
 """Gold: engineered features plus the metadata that training, inference and drift checks read.
 
-Writes ``features.parquet``, ``preprocessing_config.json`` and, last, ``features_metadata.json``
-(the commit marker).
+Features are row-level, so gold follows silver incrementally: the rows silver inserted or
+updated since the version gold was built from (Delta's change data feed) are engineered and
+MERGEd in by id (appended without one). A full rebuild happens on ``--full-refresh``, with
+``--as-of``, on the first run, when the feature definition changed, or when silver was rebuilt.
+
+The run commits the features table, then writes ``metadata/v<N>.json`` and, last,
+``features_metadata.json``, which names the gold version and the silver version it was built
+from; readers read exactly that version.
 """
 
 from __future__ import annotations
@@ -14,36 +20,114 @@ import polars as pl
 from prefect import task
 from prefect.logging import get_run_logger
 
+from pipeline_core.cleaning import LINEAGE_COLUMNS
 from pipeline_core.config import PipelineConfig
-from pipeline_core.errors import ConfigError
-from pipeline_core.features import engineer_features, resolve_feature_spec, resolve_preprocessing_refs
+from pipeline_core.errors import ConfigError, DataError
+from pipeline_core.features import FeatureSpec, engineer_features, resolve_feature_spec, resolve_preprocessing_refs
+from pipeline_core.fingerprint import digest
 from pipeline_core.gold_metadata import describe_gold
 from pipeline_core.profiling import basic_profile, categorical_profile, infer_roles, numeric_profile
-from pipeline_io import layout
+from pipeline_io import delta, layout
+from pipeline_io.locks import layer_writer
 from pipeline_io.store import Store, open_store
 from pipeline_io.streaming import small_morsels
 from tasks.caching import stage_cache_key
 from tasks.code_version import code_version
+from tasks.silver import current_report, report_at
 
 
 def gold_code_version() -> str:
     return code_version(__name__)
 
 
+def current_metadata(store: Store, dataset: str) -> dict[str, Any] | None:
+    uri = layout.gold_paths(store, dataset)["metadata"]
+    return store.read_json(uri) if store.exists(uri) else None
+
+
+def metadata_at(store: Store, dataset: str, gold_version: int) -> dict[str, Any]:
+    """The metadata of gold version ``gold_version`` (for --as-of and lineage)."""
+    uri = layout.version_record(layout.gold_paths(store, dataset)["versions"], gold_version)
+    if not store.exists(uri):
+        raise DataError(f"gold/{dataset}: no metadata for version {gold_version}; "
+                        "it was not written by a completed features run (see `pipeline-cli store history`)")
+    return store.read_json(uri)
+
+
+def plan(previous: dict[str, Any] | None, silver_report: dict[str, Any], feature_version: str, store: Store, silver_uri: str,
+         full_refresh: bool, as_of: str | None) -> tuple[str, str]:
+    """("full" | "incremental" | "unchanged", why) for this run."""
+    if full_refresh:
+        return "full", "--full-refresh"
+    if as_of is not None:
+        return "full", f"as of silver version {silver_report['versions']['data']}"
+    if previous is None:
+        return "full", "first run"
+    if previous["feature_version"] != feature_version:
+        return "full", "feature definition changed"
+    before, now = previous["silver_version"], silver_report["versions"]["data"]
+    if previous["sources"]["silver"] == silver_report["fingerprint"]:
+        return "unchanged", f"silver still at version {now}"
+    if previous["sources"]["silver"].split("@")[0] != silver_report["fingerprint"].split("@")[0] or before > now:
+        return "full", "silver is a different table"
+    if not delta.has_change_feed(store, silver_uri, before, now):
+        return "full", f"silver was rebuilt or restored after version {before}"
+    return "incremental", f"silver versions {before + 1}..{now}"
+
+
+def _commit_features(store: Store, uri: str, mode: str, silver: pl.LazyFrame, changed: pl.DataFrame | None, spec: FeatureSpec,
+                     run_id: str, facts: dict[str, Any]) -> int:
+    if mode == "full":
+        return delta.write(store, uri, engineer_features(silver, spec), mode="overwrite", run_id=run_id, facts=facts)
+    rows = engineer_features(changed.lazy(), spec).collect()
+    if spec.id_column:
+        return delta.merge(store, uri, rows, keys=[spec.id_column], update=True, run_id=run_id, facts=facts)[0]
+    return delta.write(store, uri, rows, mode="append", run_id=run_id, facts=facts)
+
+
 @small_morsels
-def build_gold(config: PipelineConfig, store: Store) -> dict[str, Any]:
+def build_gold(config: PipelineConfig, store: Store, full_refresh: bool = False, as_of: str | None = None) -> dict[str, Any]:
+    tables = {layout.silver_paths(store, config.dataset.name)["data"]: None, layout.gold_paths(store, config.dataset.name)["features"]: None}
+    with layer_writer(store, "gold", config.dataset.name), delta.reading(store, tables):
+        return _build(config, store, full_refresh, as_of)
+
+
+def _build(config: PipelineConfig, store: Store, full_refresh: bool, as_of: str | None) -> dict[str, Any]:
     ds = config.dataset
     s_paths = layout.silver_paths(store, ds.name)
-    report = store.read_json(s_paths["report"])
-    silver = store.scan_parquet(s_paths["data"]).drop(["_source", "_batch_id", "_ingested_at"], strict=False)
+    report = current_report(store, ds.name)
+    if report is None:
+        raise DataError(f"no silver layer for dataset '{ds.name}' in {store.root}; run `pipeline-cli silver` first")
+    if as_of is not None:
+        report = report_at(store, ds.name, delta.resolve_version(store, s_paths["data"], as_of))
+    silver_version = report["versions"]["data"]
+    silver = delta.scan(store, s_paths["data"], silver_version).drop(LINEAGE_COLUMNS, strict=False)
     target = report["cleaning_spec"]["target"]
     target_values = silver.select(pl.col(target).unique()).collect().to_series().to_list()
     spec = resolve_feature_spec(config, report, target_values)
+    code = gold_code_version()
+    feature_version = digest(code, spec.to_dict(), config.section_json("features", "preprocessing"))[:12]
 
     paths = layout.gold_paths(store, ds.name)
-    store.write_parquet(engineer_features(silver, spec), paths["features"])
-    gold = store.scan_parquet(paths["features"])
+    run_id = delta.new_run_id()
+    previous = current_metadata(store, ds.name)
+    undone = []
+    latest = delta.version(store, paths["features"])
+    if previous is not None and latest is not None and latest > previous["version"]:
+        delta.restore(store, paths["features"], previous["version"], run_id)
+        undone.append(f"features {previous['version'] + 1}..{latest}")
+    mode, why = plan(previous, report, feature_version, store, s_paths["data"], full_refresh, as_of)
+    if mode == "unchanged" and previous is not None:
+        return {**previous, "mode": "unchanged", "why": why, "undone": undone}
+    changed = None
+    if mode == "incremental":
+        keys = [spec.id_column] if spec.id_column else None
+        changed = delta.changes(store, s_paths["data"], previous["silver_version"], silver_version, keys).drop(LINEAGE_COLUMNS, strict=False)
+    facts = {"layer": "gold", "mode": mode, "silver_version": silver_version, "feature_version": feature_version}
+    gold_version = _commit_features(store, paths["features"], mode, silver, changed, spec, run_id, facts)
+    delta.fault_point("gold:after-data")
 
+    gold = delta.scan(store, paths["features"], gold_version)
     profile = basic_profile(gold)
     roles = infer_roles(profile, resolve_preprocessing_refs(config), spec.target, spec.id_column)
     numeric = [c for c, r in roles.items() if r == "numeric"]
@@ -54,9 +138,19 @@ def build_gold(config: PipelineConfig, store: Store) -> dict[str, Any]:
     stats.update(numeric_profile(gold, [c for c in numeric if c not in stats]))
     levels = categorical_profile(gold, categorical, top=config.preprocessing.max_categories)
     positives = gold.select(pl.col(spec.target).sum()).collect().item()
-    preprocessing, metadata = describe_gold(config, spec, report, profile, roles, stats, levels, positives, gold_code_version())
-    metadata = {**metadata, "created_at": datetime.now(timezone.utc).isoformat(), "paths": {k: store.relative(v) for k, v in paths.items()}}
-    store.write_json(paths["preprocessing"], preprocessing)
+    preprocessing, metadata = describe_gold(config, spec, report, profile, roles, stats, levels, positives, code)
+    metadata = {
+        **metadata,
+        "fingerprint": delta.table_key(store, paths["features"], gold_version),
+        "version": gold_version, "silver_version": silver_version, "mode": mode, "why": why, "undone": undone,
+        "changed_rows": changed.height if changed is not None else metadata["row_count"],
+        "tables": {"features": store.relative(paths["features"]), "silver": store.relative(s_paths["data"])},
+        "preprocessing": preprocessing,
+        "created_at": datetime.now(timezone.utc).isoformat(),
+    }
+    store.write_json(layout.version_record(paths["versions"], gold_version), metadata)
+    delta.fault_point("gold:after-version-record")
+    store.write_json(paths["preprocessing"], preprocessing)  # a copy for people; readers take it from the metadata
     store.write_json(paths["metadata"], metadata)
     return metadata
 
@@ -66,15 +160,24 @@ def build_gold(config: PipelineConfig, store: Store) -> dict[str, Any]:
     cache_key_fn=stage_cache_key("gold", "dataset", "features", "preprocessing", code_version=gold_code_version),
     persist_result=True,
 )
-def build_gold_task(config: PipelineConfig, input_fingerprint: str) -> dict[str, Any]:
+def build_gold_task(config: PipelineConfig, input_fingerprint: str, full_refresh: bool = False, as_of: str | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     store = open_store(config)
-    meta = build_gold(config, store)
-    get_run_logger().info("gold: %d rows, feature version %s, roles %s", meta["row_count"], meta["feature_version"],
-                          {k: len(v) for k, v in meta["roles"].items()})
+    meta = build_gold(config, store, full_refresh, as_of)
+    logger = get_run_logger()
+    if meta.get("undone"):
+        logger.warning("gold: undid commits of an interrupted run that no metadata named: %s", meta["undone"])
+    if meta["mode"] == "unchanged":
+        logger.info("gold: %s; the layer is up to date (version %s)", meta["why"], meta["version"])
+    else:
+        logger.info("gold (%s: %s): %d rows, %d engineered now, feature version %s, roles %s", meta["mode"], meta["why"], meta["row_count"],
+                    meta["changed_rows"], meta["feature_version"], {k: len(v) for k, v in meta["roles"].items()})
+    unchanged = meta["mode"] == "unchanged"
     return {
-        "layer": "gold", "status": "ran", "rows_in": meta["row_count"], "rows_out": meta["row_count"], "quarantined": 0,
-        "feature_version": meta["feature_version"], "fingerprint": meta["fingerprint"],
+        "layer": "gold", "status": "unchanged" if unchanged else "ran", "mode": meta["mode"],
+        "rows_in": 0 if unchanged else meta["changed_rows"], "rows_out": meta["row_count"], "quarantined": 0,
+        "feature_version": meta["feature_version"], "fingerprint": meta["fingerprint"], "version": meta["version"],
+        "silver_version": meta["silver_version"],
         "numeric": len(meta["roles"].get("numeric", [])), "categorical": len(meta["roles"].get("categorical", [])),
         "missing_values": meta["missing_values"], "metadata": layout.gold_paths(store, config.dataset.name)["metadata"],
         "set_aside": {c: role for role, cols in meta["roles"].items() if role not in ("numeric", "categorical", "target") for c in cols},

@@ -24,6 +24,12 @@ from pipeline_io.workarounds import quiet_stderr
 log = logging.getLogger(__name__)
 
 
+def lineage_tags(data: TrainingData) -> dict[str, str]:
+    meta = data.metadata
+    return {"gold_table": meta["tables"]["features"], "gold_version": str(meta["version"]), "silver_version": str(meta["silver_version"]),
+            "feature_version": meta["feature_version"]}
+
+
 def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[dict[str, Any]], parent_run_id: str) -> dict[str, Any]:
     """Register the best model as `challenger`; move `champion` only through the gate."""
     import mlflow
@@ -44,6 +50,8 @@ def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[d
     log.info("%s", said.getvalue().strip())
     client.set_model_version_tag(name, version.version, "threshold", str(best["threshold"]))
     client.set_model_version_tag(name, version.version, "run_id", best["run_id"])
+    for key, value in lineage_tags(data).items():  # which gold version (and table) the model learnt from
+        client.set_model_version_tag(name, version.version, key, value)
     registry.record_alias(client, name, registry.CHALLENGER, version.version, best["metrics"], "best model of this training run")
     promote, reason = gate_decision(best["metrics"], champion_metrics, cfg.primary_metric, config.mlflow.min_metrics)
     if promote:
@@ -70,11 +78,11 @@ def log_leaderboard(ranked: list[dict[str, Any]], primary: str) -> None:
 
 
 @task(name="register-best", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def register_best(config: PipelineConfig, ranked: list[dict[str, Any]], parent_run_id: str) -> dict[str, Any]:
+def register_best(config: PipelineConfig, ranked: list[dict[str, Any]], parent_run_id: str, gold_version: int) -> dict[str, Any]:
     import mlflow
 
     registry.connect(config)
-    data = load_training_data(config, open_store(config))
+    data = load_training_data(config, open_store(config), as_of=str(gold_version))
     with mlflow.start_run(run_id=parent_run_id):
         log_leaderboard(ranked, config.training.primary_metric)
         mlflow.log_dict(config.model_dump(mode="json"), "config_snapshot.json")

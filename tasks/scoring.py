@@ -173,7 +173,7 @@ def score_batch(config: PipelineConfig, input_uri: str, output_uri: str, model_u
     model = registry.load_scoring_model(model_uri or registry.default_model_uri(config), client)
     store = open_store(config)
     meta_uri = layout.gold_paths(store, config.dataset.name)["metadata"]
-    gold_metadata = store.read_json(meta_uri) if store.exists(meta_uri) else None
+    gold_metadata = store.read_json(meta_uri) if store.exists(meta_uri) else None  # the reference of the drift checks
     summary = score_file(config, model, input_uri, output_uri, gold_metadata=gold_metadata, threshold=threshold,
                                    allow_empty=allow_empty, progress=lambda done, total: progress.report("scoring", done, total))
     summary["record"] = records.record_batch(store, config.dataset.name, summary)

@@ -1,13 +1,19 @@
-"""Silver: every bronze batch, cleaned, typed, de-duplicated and validated.
+"""Silver: bronze batches cleaned, typed, de-duplicated and validated, incrementally.
 
-Rows that fail a rule go to the quarantine with a ``_reason``; nothing is silently dropped.
-``validation_report.json`` is written last and is the layer's commit marker. When too many
-rows fail, nothing is written at all and the previous silver layer stays as it was.
+Rows that fail a rule go to the quarantine table with a ``_reason``; nothing is silently dropped.
+A run processes only the bronze batches the last report has not seen and MERGEs them into the
+silver table by id (a later batch's record of an id updates it; copies inside one batch are
+duplicates). A full rebuild happens on ``--full-refresh``, on the first run, and whenever the
+cleaning spec, the code or bronze's columns changed, or the dataset has no id and de-duplicates
+whole rows (a new row may repeat any old one).
+
+The run commits the data table, then the quarantine table, then writes the report that names
+both versions; readers read those versions, so a run killed at any point leaves the previous
+silver readable and whole, and the next run first undoes the commits no report names.
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -30,67 +36,183 @@ from pipeline_core.cleaning import (
     resolve_cleaning_spec,
     validation_report,
 )
+from pipeline_core.cleaning.spec import CleaningSpec
 from pipeline_core.config import PipelineConfig
+from pipeline_core.errors import DataError
 from pipeline_core.profiling import aggregate_in_passes
-from pipeline_io import layout
-from pipeline_io.parquet import write_parquet
+from pipeline_io import delta, layout
+from pipeline_io.locks import layer_writer
 from pipeline_io.store import Store, open_store
 from pipeline_io.streaming import small_morsels
-from tasks.bronze import bronze_fingerprint, scan_bronze
+from tasks.bronze import BATCH, bronze_state, scan_bronze
 from tasks.caching import stage_cache_key
 from tasks.code_version import code_version
 
 SAMPLE_ROWS = 100_000  # rows the cleaning spec's type inference looks at
-ROW = "__silver_row"  # input order, for the duplicate pass
+ROW = "__silver_row"  # input order (batch, then record), for the duplicate passes
 
 
 def silver_code_version() -> str:
     return code_version(__name__)
 
 
+def current_report(store: Store, dataset: str) -> dict[str, Any] | None:
+    uri = layout.silver_paths(store, dataset)["report"]
+    return store.read_json(uri) if store.exists(uri) else None
+
+
+def report_at(store: Store, dataset: str, data_version: int) -> dict[str, Any]:
+    """The report of silver data version ``data_version`` (for --as-of and lineage)."""
+    uri = layout.version_record(layout.silver_paths(store, dataset)["reports"], data_version)
+    if not store.exists(uri):
+        raise DataError(f"silver/{dataset}: no report for data version {data_version}; "
+                        "it was not written by a completed silver run (see `pipeline-cli store history`)")
+    return store.read_json(uri)
+
+
+def undo_unrecorded_commits(store: Store, paths: dict[str, str], report: dict[str, Any] | None, run_id: str) -> list[str]:
+    """Restore each table to the version the report names when a killed run committed past it."""
+    undone = []
+    for name in ("data", "quarantine"):
+        pinned = report["versions"][name] if report else None
+        latest = delta.version(store, paths[name])
+        if pinned is not None and latest is not None and latest > pinned:
+            delta.restore(store, paths[name], pinned, run_id)
+            undone.append(f"{name} {pinned + 1}..{latest}")
+    return undone
+
+
+def plan(report: dict[str, Any] | None, bronze: dict[str, Any], spec: CleaningSpec, code: str, bronze_schema: dict[str, str],
+         full_refresh: bool) -> tuple[str, str]:
+    """("full" | "incremental" | "unchanged", why) for this run.
+
+    Silver's content depends on the bronze rows, the resolved cleaning spec and the code only, so a
+    config change that leaves the spec as it was (say, the failure threshold) rebuilds nothing.
+    """
+    if full_refresh:
+        return "full", "--full-refresh"
+    if report is None:
+        return "full", "first run"
+    for what, before, now in (("cleaning spec", report["cleaning_spec"], spec.to_dict()), ("code", report["code_version"], code),
+                              ("bronze columns", report.get("bronze_schema"), bronze_schema)):
+        if before != now:
+            return "full", f"{what} changed"
+    if not spec.id_column and spec.deduplicate:
+        return "full", "whole-row de-duplication without an id compares every row"
+    if not set(report["bronze_batches"]) <= set(bronze["batches"]):
+        return "full", "bronze lost batches the last run processed"
+    if set(report["bronze_batches"]) == set(bronze["batches"]):
+        return "unchanged", "no new bronze batch"
+    return "incremental", f"{len(set(bronze['batches']) - set(report['bronze_batches']))} new bronze batch(es)"
+
+
+def input_order(batches: list[str]) -> pl.Expr:
+    """A number that grows with the input order: the batch's rank (ids sort by time), then the record's number."""
+    rank = pl.col(BATCH).replace_strict(batches, list(range(len(batches))), return_dtype=pl.Int64)
+    return (rank * 2**36 + pl.col("_row")).alias(ROW)
+
+
+def split_rows(rows: pl.LazyFrame, spec: CleaningSpec, scratch: str) -> dict[str, Any]:
+    """Flag every row; return the flagged rows, the row numbers that failed (with reasons), the superseded ones and counts.
+
+    One streaming pass writes row numbers, cleaned values and reasons to a scratch file; the
+    duplicate passes then read only keys and row numbers (a window over the whole frame would
+    hold every row in memory). With an id, copies inside one batch are duplicates and earlier
+    batches' records of an id are superseded by the latest one.
+    """
+    raw_columns = [c for c in rows.collect_schema() if c not in (ROW, *LINEAGE_COLUMNS)]
+    flag_rows(rows, spec, deduplicate=False).drop(raw_columns).sink_parquet(scratch, compression="lz4", statistics=False)
+    flagged = pl.scan_parquet(scratch)
+    by_id = bool(spec.id_column)
+    repeats = duplicate_rows(flagged, spec, ROW, within=BATCH if by_id else None)  # counted either way
+    if spec.deduplicate:
+        flagged = mark_duplicates(flagged, spec, ROW, repeats)
+    superseded = duplicate_rows(flagged, spec, ROW, skip=repeats) if by_id and spec.deduplicate else pl.Series(ROW, [], pl.Int64)
+    rows_in = flagged.select(pl.len()).collect().item()
+    by_rule = count_reasons(flagged)
+    quarantined = flagged.filter(pl.col(REASON).is_not_null()).select(pl.len()).collect().item()
+    return {"flagged": flagged, "repeats": repeats.len(), "superseded": superseded, "rows_in": rows_in, "by_rule": by_rule,
+            "quarantined": quarantined}
+
+
 @small_morsels
-def refine_to_silver(config: PipelineConfig, store: Store) -> dict[str, Any]:
+def refine_to_silver(config: PipelineConfig, store: Store, full_refresh: bool = False) -> dict[str, Any]:
+    paths = layout.silver_paths(store, config.dataset.name)
+    tables = {layout.bronze_table(store, config.dataset.name): None, paths["data"]: None, paths["quarantine"]: None}
+    with layer_writer(store, "silver", config.dataset.name), delta.reading(store, tables):
+        return _refine(config, store, full_refresh)
+
+
+def _refine(config: PipelineConfig, store: Store, full_refresh: bool) -> dict[str, Any]:
     ds = config.dataset
-    bronze = scan_bronze(store, ds.name)
-    input_fp = bronze_fingerprint(store, ds.name)
-    sample = bronze.head(SAMPLE_ROWS).collect()
-    spec = resolve_cleaning_spec(ds, config.cleaning, sample, source=f"bronze/{ds.name}")
     paths = layout.silver_paths(store, ds.name)
-    previous = store.read_json(paths["report"]) if store.exists(paths["report"]) else None
+    bronze = bronze_state(store, ds.name)
+    run_id = delta.new_run_id()
+    previous = current_report(store, ds.name)
+    undone = undo_unrecorded_commits(store, paths, previous, run_id)
+    all_bronze = scan_bronze(store, ds.name, bronze["version"])
+    bronze_schema = {c: str(t) for c, t in all_bronze.collect_schema().items() if c not in LINEAGE_COLUMNS}
+    spec = resolve_cleaning_spec(ds, config.cleaning, all_bronze.head(SAMPLE_ROWS).collect(), source=f"bronze/{ds.name}")
+    mode, why = plan(previous, bronze, spec, silver_code_version(), bronze_schema, full_refresh)
+    if mode == "unchanged" and previous is not None:
+        return {**previous, "mode": "unchanged", "why": why, "undone": undone}
+    new_batches = sorted(set(bronze["batches"]) - set(previous["bronze_batches"])) if mode == "incremental" else bronze["batches"]
+    source = scan_bronze(store, ds.name, bronze["version"], new_batches if mode == "incremental" else None)
 
     with tempfile.TemporaryDirectory(prefix="pipeline-silver-") as tmpdir:
-        # One streaming pass flags every row but duplicates into a scratch file of row numbers,
-        # cleaned values and reasons; a second reads only ids and row numbers to find those (a
-        # window over the whole frame would hold every row in memory). The counts and the clean
-        # output then read the scratch file, and the quarantine takes its raw values from bronze
-        # by row number, which keeps the raw text out of the scratch file.
-        flagged_path = os.path.join(tmpdir, "flagged.parquet")
-        rows = bronze.with_row_index(ROW)
-        raw_columns = [c for c in bronze.collect_schema() if c not in LINEAGE_COLUMNS]
-        flagged_rows = flag_rows(rows, spec, deduplicate=False).drop(raw_columns)
-        write_parquet(flagged_rows, flagged_path, compression="lz4", statistics=False)  # scratch: read once, then deleted
-        flagged = pl.scan_parquet(flagged_path)
-        repeats = duplicate_rows(flagged, spec, ROW)  # counted either way; quarantined only when de-duplicating
-        if spec.deduplicate:
-            flagged = mark_duplicates(flagged, spec, ROW, repeats)
-        rows_in = flagged.select(pl.len()).collect().item()
-        by_rule = count_reasons(flagged)
-        quarantined = flagged.filter(pl.col(REASON).is_not_null()).select(pl.len()).collect().item()
-        check_failure_rate(f"silver/{ds.name}", quarantined, rows_in, config.cleaning.max_failure_rate, by_rule)
+        rows = source.with_columns(input_order(bronze["batches"]))
+        split = split_rows(rows, spec, f"{tmpdir}/flagged.parquet")
+        check_failure_rate(f"silver/{ds.name}", split["quarantined"], split["rows_in"], config.cleaning.max_failure_rate, split["by_rule"])
+        flagged = split["flagged"]
         # at most cleaning.max_failure_rate of the rows, each a row number and a short reason
         reasons = flagged.filter(pl.col(REASON).is_not_null()).select(ROW, REASON).collect(engine="streaming")
         failed = rows.filter(pl.col(ROW).is_in(reasons[ROW].implode())).join(reasons.lazy(), on=ROW, how="left", maintain_order="left")
-        store.write_parquet(quarantine_rows(failed, spec), paths["quarantine"])
-        clean = clean_rows(flagged.filter(pl.col(REASON).is_null()), spec, keep=list(LINEAGE_COLUMNS))
-        store.write_parquet(clean, paths["data"])
+        keep = flagged.filter(pl.col(REASON).is_null())
+        if not split["superseded"].is_empty():
+            keep = keep.filter(~pl.col(ROW).is_in(split["superseded"].implode()))
+        clean = clean_rows(keep, spec, keep=list(LINEAGE_COLUMNS))
+        facts = {"layer": "silver", "mode": mode, "bronze_version": bronze["version"], "batches": len(new_batches)}
+        updated = 0
+        if mode == "full":
+            data_version = delta.write(store, paths["data"], clean, mode="overwrite", run_id=run_id, facts=facts, change_feed=True)
+        else:
+            # by id, a later record updates the row; without an id, a batch's rows go in once (the merge
+            # on the batch id makes a repeated run a no-op and a concurrent one a conflict)
+            keys = [spec.id_column] if spec.id_column else [BATCH]
+            data_version, metrics = delta.merge(store, paths["data"], clean.collect(engine="streaming"), keys=keys,
+                                                update=bool(spec.id_column), run_id=run_id, facts=facts)
+            updated = int(metrics.get("num_target_rows_updated", 0))
+        delta.fault_point("silver:after-data")
+        quarantine_version = delta.write(store, paths["quarantine"], quarantine_rows(failed, spec),
+                                         mode="overwrite" if mode == "full" else "append", run_id=run_id, facts=facts)
+        delta.fault_point("silver:after-quarantine")
 
-    silver = store.scan_parquet(paths["data"])
+    silver = delta.scan(store, paths["data"], data_version)
     schema = {c: str(t) for c, t in silver.collect_schema().items() if c not in LINEAGE_COLUMNS}
     null_counts = aggregate_in_passes(silver, list(schema), lambda c: [pl.col(c).null_count()])
-    report = validation_report(ds.name, rows_in, quarantined, config.cleaning.max_failure_rate, by_rule, null_counts, schema,
-                               previous["schema"] if previous else None, input_fp, spec, silver_code_version())
-    report = {**report, "repeated_rows": repeats.len(), "repeats_quarantined": spec.deduplicate,
-              "created_at": datetime.now(timezone.utc).isoformat(), "paths": {k: store.relative(v) for k, v in paths.items()}}
+    table_rows = silver.select(pl.len()).collect().item()
+    quarantine_total = delta.scan(store, paths["quarantine"], quarantine_version).select(pl.len()).collect().item()
+    input_key = bronze["key"]
+    report = validation_report(ds.name, split["rows_in"], split["quarantined"], config.cleaning.max_failure_rate, split["by_rule"],
+                               null_counts, schema, previous["schema"] if previous else None, input_key, spec, silver_code_version())
+    processed = sorted(set(previous["bronze_batches"]) | set(new_batches)) if mode == "incremental" else list(bronze["batches"])
+    superseded_here = split["superseded"].len()
+    report = {
+        **report,
+        "rows_out": report["rows_out"] - superseded_here,
+        "null_rates": {c: (n / table_rows if table_rows else 0.0) for c, n in null_counts.items()},
+        "fingerprint": delta.table_key(store, paths["data"], data_version),
+        "mode": mode, "why": why, "undone": undone,
+        "repeated_rows": split["repeats"], "repeats_quarantined": spec.deduplicate,
+        "superseded_rows": superseded_here + updated, "table_rows": table_rows, "quarantine_rows": quarantine_total,
+        "versions": {"data": data_version, "quarantine": quarantine_version, "bronze": bronze["version"]},
+        "bronze_batches": processed, "bronze_schema": bronze_schema,
+        "tables": {"data": store.relative(paths["data"]), "quarantine": store.relative(paths["quarantine"]),
+                   "bronze": store.relative(layout.bronze_table(store, ds.name))},
+        "created_at": datetime.now(timezone.utc).isoformat(),
+    }
+    store.write_json(layout.version_record(paths["reports"], data_version), report)
+    delta.fault_point("silver:after-version-record")
     store.write_json(paths["report"], report)
     return report
 
@@ -100,18 +222,25 @@ def refine_to_silver(config: PipelineConfig, store: Store) -> dict[str, Any]:
     cache_key_fn=stage_cache_key("silver", "dataset", "cleaning", code_version=silver_code_version),
     persist_result=True,
 )
-def refine_silver(config: PipelineConfig, input_fingerprint: str) -> dict[str, Any]:
+def refine_silver(config: PipelineConfig, input_fingerprint: str, full_refresh: bool = False) -> dict[str, Any]:
     start = time.perf_counter()
     store = open_store(config)
-    report = refine_to_silver(config, store)
-    get_run_logger().info(
-        "silver: %d rows in, %d out, %d quarantined %s", report["rows_in"], report["rows_out"],
-        report["rows_quarantined"], report["quarantined_by_rule"],
-    )
+    report = refine_to_silver(config, store, full_refresh)
+    logger = get_run_logger()
+    if report.get("undone"):
+        logger.warning("silver: undid commits of an interrupted run that no report named: %s", report["undone"])
+    if report["mode"] == "unchanged":
+        logger.info("silver: %s; the layer is up to date (version %s)", report["why"], report["versions"]["data"])
+    else:
+        logger.info("silver (%s: %s): %d rows in, %d out, %d quarantined %s, %d superseded by later records", report["mode"], report["why"],
+                    report["rows_in"], report["rows_out"], report["rows_quarantined"], report["quarantined_by_rule"], report["superseded_rows"])
+    unchanged = report["mode"] == "unchanged"
     return {
-        "layer": "silver", "status": "ran", "rows_in": report["rows_in"], "rows_out": report["rows_out"],
-        "quarantined": report["rows_quarantined"], "quarantined_by_rule": report["quarantined_by_rule"],
-        "repeated_rows": report["repeated_rows"], "repeats_quarantined": report["repeats_quarantined"],
-        "failure_rate": report["failure_rate"], "fingerprint": report["fingerprint"],
+        "layer": "silver", "status": "unchanged" if unchanged else "ran", "mode": report["mode"],
+        "rows_in": 0 if unchanged else report["rows_in"], "rows_out": 0 if unchanged else report["rows_out"],
+        "quarantined": 0 if unchanged else report["rows_quarantined"], "quarantined_by_rule": {} if unchanged else report["quarantined_by_rule"],
+        "repeated_rows": 0 if unchanged else report["repeated_rows"], "repeats_quarantined": report["repeats_quarantined"],
+        "superseded_rows": 0 if unchanged else report["superseded_rows"], "table_rows": report["table_rows"],
+        "failure_rate": report["failure_rate"], "fingerprint": report["fingerprint"], "versions": report["versions"],
         "report": layout.silver_paths(store, config.dataset.name)["report"], "seconds": round(time.perf_counter() - start, 3),
     }

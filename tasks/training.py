@@ -31,12 +31,12 @@ from pipeline_core.modeling.training import train_model as fit_model
 from pipeline_core.modeling.tuning import WorkerMap
 from pipeline_core.serving import RawRecordClassifier
 from pipeline_io import layout, registry, registry_state
-from pipeline_io.readers import load_training_data
+from pipeline_io.readers import gold_metadata, load_training_data
 from pipeline_io.store import open_store
 from pipeline_io.workarounds import api_visible_to_workers
 from tasks.caching import stage_cache_key
 from tasks.code_version import code_version
-from tasks.registration import export_model, register_best
+from tasks.registration import export_model, lineage_tags, register_best
 from tasks.runners import model_task_runner
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def git_commit() -> str:
 def run_tags(config: PipelineConfig, data: TrainingData) -> dict[str, str]:
     return {
         "dataset": config.dataset.name,
-        "feature_version": data.metadata["feature_version"],
+        **lineage_tags(data),
         "data_fingerprint": data.metadata["fingerprint"],
         "config_hash": digest(config.model_dump(mode="json"))[:16],
         "git_commit": git_commit(),
@@ -156,10 +156,11 @@ def train_and_log(config: PipelineConfig, data: TrainingData, model: str, parent
 
 
 @task(name="train-model", cache_policy=NO_CACHE, task_run_name="train-{model}")
-def train_model(config: PipelineConfig, model: str, parent_run_id: str, experiment_id: str, n_jobs: int | None = None) -> dict[str, Any]:
-    """One model, end to end; safe to run beside others in threads or Dask worker processes."""
+def train_model(config: PipelineConfig, model: str, parent_run_id: str, experiment_id: str, gold_version: int,
+                n_jobs: int | None = None) -> dict[str, Any]:
+    """One model, end to end, on gold version ``gold_version``; safe to run beside others in threads or Dask worker processes."""
     registry.connect(config)
-    data = load_training_data(config, open_store(config))
+    data = load_training_data(config, open_store(config), as_of=str(gold_version))
     result = train_and_log(config, data, model, parent_run_id, experiment_id, n_jobs, run_workers=tuning_workers(model))
     get_run_logger().info("%s: holdout %s=%.4f (cv %.4f ± %.4f) in %.1fs", model, config.training.primary_metric,
                           result["metrics"][config.training.primary_metric], result["cv_mean"], result["cv_std"], result["seconds"])
@@ -171,11 +172,12 @@ def train_model(config: PipelineConfig, model: str, parent_run_id: str, experime
     cache_key_fn=stage_cache_key("training", *TRAINING_SECTIONS, code_version=training_code_version),
     persist_result=True,
 )
-def train_stage(config: PipelineConfig, input_fingerprint: str) -> dict[str, Any]:
+def train_stage(config: PipelineConfig, input_fingerprint: str, as_of: str | None = None) -> dict[str, Any]:
     """Every enabled model (several at once where the cores allow), a leaderboard, and the gated registry.
 
-    ``input_fingerprint`` is the gold layer's: with the config sections and the training code it
-    keys the cache, so a rerun on unchanged inputs returns this summary without retraining.
+    ``input_fingerprint`` is the gold table's key: with the config sections and the training code it
+    keys the cache, so a rerun on unchanged inputs returns this summary without retraining. Every
+    model reads the same gold version: the current one, or the one current ``as_of``.
     """
     import mlflow
     from prefect.futures import wait
@@ -189,21 +191,24 @@ def train_stage(config: PipelineConfig, input_fingerprint: str) -> dict[str, Any
     get_run_logger().info("training %d models, %d at a time on the %s runner, %d thread(s) per fit, %d tuning worker(s) each",
                           len(models), plan.concurrent_models, config.training.concurrency.task_runner, plan.n_jobs,
                           plan.tuning_workers)
+    gold = gold_metadata(open_store(config), config.dataset.name, as_of)
     client, experiment_id = registry.connect(config)
     parent = client.create_run(experiment_id, tags={"mlflow.runName": f"training-{config.dataset.name}", "dataset": config.dataset.name,
-                                                    "gold_fingerprint": input_fingerprint})
+                                                    "gold_fingerprint": gold["fingerprint"], "gold_version": str(gold["version"]),
+                                                    "gold_table": gold["tables"]["features"]})
     parent_id = parent.info.run_id
     export_path = None
     try:
         with api_visible_to_workers(config.training.concurrency.task_runner == "dask"), runner:
             futures = [runner.submit(train_model, {"config": config, "model": name, "parent_run_id": parent_id,
-                                                   "experiment_id": experiment_id, "n_jobs": plan.n_jobs})
+                                                   "experiment_id": experiment_id, "gold_version": gold["version"],
+                                                   "n_jobs": plan.n_jobs})
                        for name in models]
             wait(futures)
             results = [f.result() for f in futures]  # submission order: the same list a sequential run builds
         ranked = rank_models(results, config.training.primary_metric, config.training.tie_breakers)
         slim = [{k: v for k, v in r.items() if k != "holdout_probabilities"} for r in ranked]
-        outcome = register_best(config, slim, parent_id)
+        outcome = register_best(config, slim, parent_id, gold["version"])
         if config.training.export_dir:
             export_path = export_model(config, outcome, slim)
     except BaseException:
@@ -212,7 +217,8 @@ def train_stage(config: PipelineConfig, input_fingerprint: str) -> dict[str, Any
     client.set_terminated(parent_id, "FINISHED")
     settled = registry_state.settled_view(config, client, outcome["registered_model"])
     return {"layer": "training", "status": "ran", "tracking_uri": mlflow.get_tracking_uri(), "parent_run_id": parent_id,
-            "primary_metric": config.training.primary_metric, "fingerprint": input_fingerprint, **outcome, **settled,
+            "primary_metric": config.training.primary_metric, "fingerprint": gold["fingerprint"], "gold_version": gold["version"],
+            **outcome, **settled,
             "concurrency": {"task_runner": config.training.concurrency.task_runner, "concurrent_models": plan.concurrent_models,
                             "n_jobs": plan.n_jobs, "tuning_workers": plan.tuning_workers},
             "export_dir": export_path, "models": slim, "seconds": round(time.perf_counter() - start, 3)}

@@ -47,13 +47,31 @@ def flaky_file_server(path: Path, failures: int = 0, status: int = 503) -> Itera
 
 @contextmanager
 def s3_server() -> Iterator[str]:
-    """A moto S3 server on loopback; yields its endpoint URL."""
-    from moto.server import ThreadedMotoServer
+    """A moto S3 server on loopback, in its own process; yields its endpoint URL.
+
+    Not a thread of the test process: deltalake's native calls may hold the GIL while they wait
+    for the server, which a server thread in the same process could then never answer.
+    """
+    import subprocess
+    import sys
+    import time
+    import urllib.request
 
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the moto S3 server did not start") from None
+                time.sleep(0.1)
+        yield endpoint
     finally:
-        server.stop()
+        server.terminate()
+        server.wait(timeout=10)

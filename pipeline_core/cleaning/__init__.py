@@ -17,10 +17,10 @@ from pipeline_core.cleaning.expressions import (
     with_cleaned,
 )
 from pipeline_core.cleaning.spec import LINEAGE_COLUMNS, NULL_TOKENS, REASON, CleaningSpec, infer_type, resolve_cleaning_spec
-from pipeline_core.cleaning.validation import check_failure_rate, count_reasons, lineage_columns, schema_diff, validation_report
+from pipeline_core.cleaning.validation import check_failure_rate, count_reasons, schema_diff, validation_report, with_lineage
 
 __all__ = [
     "CLEAN", "FAILED", "LINEAGE_COLUMNS", "NULL_TOKENS", "PRESENT", "REASON", "CleaningSpec", "CleaningStages", "clean_rows",
-    "check_failure_rate", "cleaning_stages", "count_reasons", "duplicate_expr", "duplicate_reason", "duplicate_rows", "failed_expr", "flag_rows", "infer_type", "lineage_columns",
-    "mark_duplicates", "parsed_column", "quarantine_rows", "reason_expr", "resolve_cleaning_spec", "rule_checks", "schema_diff", "validation_report", "with_cleaned",
+    "check_failure_rate", "cleaning_stages", "count_reasons", "duplicate_expr", "duplicate_reason", "duplicate_rows", "failed_expr", "flag_rows", "infer_type",
+    "mark_duplicates", "parsed_column", "quarantine_rows", "reason_expr", "resolve_cleaning_spec", "rule_checks", "schema_diff", "validation_report", "with_lineage", "with_cleaned",
 ]

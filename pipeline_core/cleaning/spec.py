@@ -19,7 +19,7 @@ from pipeline_core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-LINEAGE_COLUMNS = ("_source", "_batch_id", "_ingested_at")
+LINEAGE_COLUMNS = ("_source", "_batch_id", "_ingested_at", "_row")  # _row: the record's number in its source (1 = first)
 REASON = "_reason"
 NULL_TOKENS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "?"]
 _TRUE = ["true", "t", "yes", "y", "1"]

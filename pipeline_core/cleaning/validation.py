@@ -48,13 +48,15 @@ def schema_diff(previous: dict[str, str] | None, current: dict[str, str]) -> dic
     }
 
 
-def lineage_columns(source: str, batch_id: str, ingested_at: Any) -> list[pl.Expr]:
-    """The bronze lineage columns every raw row carries: where it came from, in which batch, when."""
-    return [
+def with_lineage(frame: pl.LazyFrame, source: str, batch_id: str, ingested_at: Any) -> pl.LazyFrame:
+    """The raw rows with the lineage every bronze row carries: where it came from, in which batch, when,
+    and its record number in the source (tables keep no row order, so input order is kept as data)."""
+    return frame.with_row_index("_row", offset=1).with_columns(
+        pl.col("_row").cast(pl.Int64),
         pl.lit(source).alias("_source"),
         pl.lit(batch_id).alias("_batch_id"),
         pl.lit(ingested_at).dt.replace_time_zone("UTC").alias("_ingested_at"),
-    ]
+    )
 
 
 def validation_report(dataset: str, rows_in: int, quarantined: int, max_rate: float, by_rule: dict[str, int],

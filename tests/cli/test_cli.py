@@ -100,9 +100,17 @@ def test_run_json_summary_and_layer_commands(credit_config, tmp_path):
     table = invoke("features", "--config", credit_config)
     assert table.exit_code == 0 and "cached" in table.stdout and "feature version" in table.stdout
 
-    forced = invoke("run", "--config", credit_config, "--through", "gold", "--refresh", "--json")
+    # --refresh distrusts the cache: the layers look at their tables and find nothing new
+    again = invoke("run", "--config", credit_config, "--through", "gold", "--refresh", "--json")
+    assert again.exit_code == 0, again.output
+    assert {s["layer"]: s["status"] for s in json.loads(again.stdout)["result"]} == {"bronze": "skipped", "silver": "unchanged", "gold": "unchanged"}
+    # --full-refresh rebuilds silver and gold from every bronze batch, as new table versions
+    forced = invoke("run", "--config", credit_config, "--through", "gold", "--full-refresh", "--json")
     assert forced.exit_code == 0, forced.output
-    assert {s["layer"]: s["status"] for s in json.loads(forced.stdout)["result"]} == {"bronze": "skipped", "silver": "ran", "gold": "ran"}
+    rebuilt = {s["layer"]: s for s in json.loads(forced.stdout)["result"]}
+    assert {k: (s["status"], s.get("mode")) for k, s in rebuilt.items() if k != "bronze"} == {"silver": ("ran", "full"), "gold": ("ran", "full")}
+    assert rebuilt["silver"]["versions"]["data"] == layers["silver"]["versions"]["data"] + 1
+    assert rebuilt["gold"]["version"] == layers["gold"]["version"] + 1
 
 
 @pytest.mark.usefixtures("prefect_harness")

@@ -170,7 +170,7 @@ def test_a_worker_runs_the_triggered_feature_pipeline(server, deployed, tmp_path
         kill_group(worker)
     assert run["state"] == "COMPLETED", (tmp_path / "worker.log").read_text()[-3000:]
     gold = tmp_path / "store" / "gold" / "credit_default"
-    assert (gold / "features.parquet").stat().st_size > 0
+    assert list((gold / "features").glob("*.parquet")) and (gold / "features" / "_delta_log").is_dir()
     assert json.loads((gold / "features_metadata.json").read_text())["row_count"] > 2900
     flow_run = server.api("GET", f"/flow_runs/{run['id']}")
     assert flow_run["deployment_id"] == deployed["feature-pipeline-daily"]["id"]

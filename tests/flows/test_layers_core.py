@@ -9,7 +9,7 @@ import pytest
 
 from pipeline_core.config import load_config, parse_config
 from pipeline_core.errors import DataError
-from pipeline_io import layout
+from pipeline_io import delta, layout
 from pipeline_io.store import Store
 from tasks import bronze, gold, silver
 
@@ -19,6 +19,15 @@ def cfg(tmp_path, source, **dataset):
         "dataset": {"name": "t", "source": str(source), "target": "y", **dataset},
         "store": {"root": str(tmp_path / "store")},
     })
+
+
+def read_table(store, report, name):
+    """A silver table at exactly the version its report names, in input order."""
+    return pl.read_delta(store.uri(report["tables"][name]), version=report["versions"][name]).sort("_batch_id", "_row")
+
+
+def read_gold(store, meta):
+    return pl.read_delta(store.uri(meta["tables"]["features"]), version=meta["version"])
 
 
 def ingest(config):
@@ -40,9 +49,15 @@ def test_bronze_is_append_only_and_skips_identical_content(tmp_path):
     assert second["schema_change"] == {"added": ["z"], "removed": [], "changed": {}}
     batches = bronze.list_batches(store, "t")
     assert [b["batch_id"] for b in batches] == [first["batch_id"], second["batch_id"]]
-    data = pl.read_parquet(store.uri(batches[0]["path"]))
-    assert data.columns == ["id", "x", "y", "_source", "_batch_id", "_ingested_at"]
-    assert data["_batch_id"].unique().to_list() == [first["batch_id"]]
+    assert [b["rows"] for b in batches] == [2, 1]
+    # one Delta table, one commit per batch; the older batch reads the new column as null
+    assert (first["version"], second["version"]) == (0, 1)
+    data = pl.read_delta(store.uri("bronze", "t")).sort("id")
+    assert set(data.columns) == {"id", "x", "z", "y", "_source", "_batch_id", "_ingested_at", "_row"}
+    assert data["_row"].to_list() == [1, 2, 1]
+    assert data["_batch_id"].to_list() == [first["batch_id"]] * 2 + [second["batch_id"]]
+    assert data["z"].to_list() == [None, None, "5"]
+    assert pl.read_delta(store.uri("bronze", "t"), version=0).height == 2
 
 
 @pytest.mark.parametrize(
@@ -60,7 +75,7 @@ def test_bad_csv_files_fail_clearly_and_write_nothing(tmp_path, content, message
     with pytest.raises(DataError, match=message) as err:
         ingest(config)
     assert str(src) in str(err.value)
-    assert not list((tmp_path / "store").rglob("*.parquet"))
+    assert not list((tmp_path / "store").rglob("*.parquet")) and not list((tmp_path / "store").rglob("_delta_log"))
 
 
 def make_sqlite(path, *statements):
@@ -115,14 +130,17 @@ def test_silver_fails_above_threshold_and_keeps_previous_layer(tmp_path):
     _, store = ingest(config)
     first = silver.refine_to_silver(config, store)
     paths = layout.silver_paths(store, "t")
-    before = {k: Path(v).read_bytes() for k, v in paths.items()}
+    before = Path(paths["report"]).read_bytes()
 
     src.write_text("id,x,y\n5,oops,0\n6,bad,1\n7,8,0\n")
     ingest(config)
     strict = parse_config({**config.model_dump(mode="json"), "cleaning": {"types": {"x": "int"}, "max_failure_rate": 0.1}})
-    with pytest.raises(DataError, match=r"2 of 7 rows \(28.6%\) fail validation.*cast:x=2.*nothing written"):
+    # only the new batch is processed (the spec is unchanged), and 2 of its 3 rows fail
+    with pytest.raises(DataError, match=r"2 of 3 rows \(66.7%\) fail validation.*cast:x=2.*nothing written"):
         silver.refine_to_silver(strict, store)
-    assert {k: Path(v).read_bytes() for k, v in paths.items()} == before
+    assert Path(paths["report"]).read_bytes() == before
+    assert delta.version(store, paths["data"]) == first["versions"]["data"] == 0  # no commit was made
+    assert delta.version(store, paths["quarantine"]) == first["versions"]["quarantine"] == 0
     assert first["rows_out"] == 4
 
 
@@ -135,12 +153,14 @@ def test_quarantine_holds_the_raw_rows_in_input_order_with_their_batch(tmp_path)
     src.write_text("id,x,y\n9,N/A,1\n3, 5.5,1\n1,7 ,1\n")
     second, _ = ingest(strict)
     report = silver.refine_to_silver(strict, store)
-    q = pl.read_parquet(store.uri(report["paths"]["quarantine"]))
-    # raw text as ingested (padding kept), oldest batch first; the earlier copy of id 1 loses to the later one
-    assert q.select("id", "x", "_reason").rows() == [("1", " 2 ", "duplicate:id"), ("2", "oops", "cast:x"), ("3", " 5.5", "cast:x")]
-    assert q["_batch_id"].to_list() == [first["batch_id"], first["batch_id"], second["batch_id"]]
-    clean = pl.read_parquet(store.uri(report["paths"]["data"]))
+    q = read_table(store, report, "quarantine")
+    # raw text as ingested (padding kept), oldest batch first
+    assert q.select("id", "x", "_reason").rows() == [("2", "oops", "cast:x"), ("3", " 5.5", "cast:x")]
+    assert q["_batch_id"].to_list() == [first["batch_id"], second["batch_id"]]
+    # the later batch's record of id 1 updates it (not a duplicate: duplicates are copies inside one batch)
+    clean = read_table(store, report, "data")
     assert clean.select("id", "x").rows() == [(3, 4), (9, None), (1, 7)]
+    assert report["superseded_rows"] == 1 and "duplicate:id" not in report["quarantined_by_rule"]
 
 
 def test_silver_and_gold_on_demo_credit(credit_config, demo_dir):
@@ -156,18 +176,19 @@ def test_silver_and_gold_on_demo_credit(credit_config, demo_dir):
     bad_limit = raw.filter(pl.col("LIMIT_BAL") == "n/a?").height
     assert report["quarantined_by_rule"]["cast:limit_bal"] == bad_limit
     assert report["quarantined_by_rule"]["range:age"] == raw.filter(pl.col("AGE") == "150").height
-    q = pl.read_parquet(store.uri(report["paths"]["quarantine"]))
+    q = read_table(store, report, "quarantine")
     assert q.height == report["rows_quarantined"] and q["_reason"].null_count() == 0
 
     meta = gold.build_gold(config, store)
-    feats = pl.read_parquet(store.uri(meta["paths"]["features"]))
+    feats = read_gold(store, meta)
     assert feats.height == report["rows_out"]
     assert set(feats["default_payment_next_month"].unique().to_list()) == {0, 1}
     assert meta["class_balance"]["positive"] == feats["default_payment_next_month"].sum()
     assert 0.15 < meta["class_balance"]["positive_rate"] < 0.3
     assert "age_bin" in meta["roles"]["categorical"] and "utilization" in meta["roles"]["numeric"]
     assert meta["roles"]["id"] == ["id"]
-    prep = json.loads(Path(store.uri(meta["paths"]["preprocessing"])).read_text())
+    prep = json.loads(Path(layout.gold_paths(store, "credit_default")["preprocessing"]).read_text())
+    assert prep == meta["preprocessing"]
     assert prep["feature_version"] == meta["feature_version"] and prep["scaler"] == "robust"
     cols = {c["name"]: c for c in meta["columns"]}
     assert cols["age"]["null_count"] == feats["age"].null_count()
@@ -200,7 +221,7 @@ def test_phishing_sqlite_through_gold(phishing_config):
     meta = gold.build_gold(config, store)
     assert "line_of_code_missing" in meta["roles"]["numeric"]
     assert set(meta["roles"]["categorical"]) == {"industry", "hosting_provider"}
-    feats = pl.read_parquet(store.uri(meta["paths"]["features"]))
+    feats = read_gold(store, meta)
     assert feats["line_of_code_missing"].sum() == feats["line_of_code"].null_count() > 0
 
 
@@ -266,4 +287,4 @@ def test_a_copied_store_reads_its_own_files_once_the_original_is_gone(tmp_path):
     report = silver.refine_to_silver(moved, moved_store)
     meta = gold.build_gold(moved, moved_store)
     assert report["rows_out"] == 40 and meta["row_count"] == 40
-    assert pl.read_parquet(moved_store.uri(meta["paths"]["features"])).height == 40
+    assert read_gold(moved_store, meta).height == 40

@@ -6,7 +6,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline_io import parquet
-from pipeline_io.parquet import write_parquet
+
+
+def write_parquet(frame: pl.DataFrame, path: str, chunk_rows: int = 100_000) -> None:
+    """Write ``frame`` as the scorer does: chunk after chunk."""
+    writer = parquet.ParquetChunkWriter(path)
+    for chunk in frame.iter_slices(chunk_rows):
+        writer.write(chunk)
+    writer.close(frame.head(0))
 
 
 def mixed_frame(n: int = 5_000) -> pl.DataFrame:
@@ -41,11 +48,10 @@ def column_encodings(path) -> dict[str, set[str]]:
     return out
 
 
-@pytest.mark.parametrize("lazy", [True, False])
-def test_round_trip_keeps_every_value_type_and_null(tmp_path, lazy):
+def test_round_trip_keeps_every_value_type_and_null(tmp_path):
     frame = mixed_frame()
     path = tmp_path / "out.parquet"
-    write_parquet(frame.lazy() if lazy else frame, str(path))
+    write_parquet(frame, str(path))
     back = pl.read_parquet(path)
     assert back.schema == frame.schema
     assert back.equals(frame)  # NaN, nulls, empty strings and order survive
@@ -67,22 +73,21 @@ def test_encoding_chosen_per_column(tmp_path):
     assert not with_stats["code"] and not with_stats["token"]  # min/max of text serve no query
 
 
-def test_streamed_batches_become_bounded_row_groups_in_order(tmp_path, monkeypatch):
-    monkeypatch.setattr(parquet, "BATCH_ROWS", 700)
+def test_chunks_become_bounded_row_groups_in_order(tmp_path, monkeypatch):
     monkeypatch.setattr(parquet, "ROW_GROUP_MAX_ROWS", 2_000)
-    frame = mixed_frame(9_001)
+    frame = mixed_frame(9_001).filter(pl.col("id") % 2 == 0)
     path = tmp_path / "out.parquet"
-    write_parquet(frame.lazy().filter(pl.col("id") % 2 == 0), str(path))
+    write_parquet(frame, str(path), chunk_rows=2_500)
     meta = pq.ParquetFile(path).metadata
     assert meta.num_row_groups > 1
     assert max(meta.row_group(g).num_rows for g in range(meta.num_row_groups)) <= 2_000
-    assert pl.read_parquet(path).equals(frame.filter(pl.col("id") % 2 == 0))
+    assert pl.read_parquet(path).equals(frame)
 
 
 def test_no_rows_still_writes_the_schema(tmp_path):
     frame = mixed_frame()
     path = tmp_path / "out.parquet"
-    write_parquet(frame.lazy().filter(pl.lit(False)), str(path))
+    write_parquet(frame.head(0), str(path))
     back = pl.read_parquet(path)
     assert back.height == 0 and back.schema == frame.schema
 
@@ -98,19 +103,3 @@ def test_chunk_writer_needs_the_columns_only_when_nothing_was_written(tmp_path):
         untouched.close()
     untouched.close(frame.head(0))
     assert pl.read_parquet(tmp_path / "none.parquet").schema == frame.schema
-
-
-def test_mostly_text_frames_keep_their_values(tmp_path):
-    frame = pl.DataFrame({"a": ["1", " 2", None], "b": ["x", "", "z"], "n": [1, 2, 3]})
-    path = tmp_path / "text.parquet"
-    write_parquet(frame.lazy(), str(path))
-    assert pl.read_parquet(path).equals(frame)
-    assert not pq.ParquetFile(path).metadata.row_group(0).column(0).is_stats_set
-
-
-def test_a_failing_query_reports_its_own_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(parquet, "BATCH_ROWS", 10)
-    monkeypatch.setattr(parquet, "ROW_GROUP_MAX_ROWS", 10)
-    frame = pl.DataFrame({"x": [str(i) for i in range(30)] + ["not a number"], "n": list(range(31))}).lazy()
-    with pytest.raises(pl.exceptions.InvalidOperationError, match="not a number"):
-        write_parquet(frame.select(pl.col("x").cast(pl.Int64, strict=True), "n"), str(tmp_path / "out.parquet"))

@@ -1,0 +1,33 @@
+"""Looking after a store's tables: their commit history, and deleting files no retained version reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline_core.config import PipelineConfig
+from pipeline_io import delta, layout
+from pipeline_io.store import Store, open_store
+
+
+def dataset_tables(store: Store, dataset: str) -> dict[str, str]:
+    """Every Delta table of a dataset, by name."""
+    silver = layout.silver_paths(store, dataset)
+    return {"bronze": layout.bronze_table(store, dataset), "silver": silver["data"], "quarantine": silver["quarantine"],
+            "gold": layout.gold_paths(store, dataset)["features"], "monitoring": layout.monitoring_table(store, dataset)}
+
+
+def history(config: PipelineConfig, table: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest ``limit`` commits of each table (or of one), newest first."""
+    store = open_store(config)
+    tables = dataset_tables(store, config.dataset.name)
+    chosen = {table: tables[table]} if table else tables
+    return [{"name": name, **entry} for name, uri in chosen.items() for entry in delta.history(store, uri, limit)]
+
+
+def vacuum(config: PipelineConfig, dry_run: bool = False) -> dict[str, Any]:
+    """Delete the files of versions older than ``store.retention.days`` from every table of the dataset."""
+    store = open_store(config)
+    hours = config.store.retention.days * 24
+    removed = {name: delta.vacuum(store, uri, hours, dry_run) for name, uri in dataset_tables(store, config.dataset.name).items()}
+    return {"retention_days": config.store.retention.days, "dry_run": dry_run,
+            "files": {name: len(files) for name, files in removed.items()}, "total": sum(len(f) for f in removed.values())}

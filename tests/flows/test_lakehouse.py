@@ -1,0 +1,204 @@
+"""The layers as Delta tables: incremental runs, time travel, kills at every commit point, concurrent runs, damage."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipeline_core.config import load_config
+from pipeline_core.errors import StorageError
+from pipeline_io import delta, layout
+from pipeline_io.store import Store
+from tasks import bronze, gold, silver
+from tests.conftest import shipped_config
+from tests.layer_steps import run_layers
+
+REPO = Path(__file__).resolve().parents[2]
+ORIGIN = ("_batch_id", "_ingested_at", "_source")  # differ between stores that ingest the same files
+
+
+@pytest.fixture(scope="module")
+def batches(tmp_path_factory, demo_dir):
+    """Two daily files of the credit data: the second brings new ids and new records of 500 known ones."""
+    d = tmp_path_factory.mktemp("batches")
+    raw = pl.read_csv(demo_dir / "credit.csv", infer_schema=False)
+    first, second = raw.slice(0, 2000), raw.slice(1500)
+    changed = second.with_columns(pl.when(pl.int_range(pl.len()) < 500).then(pl.lit("1")).otherwise(pl.col("EDUCATION")).alias("EDUCATION"))
+    first.write_csv(d / "day1.csv")
+    changed.write_csv(d / "day2.csv")
+    return d / "day1.csv", d / "day2.csv"
+
+
+def layer_config(tmp_path: Path, source: Path, name: str = "store"):
+    path = shipped_config("credit_default", source, tmp_path)
+    return load_config(path, [f"store.root={tmp_path / name}"]), path
+
+
+def with_source(config, source: Path):
+    return config.model_copy(update={"dataset": config.dataset.model_copy(update={"source": str(source)})})
+
+
+def pinned(store: Store, dataset: str) -> dict[str, pl.DataFrame]:
+    """Silver, quarantine and gold at exactly the versions their reports name, in a comparable order."""
+    report = silver.current_report(store, dataset)
+    meta = gold.current_metadata(store, dataset)
+    s_paths, g_paths = layout.silver_paths(store, dataset), layout.gold_paths(store, dataset)
+    return {
+        "silver": delta.scan(store, s_paths["data"], report["versions"]["data"]).collect().drop(ORIGIN).sort("id"),
+        "quarantine": delta.scan(store, s_paths["quarantine"], report["versions"]["quarantine"]).collect().drop(ORIGIN).sort("_row", "id"),
+        "gold": delta.scan(store, g_paths["features"], meta["version"]).collect().sort("id"),
+    }
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, batches):
+    """Both days processed one after the other, uninterrupted."""
+    tmp = tmp_path_factory.mktemp("reference")
+    config, _ = layer_config(tmp, batches[0])
+    run_layers(config)
+    run_layers(with_source(config, batches[1]))
+    return pinned(Store(config.store.root), config.dataset.name)
+
+
+def test_a_new_day_is_merged_incrementally_and_matches_a_full_rebuild(tmp_path, batches):
+    config, _ = layer_config(tmp_path, batches[0])
+    store = Store(config.store.root)
+    day1 = run_layers(config)
+    assert (day1["silver"]["mode"], day1["gold"]["mode"]) == ("full", "full")
+    day2 = run_layers(with_source(config, batches[1]))
+    s, g = day2["silver"], day2["gold"]
+    assert s["mode"] == "incremental" and s["rows_in"] == pl.read_csv(batches[1], infer_schema=False).height  # only the new batch
+    assert s["bronze_batches"] == [day1["batch"]["batch_id"], day2["batch"]["batch_id"]]
+    # 500 ids came again: their newest record replaced the old one (minus any that failed a rule in either batch)
+    assert 450 < s["superseded_rows"] <= 500
+    assert g["mode"] == "incremental" and g["changed_rows"] == s["rows_out"] and g["silver_version"] == s["versions"]["data"]
+    incremental = pinned(store, config.dataset.name)
+    assert incremental["silver"]["id"].is_unique().all() and incremental["gold"].height == incremental["silver"].height
+    resent = pl.read_csv(batches[1], infer_schema=False).head(500)["ID"].cast(pl.Int64)
+    updated = incremental["silver"].filter(pl.col("id").is_in(resent.implode()))
+    assert (updated["education"] == 1).mean() > 0.95  # the second day's record won (bar the few it sent invalid)
+
+    rebuilt_s = silver.refine_to_silver(config, store, full_refresh=True)
+    rebuilt_g = gold.build_gold(config, store, full_refresh=True)
+    assert (rebuilt_s["mode"], rebuilt_g["mode"]) == ("full", "full")
+    full = pinned(store, config.dataset.name)
+    for name in ("silver", "quarantine", "gold"):
+        assert full[name].equals(incremental[name]), name
+    assert rebuilt_s["table_rows"] == s["table_rows"] and rebuilt_s["quarantine_rows"] == s["quarantine_rows"]
+
+    # time travel: the incremental versions are still readable, as the reports of those versions name them
+    old = silver.report_at(store, config.dataset.name, s["versions"]["data"])
+    assert old["mode"] == "incremental"
+    assert delta.scan(store, layout.silver_paths(store, "credit_default")["data"], s["versions"]["data"]).collect().height == s["table_rows"]
+
+
+def test_nothing_new_means_no_commit(tmp_path, batches):
+    config, _ = layer_config(tmp_path, batches[0])
+    first = run_layers(config)
+    again = run_layers(config)
+    assert again["batch"]["status"] == "skipped"
+    assert again["silver"]["mode"] == "unchanged" and again["gold"]["mode"] == "unchanged"
+    assert again["silver"]["versions"] == first["silver"]["versions"] and again["gold"]["version"] == first["gold"]["version"]
+
+
+def test_features_as_of_an_old_silver_version_rebuild_the_old_gold(tmp_path, batches):
+    config, _ = layer_config(tmp_path, batches[0])
+    store = Store(config.store.root)
+    day1 = run_layers(config)
+    run_layers(with_source(config, batches[1]))
+    old = gold.build_gold(config, store, as_of=str(day1["silver"]["versions"]["data"]))
+    assert old["mode"] == "full" and old["silver_version"] == day1["silver"]["versions"]["data"]
+    assert old["row_count"] == day1["gold"]["row_count"]
+    first_gold = delta.scan(store, layout.gold_paths(store, "credit_default")["features"], day1["gold"]["version"]).collect().sort("id")
+    assert delta.scan(store, layout.gold_paths(store, "credit_default")["features"], old["version"]).collect().sort("id").equals(first_gold)
+    with pytest.raises(Exception, match="only at version"):
+        gold.build_gold(config, store, as_of="99")
+
+
+COMMIT_POINTS = ["bronze:before-commit", "bronze:after-commit", "silver:after-data", "silver:after-quarantine",
+                 "silver:after-version-record", "gold:after-data", "gold:after-version-record"]
+
+
+def consistent(store: Store, dataset: str) -> None:
+    """Every report and metadata names versions that read back whole and agree with it."""
+    report = silver.current_report(store, dataset)
+    meta = gold.current_metadata(store, dataset)
+    tables = pinned(store, dataset)
+    assert tables["silver"].height == report["table_rows"]
+    assert tables["quarantine"].height == report["quarantine_rows"]
+    assert tables["gold"].height == meta["row_count"]
+    gold_silver = delta.scan(store, layout.silver_paths(store, dataset)["data"], meta["silver_version"]).select(pl.len()).collect().item()
+    assert gold_silver == meta["row_count"]  # gold holds one row per row of the silver version it names
+
+
+@pytest.mark.parametrize("point", COMMIT_POINTS)
+def test_a_kill_at_any_commit_point_leaves_a_readable_store_and_the_rerun_finishes_the_job(tmp_path, batches, reference, point):
+    config, path = layer_config(tmp_path, batches[0])
+    store = Store(config.store.root)
+    run_layers(config)
+    before = pinned(store, config.dataset.name)
+    env = {**os.environ, delta.FAULT_ENV: point}
+    killed = subprocess.run([sys.executable, "-m", "tests.layer_steps", str(path), "--set", f"store.root={config.store.root}",
+                             "--set", f"dataset.source={batches[1]}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    consistent(store, config.dataset.name)
+    if point.startswith("bronze") or point.startswith("silver:after-data") or point == "silver:after-quarantine":
+        now = pinned(store, config.dataset.name)
+        for name in ("silver", "quarantine", "gold"):
+            assert now[name].equals(before[name]), (point, name)  # the interrupted run left the previous state
+
+    rerun = run_layers(with_source(config, batches[1]))
+    assert rerun["silver"]["mode"] in ("incremental", "unchanged")
+    consistent(store, config.dataset.name)
+    final = pinned(store, config.dataset.name)
+    for name in ("silver", "quarantine", "gold"):
+        assert final[name].equals(reference[name]), (point, name)
+
+
+def test_two_runs_at_once_both_finish_or_one_fails_clearly(tmp_path, batches, reference):
+    config, path = layer_config(tmp_path, batches[0])
+    store = Store(config.store.root)
+    run_layers(config)
+    bronze.ingest_batch(with_source(config, batches[1]), store, batches[1])
+    command = [sys.executable, "-m", "tests.layer_steps", str(path), "--set", f"store.root={config.store.root}",
+               "--set", f"dataset.source={batches[1]}"]
+    runs = [subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(r.wait(timeout=300), r.stderr.read()) for r in runs]
+    for code, err in results:
+        assert code == 0 or (code == 4 and len(err.strip().splitlines()) == 1 and "another run" in err), err[-2000:]
+    assert any(code == 0 for code, _ in results)
+    consistent(store, config.dataset.name)
+    final = pinned(store, config.dataset.name)
+    for name in ("silver", "quarantine", "gold"):
+        assert final[name].equals(reference[name]), name
+
+
+def test_a_truncated_data_file_is_one_clear_error_naming_it(tmp_path, batches):
+    from pipeline_io.readers import load_training_data
+
+    config, _ = layer_config(tmp_path, batches[0])
+    store = Store(config.store.root)
+    run_layers(config)
+    data_file = next((Path(config.store.root) / "gold" / "credit_default" / "features").glob("*.parquet"))
+    data_file.write_bytes(data_file.read_bytes()[: data_file.stat().st_size // 2])
+    with pytest.raises(StorageError, match=rf"gold/credit_default/features/{data_file.name}: damaged data file"):
+        load_training_data(config, store)
+
+
+def test_a_second_reader_reads_the_tables(tmp_path, batches):
+    """delta-rs through pyarrow to pandas, no polars: the tables are plain Delta."""
+    from deltalake import DeltaTable
+
+    config, _ = layer_config(tmp_path, batches[0])
+    result = run_layers(config)
+    root = Path(config.store.root)
+    frame = DeltaTable(str(root / "gold" / "credit_default" / "features"), version=result["gold"]["version"]).to_pandas()
+    assert len(frame) == result["gold"]["row_count"] and frame["id"].is_unique
+    bronze_rows = DeltaTable(str(root / "bronze" / "credit_default")).to_pyarrow_table().num_rows
+    assert bronze_rows == pl.read_csv(batches[0], infer_schema=False).height
