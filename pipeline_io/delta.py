@@ -221,27 +221,27 @@ def vacuum(store: Store, uri: str, retention_hours: float, dry_run: bool) -> lis
     return dt.vacuum(retention_hours=int(retention_hours), dry_run=dry_run, enforce_retention_duration=False, full=True)
 
 
-def damaged_files(store: Store, uri: str, at: int | None = None) -> list[str]:
-    """Data files of the version whose size on storage differs from the size its log recorded."""
+def damaged_files(store: Store, uri: str, at: int | None = None) -> list[tuple[str, str]]:
+    """(path, "missing" | "damaged") for the data files of the version that are gone or whose size differs from the log's."""
     dt = table(store, uri, at)
     if dt is None:
         return []
     actions = pl.DataFrame(dt.get_add_actions(flatten=True))
-    damaged = []
+    found = []
     for path, size in zip(actions["path"].to_list(), actions["size_bytes"].to_list()):
-        full = f"{uri}/{path}"
         try:
-            actual = store.fs.size(full)
+            actual = store.fs.size(f"{uri}/{path}")
         except FileNotFoundError:
-            actual = None
+            found.append((f"{store.relative(uri)}/{path}", "missing"))
+            continue
         if actual != size:
-            damaged.append(f"{store.relative(uri)}/{path}")
-    return damaged
+            found.append((f"{store.relative(uri)}/{path}", "damaged"))
+    return found
 
 
 @contextmanager
 def reading(store: Store, tables: dict[str, int | None]) -> Iterator[None]:
-    """Turn a failed read of these tables (at these versions) into one line naming a damaged file, if one is."""
+    """Turn a failed read of these tables (at these versions) into one line naming the file at fault, if one is."""
     try:
         yield
     except (StorageError, DataError):
@@ -250,10 +250,12 @@ def reading(store: Store, tables: dict[str, int | None]) -> Iterator[None]:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         for uri, at in tables.items():
-            damaged = damaged_files(store, uri, at)
-            if damaged:
-                raise StorageError(f"{damaged[0]}: damaged data file (its size differs from the one the table's log recorded); "
-                                   f"restore it from a backup or rebuild the layer with --full-refresh") from None
+            for path, problem in damaged_files(store, uri, at):
+                if problem == "missing":
+                    raise StorageError(f"{path}: missing; `pipeline-cli store vacuum` deletes the files of versions older than "
+                                       "store.retention.days, so read a newer version") from None
+                raise StorageError(f"{path}: damaged data file (its size differs from the one the table's log recorded); "
+                                   "restore it from a backup or rebuild the layer with --full-refresh") from None
         raise
 
 

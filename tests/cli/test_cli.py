@@ -142,3 +142,15 @@ def test_data_error_is_one_line_with_exit_code(tmp_path, credit_config):
 def test_quiet_prints_nothing_on_success(credit_config):
     result = invoke("bronze", "--config", credit_config, "--quiet")
     assert result.exit_code == 0 and result.stdout == ""
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_damaged_table_file_is_exit_4_naming_it(credit_config):
+    assert invoke("run", "--config", credit_config, "--through", "silver", "--quiet").exit_code == 0
+    store = Path(yaml.safe_load(credit_config.read_text())["store"]["root"])
+    data_file = next((store / "silver" / "credit_default" / "data").glob("*.parquet"))
+    data_file.write_bytes(data_file.read_bytes()[:100])
+    result = invoke("features", "--config", credit_config)
+    assert result.exit_code == 4, result.output
+    assert result.stderr.strip() == (f"error: silver/credit_default/data/{data_file.name}: damaged data file (its size differs from the one "
+                                     "the table's log recorded); restore it from a backup or rebuild the layer with --full-refresh")

@@ -347,3 +347,36 @@ def test_s3_to_s3_scoring(model_env, demo_dir, monkeypatch):
         import io
 
         assert pl.read_parquet(io.BytesIO(body)).height == out["rows_scored"] > 2900
+
+
+def test_lineage_of_a_predictions_file_and_the_store_history(model_env, demo_dir):
+    from typer.testing import CliRunner
+
+    from pipeline_cli.main import app
+
+    config, training, tmp = model_env
+    runner = CliRunner()
+    sets = sum((["--set", o] for o in FAST), [])
+    shown = runner.invoke(app, ["lineage", str(tmp / "run.parquet"), "--config", str(config), *sets, "--json"])
+    assert shown.exit_code == 0, shown.output
+    links = json.loads(shown.stdout)["result"]
+    assert links["predictions"]["model"] == f"models:/{training['registered_model']}/{training['version']}"
+    assert links["model"]["run_id"] == training["models"][0]["run_id"]
+    assert links["gold"]["version"] == training["gold_version"] and links["gold"]["silver_version"] == links["silver"]["version"]
+    assert [b["source"] for b in links["bronze"]["batches"]] == [str(demo_dir / "credit.csv")]
+    assert links["bronze"]["batches"][0]["rows"] == pl.read_csv(demo_dir / "credit.csv", infer_schema=False).height
+
+    bad = runner.invoke(app, ["lineage", str(demo_dir / "credit.csv"), "--config", str(config), *sets])
+    assert bad.exit_code == 3 and "cannot be read as Parquet" in bad.stderr
+
+    history = runner.invoke(app, ["store", "history", "--config", str(config), *sets, "--json"])
+    assert history.exit_code == 0, history.output
+    commits = json.loads(history.stdout)["result"]
+    tables = {c["name"] for c in commits}
+    assert {"bronze", "silver", "quarantine", "gold", "monitoring"} <= tables
+    first_bronze = min((c for c in commits if c["name"] == "bronze"), key=lambda c: c["version"])
+    assert first_bronze["operation"] == "WRITE" and first_bronze["layer"] == "bronze" and first_bronze["batch_id"]
+
+    dry = runner.invoke(app, ["store", "vacuum", "--config", str(config), *sets, "--dry-run", "--json"])
+    assert dry.exit_code == 0, dry.output
+    assert json.loads(dry.stdout)["result"]["dry_run"] is True

@@ -202,3 +202,27 @@ def test_a_second_reader_reads_the_tables(tmp_path, batches):
     assert len(frame) == result["gold"]["row_count"] and frame["id"].is_unique
     bronze_rows = DeltaTable(str(root / "bronze" / "credit_default")).to_pyarrow_table().num_rows
     assert bronze_rows == pl.read_csv(batches[0], infer_schema=False).height
+
+
+def test_vacuum_keeps_what_the_reports_name_and_old_versions_then_fail_clearly(tmp_path, batches):
+    from pipeline_io import maintenance
+    from pipeline_io.readers import load_training_data
+
+    config, path = layer_config(tmp_path, batches[0])
+    store = Store(config.store.root)
+    day1 = run_layers(config)
+    run_layers(with_source(config, batches[1]))
+    before = pinned(store, config.dataset.name)
+    week = load_config(path, [f"store.root={config.store.root}", "store.retention.days=7"])
+    kept = maintenance.vacuum(week)
+    assert kept["total"] == 0  # every version is younger than a week
+    zero = load_config(path, [f"store.root={config.store.root}", "store.retention.days=0"])
+    dry = maintenance.vacuum(zero, dry_run=True)
+    assert dry["files"]["gold"] > 0 and dry["files"]["bronze"] == 0  # bronze only appends: every file is still current
+    done = maintenance.vacuum(zero)
+    assert done["files"] == dry["files"]
+    after = pinned(store, config.dataset.name)
+    for name in ("silver", "quarantine", "gold"):
+        assert after[name].equals(before[name]), name
+    with pytest.raises(StorageError, match="missing; `pipeline-cli store vacuum`"):
+        load_training_data(config, store, as_of=str(day1["gold"]["version"]))

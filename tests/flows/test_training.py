@@ -350,3 +350,48 @@ def test_two_first_runs_on_a_fresh_store_both_connect(tmp_path):
     results = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err[-500:] for _, err in results]
     assert len({out.strip() for out, _ in results}) == 1  # the same experiment for both
+
+
+ONE_MODEL = ["training.models={logistic_regression: {}}", "training.tuning.n_trials=2", "training.tuning.cv_folds=3",
+             "mlflow.min_metrics={roc_auc: 0.6}"]
+
+
+def test_retraining_as_of_an_old_gold_version_reproduces_the_old_model_and_lineage_names_it(tmp_path, prefect_harness, demo_dir):
+    import polars as pl
+    from typer.testing import CliRunner
+
+    from flows.layers import run_flow
+    from flows.training import training_flow
+    from pipeline_cli.main import app
+    from pipeline_core.config import load_config
+    from pipeline_io.lineage import chain
+    from tests.conftest import shipped_config
+
+    raw = pl.read_csv(demo_dir / "credit.csv", infer_schema=False)
+    day1, day2 = tmp_path / "day1.csv", tmp_path / "day2.csv"
+    raw.slice(0, 2000).write_csv(day1)
+    raw.slice(2000).write_csv(day2)
+    config = shipped_config("credit_default", day1, tmp_path)
+    layers1 = run_flow(str(config), ONE_MODEL, through="gold")
+    first = training_flow(str(config), ONE_MODEL)
+    layers2 = run_flow(str(config), [*ONE_MODEL, f"dataset.source={day2}"], through="gold")
+    assert layers2[2]["version"] == layers1[2]["version"] + 1 and layers2[2]["mode"] == "incremental"
+    second = training_flow(str(config), ONE_MODEL)
+    assert second["gold_version"] == layers2[2]["version"]
+    assert second["models"][0]["metrics"] != first["models"][0]["metrics"]  # more data, another model
+
+    again = training_flow(str(config), ONE_MODEL, as_of=str(layers1[2]["version"]))
+    assert again["gold_version"] == first["gold_version"] == layers1[2]["version"]
+    assert again["models"][0]["metrics"] == first["models"][0]["metrics"]  # exactly the old model's numbers
+
+    links = chain(load_config(config, ONE_MODEL), f"models:/{first['registered_model']}/{first['version']}")
+    assert links["gold"]["version"] == layers1[2]["version"] and links["gold"]["table"] == "gold/credit_default/features"
+    assert links["silver"]["version"] == layers1[1]["versions"]["data"]
+    assert [b["batch_id"] for b in links["bronze"]["batches"]] == [layers1[0]["batch_id"]]
+    assert links["bronze"]["batches"][0]["source"] == str(day1) and links["run"]["run_id"] == first["models"][0]["run_id"]
+    later = chain(load_config(config, ONE_MODEL), f"models:/{second['registered_model']}/{second['version']}")
+    assert [b["batch_id"] for b in later["bronze"]["batches"]] == [layers1[0]["batch_id"], layers2[0]["batch_id"]]
+
+    shown = CliRunner().invoke(app, ["lineage", f"models:/{first['registered_model']}/{first['version']}", "--config", str(config)])
+    assert shown.exit_code == 0, shown.output
+    assert f"gold/credit_default/features version {layers1[2]['version']}" in shown.stdout and layers1[0]["batch_id"] in shown.stdout
