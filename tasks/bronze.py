@@ -20,7 +20,7 @@ from prefect.logging import get_run_logger
 
 from pipeline_core.cleaning import LINEAGE_COLUMNS, schema_diff, with_lineage
 from pipeline_core.config import PipelineConfig
-from pipeline_core.errors import DataError
+from pipeline_core.errors import DataError, StorageError
 from pipeline_io import delta, layout, sources
 from pipeline_io.store import Store, open_store
 from tasks.caching import retry_transient
@@ -29,6 +29,14 @@ log = logging.getLogger(__name__)
 
 BATCH = "_batch_id"
 FINGERPRINT_CHARS = 16  # of the content fingerprint kept at the end of a batch id
+
+
+def refuse_parquet_layout(store: Store, dataset: str) -> None:
+    """A bronze folder of the earlier Parquet layout is not a table; writing a table over it would hide (and a vacuum delete) it."""
+    root = layout.bronze_table(store, dataset)
+    if store.exists(root) and not store.exists(f"{root}/_delta_log") and store.fs.glob(f"{root}/batch=*"):
+        raise StorageError(f"{store.relative(root)}: holds Parquet batches of an earlier version of this pipeline, not a Delta table; "
+                           "use a new store.root and ingest the sources again (each batch's _batch.json names its source)")
 
 
 def batch_ids(store: Store, dataset: str, at: int | None = None) -> list[str]:
@@ -71,6 +79,7 @@ def ingest_batch(config: PipelineConfig, store: Store, local_path: Path, now: da
     """Append one bronze batch from a fetched source, unless identical content is already there."""
     ds = config.dataset
     uri = layout.bronze_table(store, ds.name)
+    refuse_parquet_layout(store, ds.name)
     fmt = sources.detect_format(ds.source, ds.format)
     frame = sources.scan_source(local_path, fmt, ds.table, ds.csv_separator)
     fingerprint = sources.file_fingerprint(local_path, extra=f"table={ds.table or ''}")[:FINGERPRINT_CHARS]

@@ -226,3 +226,13 @@ def test_vacuum_keeps_what_the_reports_name_and_old_versions_then_fail_clearly(t
         assert after[name].equals(before[name]), name
     with pytest.raises(StorageError, match="missing; `pipeline-cli store vacuum`"):
         load_training_data(config, store, as_of=str(day1["gold"]["version"]))
+
+
+def test_a_store_of_the_earlier_parquet_layout_is_refused_not_overwritten(tmp_path, batches):
+    config, _ = layer_config(tmp_path, batches[0])
+    old = Path(config.store.root) / "bronze" / "credit_default" / "batch=20261101T000000Z-abc"
+    old.mkdir(parents=True)
+    (old / "data.parquet").write_bytes(b"PAR1")
+    with pytest.raises(StorageError, match="Parquet batches of an earlier version"):
+        run_layers(config)
+    assert sorted(p.name for p in old.parent.iterdir()) == [old.name]
