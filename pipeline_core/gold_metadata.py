@@ -63,3 +63,20 @@ def describe_gold(config: PipelineConfig, spec: FeatureSpec, silver_report: dict
         "code_version": code_version,
     }
     return preprocessing, metadata
+
+
+def with_current_counts(previous: dict[str, Any], rows: int, positives: int, null_counts: dict[str, int]) -> dict[str, Any]:
+    """``previous`` metadata with exact row, class and null counts of the table as it is now.
+
+    The distribution statistics (quantiles, histograms, levels, distinct counts) and the roles stay
+    those of the version they were computed on (``profile_version``).
+    """
+    columns = [{**c, "null_count": null_counts.get(c["name"], c["null_count"]),
+                "null_rate": (null_counts.get(c["name"], c["null_count"]) / rows) if rows else 0.0} for c in previous["columns"]]
+    return {
+        **previous,
+        "row_count": rows,
+        "class_balance": {"positive": positives, "negative": rows - positives, "positive_rate": positives / rows if rows else 0.0},
+        "columns": columns,
+        "missing_values": {c["name"]: c["null_rate"] for c in columns if c["null_count"]},
+    }

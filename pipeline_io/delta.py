@@ -22,6 +22,8 @@ from pipeline_io.store import Store
 
 FAULT_ENV = "PIPELINE_FAULT_AT"  # tests: the commit point at which the process kills itself
 CHANGE_FEED = {"delta.enableChangeDataFeed": "true"}  # lets gold read only what silver changed
+# Files of this size keep a MERGE's rewrite (copy-on-write of every file holding a matched row) near the new data.
+TARGET_FILE_BYTES = 8 * 2**20
 
 
 def fault_point(name: str) -> None:
@@ -136,7 +138,8 @@ def _conflicts(store: Store, uri: str) -> Iterator[None]:
 def write(store: Store, uri: str, frame: pl.LazyFrame | pl.DataFrame, *, mode: str, run_id: str, facts: dict[str, Any],
           partition_by: list[str] | None = None, change_feed: bool = False) -> int:
     """Append to, or overwrite, the table in one commit, streaming the frame; returns the new version."""
-    options: dict[str, Any] = {"commit_properties": _commit_properties(run_id, facts), "writer_properties": _writer_properties()}
+    options: dict[str, Any] = {"commit_properties": _commit_properties(run_id, facts), "writer_properties": _writer_properties(),
+                               "target_file_size": TARGET_FILE_BYTES}
     if partition_by:
         options["partition_by"] = partition_by
     if mode == "append":
@@ -150,10 +153,23 @@ def write(store: Store, uri: str, frame: pl.LazyFrame | pl.DataFrame, *, mode: s
     return _committed_version(store, uri, run_id)
 
 
+def _key_range(frame: pl.DataFrame, key: str) -> str:
+    """``t.key`` between the smallest and largest key of the source: the same matches, and the files
+    whose statistics lie outside the range are neither read nor rewritten."""
+    lo, hi = frame.select(pl.col(key).min().alias("lo"), pl.col(key).max().alias("hi")).row(0)
+    if lo is None:
+        return ""
+    if isinstance(lo, str):
+        lo, hi = ("'" + v.replace("'", "''") + "'" for v in (lo, hi))
+    elif not isinstance(lo, (int, float)) or isinstance(lo, bool):
+        return ""
+    return f" AND t.`{key}` >= {lo} AND t.`{key}` <= {hi}"
+
+
 def merge(store: Store, uri: str, frame: pl.DataFrame, *, keys: list[str], update: bool, run_id: str,
           facts: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """MERGE ``frame`` into the table on ``keys``: matched rows are updated (or left alone), the rest inserted."""
-    predicate = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+    predicate = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys) + _key_range(frame, keys[0])
     dt = table(store, uri)
     with _conflicts(store, uri):
         merger = dt.merge(frame.to_arrow(), predicate, source_alias="s", target_alias="t",

@@ -5,6 +5,11 @@ updated since the version gold was built from (Delta's change data feed) are eng
 MERGEd in by id (appended without one). A full rebuild happens on ``--full-refresh``, with
 ``--as-of``, on the first run, when the feature definition changed, or when silver was rebuilt.
 
+Counts in the metadata (rows, classes, nulls) are exact for every version; the distribution
+statistics and roles are computed again once the rows changed since they were computed exceed
+``PROFILE_REFRESH`` of the table (``profile_version`` names the version they describe), so a
+day's run costs a day's work.
+
 The run commits the features table, then writes ``metadata/v<N>.json`` and, last,
 ``features_metadata.json``, which names the gold version and the silver version it was built
 from; readers read exactly that version.
@@ -25,7 +30,7 @@ from pipeline_core.config import PipelineConfig
 from pipeline_core.errors import ConfigError, DataError
 from pipeline_core.features import FeatureSpec, engineer_features, resolve_feature_spec, resolve_preprocessing_refs
 from pipeline_core.fingerprint import digest
-from pipeline_core.gold_metadata import describe_gold
+from pipeline_core.gold_metadata import describe_gold, with_current_counts
 from pipeline_core.profiling import basic_profile, categorical_profile, infer_roles, numeric_profile
 from pipeline_io import delta, layout
 from pipeline_io.locks import layer_writer
@@ -34,6 +39,9 @@ from pipeline_io.streaming import small_morsels
 from tasks.caching import stage_cache_key
 from tasks.code_version import code_version
 from tasks.silver import current_report, report_at
+
+# Rows changed since the distribution statistics were computed, as a share of the table, before they are computed again.
+PROFILE_REFRESH = 0.1
 
 
 def gold_code_version() -> str:
@@ -128,6 +136,14 @@ def _build(config: PipelineConfig, store: Store, full_refresh: bool, as_of: str 
     delta.fault_point("gold:after-data")
 
     gold = delta.scan(store, paths["features"], gold_version)
+    since = (previous or {}).get("rows_changed_since_profile", 0) + (changed.height if changed is not None else 0)
+    if mode == "incremental" and since <= PROFILE_REFRESH * previous["row_count"]:
+        # a day's rows barely move the distributions: keep the profiled statistics, count exactly
+        counts = gold.select(pl.len().alias("\x00rows"), pl.col(spec.target).sum().alias("\x00positives"),
+                             pl.all().null_count()).collect(engine="streaming").row(0, named=True)
+        metadata = with_current_counts(previous, counts.pop("\x00rows"), counts.pop("\x00positives"), counts)
+        metadata["rows_changed_since_profile"] = since
+        return _publish(store, paths, s_paths, metadata, gold_version, silver_version, mode, why, undone, changed)
     profile = basic_profile(gold)
     roles = infer_roles(profile, resolve_preprocessing_refs(config), spec.target, spec.id_column)
     numeric = [c for c, r in roles.items() if r == "numeric"]
@@ -139,15 +155,22 @@ def _build(config: PipelineConfig, store: Store, full_refresh: bool, as_of: str 
     levels = categorical_profile(gold, categorical, top=config.preprocessing.max_categories)
     positives = gold.select(pl.col(spec.target).sum()).collect().item()
     preprocessing, metadata = describe_gold(config, spec, report, profile, roles, stats, levels, positives, code)
+    metadata = {**metadata, "preprocessing": preprocessing, "profile_version": gold_version, "rows_changed_since_profile": 0}
+    return _publish(store, paths, s_paths, metadata, gold_version, silver_version, mode, why, undone, changed)
+
+
+def _publish(store: Store, paths: dict[str, str], s_paths: dict[str, str], metadata: dict[str, Any], gold_version: int,
+             silver_version: int, mode: str, why: str, undone: list[str], changed: pl.DataFrame | None) -> dict[str, Any]:
+    """Write the metadata of ``gold_version``: its own record, then the current one, which commits the run."""
     metadata = {
         **metadata,
         "fingerprint": delta.table_key(store, paths["features"], gold_version),
         "version": gold_version, "silver_version": silver_version, "mode": mode, "why": why, "undone": undone,
         "changed_rows": changed.height if changed is not None else metadata["row_count"],
         "tables": {"features": store.relative(paths["features"]), "silver": store.relative(s_paths["data"])},
-        "preprocessing": preprocessing,
         "created_at": datetime.now(timezone.utc).isoformat(),
     }
+    preprocessing = metadata["preprocessing"]
     store.write_json(layout.version_record(paths["versions"], gold_version), metadata)
     delta.fault_point("gold:after-version-record")
     store.write_json(paths["preprocessing"], preprocessing)  # a copy for people; readers take it from the metadata

@@ -39,7 +39,6 @@ from pipeline_core.cleaning import (
 from pipeline_core.cleaning.spec import CleaningSpec
 from pipeline_core.config import PipelineConfig
 from pipeline_core.errors import DataError
-from pipeline_core.profiling import aggregate_in_passes
 from pipeline_io import delta, layout
 from pipeline_io.locks import layer_writer
 from pipeline_io.store import Store, open_store
@@ -189,8 +188,10 @@ def _refine(config: PipelineConfig, store: Store, full_refresh: bool) -> dict[st
 
     silver = delta.scan(store, paths["data"], data_version)
     schema = {c: str(t) for c, t in silver.collect_schema().items() if c not in LINEAGE_COLUMNS}
-    null_counts = aggregate_in_passes(silver, list(schema), lambda c: [pl.col(c).null_count()])
-    table_rows = silver.select(pl.len()).collect().item()
+    # counts stream: one pass over the table, however large
+    counts = silver.select(pl.len().alias("\x00rows"), pl.col(list(schema)).null_count()).collect(engine="streaming").row(0, named=True)
+    table_rows = counts.pop("\x00rows")
+    null_counts = counts
     quarantine_total = delta.scan(store, paths["quarantine"], quarantine_version).select(pl.len()).collect().item()
     input_key = bronze["key"]
     report = validation_report(ds.name, split["rows_in"], split["quarantined"], config.cleaning.max_failure_rate, split["by_rule"],
