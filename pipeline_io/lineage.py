@@ -81,10 +81,9 @@ def gold_link(store: Store, dataset: str, version: int, table: str | None) -> di
 
 
 def silver_link(store: Store, dataset: str, version: int) -> dict[str, Any]:
-    uri = layout.version_record(layout.silver_paths(store, dataset)["reports"], version)
-    if not store.exists(uri):
-        raise DataError(f"silver/{dataset}: no report for data version {version}")
-    report = store.read_json(uri)
+    from pipeline_io.readers import silver_report
+
+    report = silver_report(store, dataset, version)
     return {"table": report["tables"]["data"], "version": version, "quarantine_version": report["versions"]["quarantine"],
             "rows": report["table_rows"], "bronze_version": report["versions"]["bronze"], "bronze_batches": report["bronze_batches"],
             "created_at": report.get("created_at")}

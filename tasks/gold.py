@@ -34,11 +34,11 @@ from pipeline_core.gold_metadata import describe_gold, with_current_counts
 from pipeline_core.profiling import basic_profile, categorical_profile, infer_roles, numeric_profile
 from pipeline_io import delta, layout
 from pipeline_io.locks import layer_writer
+from pipeline_io.readers import current_gold_metadata, silver_report
 from pipeline_io.store import Store, open_store
 from pipeline_io.streaming import small_morsels
 from tasks.caching import stage_cache_key
 from tasks.code_version import code_version
-from tasks.silver import current_report, report_at
 
 # Rows changed since the distribution statistics were computed, as a share of the table, before they are computed again.
 PROFILE_REFRESH = 0.1
@@ -46,20 +46,6 @@ PROFILE_REFRESH = 0.1
 
 def gold_code_version() -> str:
     return code_version(__name__)
-
-
-def current_metadata(store: Store, dataset: str) -> dict[str, Any] | None:
-    uri = layout.gold_paths(store, dataset)["metadata"]
-    return store.read_json(uri) if store.exists(uri) else None
-
-
-def metadata_at(store: Store, dataset: str, gold_version: int) -> dict[str, Any]:
-    """The metadata of gold version ``gold_version`` (for --as-of and lineage)."""
-    uri = layout.version_record(layout.gold_paths(store, dataset)["versions"], gold_version)
-    if not store.exists(uri):
-        raise DataError(f"gold/{dataset}: no metadata for version {gold_version}; "
-                        "it was not written by a completed features run (see `pipeline-cli store history`)")
-    return store.read_json(uri)
 
 
 def plan(previous: dict[str, Any] | None, silver_report: dict[str, Any], feature_version: str, store: Store, silver_uri: str,
@@ -103,11 +89,11 @@ def build_gold(config: PipelineConfig, store: Store, full_refresh: bool = False,
 def _build(config: PipelineConfig, store: Store, full_refresh: bool, as_of: str | None) -> dict[str, Any]:
     ds = config.dataset
     s_paths = layout.silver_paths(store, ds.name)
-    report = current_report(store, ds.name)
+    report = silver_report(store, ds.name)
     if report is None:
         raise DataError(f"no silver layer for dataset '{ds.name}' in {store.root}; run `pipeline-cli silver` first")
     if as_of is not None:
-        report = report_at(store, ds.name, delta.resolve_version(store, s_paths["data"], as_of))
+        report = silver_report(store, ds.name, delta.resolve_version(store, s_paths["data"], as_of))
     silver_version = report["versions"]["data"]
     silver = delta.scan(store, s_paths["data"], silver_version).drop(LINEAGE_COLUMNS, strict=False)
     target = report["cleaning_spec"]["target"]
@@ -118,7 +104,7 @@ def _build(config: PipelineConfig, store: Store, full_refresh: bool, as_of: str 
 
     paths = layout.gold_paths(store, ds.name)
     run_id = delta.new_run_id()
-    previous = current_metadata(store, ds.name)
+    previous = current_gold_metadata(store, ds.name)
     undone = []
     latest = delta.version(store, paths["features"])
     if previous is not None and latest is not None and latest > previous["version"]:

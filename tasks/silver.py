@@ -38,9 +38,9 @@ from pipeline_core.cleaning import (
 )
 from pipeline_core.cleaning.spec import CleaningSpec
 from pipeline_core.config import PipelineConfig
-from pipeline_core.errors import DataError
 from pipeline_io import delta, layout
 from pipeline_io.locks import layer_writer
+from pipeline_io.readers import silver_report
 from pipeline_io.store import Store, open_store
 from pipeline_io.streaming import small_morsels
 from tasks.bronze import BATCH, bronze_state, scan_bronze
@@ -53,20 +53,6 @@ ROW = "__silver_row"  # input order (batch, then record), for the duplicate pass
 
 def silver_code_version() -> str:
     return code_version(__name__)
-
-
-def current_report(store: Store, dataset: str) -> dict[str, Any] | None:
-    uri = layout.silver_paths(store, dataset)["report"]
-    return store.read_json(uri) if store.exists(uri) else None
-
-
-def report_at(store: Store, dataset: str, data_version: int) -> dict[str, Any]:
-    """The report of silver data version ``data_version`` (for --as-of and lineage)."""
-    uri = layout.version_record(layout.silver_paths(store, dataset)["reports"], data_version)
-    if not store.exists(uri):
-        raise DataError(f"silver/{dataset}: no report for data version {data_version}; "
-                        "it was not written by a completed silver run (see `pipeline-cli store history`)")
-    return store.read_json(uri)
 
 
 def undo_unrecorded_commits(store: Store, paths: dict[str, str], report: dict[str, Any] | None, run_id: str) -> list[str]:
@@ -147,7 +133,7 @@ def _refine(config: PipelineConfig, store: Store, full_refresh: bool) -> dict[st
     paths = layout.silver_paths(store, ds.name)
     bronze = bronze_state(store, ds.name)
     run_id = delta.new_run_id()
-    previous = current_report(store, ds.name)
+    previous = silver_report(store, ds.name)
     undone = undo_unrecorded_commits(store, paths, previous, run_id)
     all_bronze = scan_bronze(store, ds.name, bronze["version"])
     bronze_schema = {c: str(t) for c, t in all_bronze.collect_schema().items() if c not in LINEAGE_COLUMNS}

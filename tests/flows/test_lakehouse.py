@@ -13,7 +13,7 @@ import pytest
 
 from pipeline_core.config import load_config
 from pipeline_core.errors import StorageError
-from pipeline_io import delta, layout
+from pipeline_io import delta, layout, readers
 from pipeline_io.store import Store
 from tasks import bronze, gold, silver
 from tests.conftest import shipped_config
@@ -46,8 +46,8 @@ def with_source(config, source: Path):
 
 def pinned(store: Store, dataset: str) -> dict[str, pl.DataFrame]:
     """Silver, quarantine and gold at exactly the versions their reports name, in a comparable order."""
-    report = silver.current_report(store, dataset)
-    meta = gold.current_metadata(store, dataset)
+    report = readers.silver_report(store, dataset)
+    meta = readers.current_gold_metadata(store, dataset)
     s_paths, g_paths = layout.silver_paths(store, dataset), layout.gold_paths(store, dataset)
     return {
         "silver": delta.scan(store, s_paths["data"], report["versions"]["data"]).collect().drop(ORIGIN).sort("id"),
@@ -93,7 +93,7 @@ def test_a_new_day_is_merged_incrementally_and_matches_a_full_rebuild(tmp_path, 
     assert rebuilt_s["table_rows"] == s["table_rows"] and rebuilt_s["quarantine_rows"] == s["quarantine_rows"]
 
     # time travel: the incremental versions are still readable, as the reports of those versions name them
-    old = silver.report_at(store, config.dataset.name, s["versions"]["data"])
+    old = readers.silver_report(store, config.dataset.name, s["versions"]["data"])
     assert old["mode"] == "incremental"
     assert delta.scan(store, layout.silver_paths(store, "credit_default")["data"], s["versions"]["data"]).collect().height == s["table_rows"]
 
@@ -127,8 +127,8 @@ COMMIT_POINTS = ["bronze:before-commit", "bronze:after-commit", "silver:after-da
 
 def consistent(store: Store, dataset: str) -> None:
     """Every report and metadata names versions that read back whole and agree with it."""
-    report = silver.current_report(store, dataset)
-    meta = gold.current_metadata(store, dataset)
+    report = readers.silver_report(store, dataset)
+    meta = readers.current_gold_metadata(store, dataset)
     tables = pinned(store, dataset)
     assert tables["silver"].height == report["table_rows"]
     assert tables["quarantine"].height == report["quarantine_rows"]
