@@ -106,9 +106,11 @@ def _commit_properties(run_id: str, facts: dict[str, Any]) -> Any:
 
 
 def _writer_properties() -> Any:
-    from deltalake import WriterProperties
+    """zstd without dictionary pages: the Parquet writer's dictionary attempt on every column cost half
+    of bronze's write time and gave larger files (benchmarks/RESULTS.md)."""
+    from deltalake import ColumnProperties, WriterProperties
 
-    return WriterProperties(compression="ZSTD")
+    return WriterProperties(compression="ZSTD", default_column_properties=ColumnProperties(dictionary_enabled=False))
 
 
 def _committed_version(store: Store, uri: str, run_id: str) -> int:
@@ -136,12 +138,10 @@ def _conflicts(store: Store, uri: str) -> Iterator[None]:
 
 
 def write(store: Store, uri: str, frame: pl.LazyFrame | pl.DataFrame, *, mode: str, run_id: str, facts: dict[str, Any],
-          partition_by: list[str] | None = None, change_feed: bool = False) -> int:
+          change_feed: bool = False) -> int:
     """Append to, or overwrite, the table in one commit, streaming the frame; returns the new version."""
     options: dict[str, Any] = {"commit_properties": _commit_properties(run_id, facts), "writer_properties": _writer_properties(),
                                "target_file_size": TARGET_FILE_BYTES}
-    if partition_by:
-        options["partition_by"] = partition_by
     if mode == "append":
         options["schema_mode"] = "merge"  # a batch may bring new columns; older rows read them as null
     else:

@@ -1,7 +1,7 @@
 """Every path of the store, built in one place.
 
 ```
-<root>/bronze/<dataset>/                          Delta table, one partition per batch (_batch_id)
+<root>/bronze/<dataset>/                          Delta table, one append commit per batch (_batch_id)
 <root>/silver/<dataset>/data/                     Delta table (change data feed on)
 <root>/silver/<dataset>/quarantine/               Delta table: failed rows, raw, with _reason
 <root>/silver/<dataset>/validation_report.json    the current report: names the versions above

@@ -1,7 +1,10 @@
 """Bronze: raw batches in one append-only Delta table, with lineage.
 
-Each batch is one append commit to ``bronze/<dataset>`` (its own ``_batch_id`` partition), so a
-batch is either wholly in the table or not at all. The batch id ends with the source's content
+Each batch is one append commit to ``bronze/<dataset>``, so a batch is either wholly in the table
+or not at all. The lineage columns come first, so the table's file statistics always cover
+``_batch_id`` (Delta keeps them for the first 32 columns): the batch list is read from the log,
+and a scan of some batches skips the files of the others. (Not partitioned by batch: delta-rs
+holds a whole partition in memory while it writes one.) The batch id ends with the source's content
 fingerprint, which is how identical content is recognised and skipped.
 """
 
@@ -41,8 +44,15 @@ def refuse_parquet_layout(store: Store, dataset: str) -> None:
 
 def batch_ids(store: Store, dataset: str, at: int | None = None) -> list[str]:
     """Committed batch ids, oldest first (ids start with their ingestion time)."""
-    dt = delta.table(store, layout.bronze_table(store, dataset), at)
-    return [] if dt is None else sorted(p[BATCH] for p in dt.partitions())
+    uri = layout.bronze_table(store, dataset)
+    dt = delta.table(store, uri, at)
+    if dt is None:
+        return []
+    files = pl.DataFrame(dt.get_add_actions(flatten=True))
+    low, high = f"min.{BATCH}", f"max.{BATCH}"
+    if low in files.columns and files[low].null_count() == 0 and files[low].equals(files[high]):
+        return sorted(set(files[low].to_list()))  # every file holds one batch: its statistics name it
+    return sorted(delta.scan(store, uri, at).select(pl.col(BATCH).unique()).collect()[BATCH].to_list())
 
 
 def list_batches(store: Store, dataset: str, at: int | None = None) -> list[dict[str, Any]]:
@@ -64,7 +74,7 @@ def bronze_state(store: Store, dataset: str) -> dict[str, Any]:
 
 
 def scan_bronze(store: Store, dataset: str, at: int, batches: list[str] | None = None) -> pl.LazyFrame:
-    """Bronze as of version ``at``; only ``batches`` when given (read from their partitions only).
+    """Bronze as of version ``at``; only ``batches`` when given (the other batches' files are skipped by their statistics).
 
     Tables keep no row order: input order is in the data, as ``_batch_id`` (time first) and ``_row``.
     """
@@ -104,13 +114,13 @@ def ingest_batch(config: PipelineConfig, store: Store, local_path: Path, now: da
     run_id = delta.new_run_id()
     delta.fault_point("bronze:before-commit")
     try:
-        version = delta.write(store, uri, with_lineage(frame, ds.source, batch_id, now.replace(tzinfo=None)),
-                              mode="append", run_id=run_id, partition_by=[BATCH],
+        raw = with_lineage(frame, ds.source, batch_id, now.replace(tzinfo=None))
+        version = delta.write(store, uri, raw.select(*LINEAGE_COLUMNS, *columns), mode="append", run_id=run_id,
                               facts={"layer": "bronze", "batch_id": batch_id, "source": ds.source, "format": fmt})
     except pl.exceptions.PolarsError as exc:
-        store.remove(f"{uri}/{BATCH}={batch_id}")  # the files of a write that never committed: no version names them
         if current is None and not store.exists(f"{uri}/_delta_log"):
-            store.remove(uri)
+            store.remove(uri)  # a first write that never committed: nothing but its own files is there
+        # later ones leave files no version names; `pipeline-cli store vacuum` deletes them
         raise DataError(f"{local_path}: cannot be read as {fmt} ({str(exc).splitlines()[0][:200]})") from None
     delta.fault_point("bronze:after-commit")
     rows = int(delta.committed(store, uri, run_id)["operationMetrics"].get("num_added_rows", 0))

@@ -49,6 +49,7 @@ from tasks.code_version import code_version
 
 SAMPLE_ROWS = 100_000  # rows the cleaning spec's type inference looks at
 ROW = "__silver_row"  # input order (batch, then record), for the duplicate passes
+BATCH_STRIDE = 2**36  # ROW = batch rank * stride + record number: room for 68 billion records a batch
 
 
 def silver_code_version() -> str:
@@ -91,10 +92,14 @@ def plan(report: dict[str, Any] | None, bronze: dict[str, Any], spec: CleaningSp
     return "incremental", f"{len(set(bronze['batches']) - set(report['bronze_batches']))} new bronze batch(es)"
 
 
-def input_order(batches: list[str]) -> pl.Expr:
-    """A number that grows with the input order: the batch's rank (ids sort by time), then the record's number."""
-    rank = pl.col(BATCH).replace_strict(batches, list(range(len(batches))), return_dtype=pl.Int64)
-    return (rank * 2**36 + pl.col("_row")).alias(ROW)
+def with_input_order(rows: pl.LazyFrame, batches: list[str]) -> pl.LazyFrame:
+    """``rows`` with a number that grows with the input order: the batch's rank (ids sort by time), then the record's number.
+
+    The rank comes from a join with the small table of batch ranks, which streams (a mapping
+    expression over the batch column would hold the frame in memory).
+    """
+    ranks = pl.LazyFrame({BATCH: batches, ROW: list(range(len(batches)))}, schema={BATCH: pl.String, ROW: pl.Int64})
+    return rows.join(ranks, on=BATCH, how="left").with_columns((pl.col(ROW) * BATCH_STRIDE + pl.col("_row")).alias(ROW))
 
 
 def split_rows(rows: pl.LazyFrame, spec: CleaningSpec, scratch: str) -> dict[str, Any]:
@@ -109,7 +114,8 @@ def split_rows(rows: pl.LazyFrame, spec: CleaningSpec, scratch: str) -> dict[str
     flag_rows(rows, spec, deduplicate=False).drop(raw_columns).sink_parquet(scratch, compression="lz4", statistics=False)
     flagged = pl.scan_parquet(scratch)
     by_id = bool(spec.id_column)
-    repeats = duplicate_rows(flagged, spec, ROW, within=BATCH if by_id else None)  # counted either way
+    batch_rank = pl.col(ROW) // BATCH_STRIDE  # an integer key: grouping by the batch id's text would hold every row's copy
+    repeats = duplicate_rows(flagged, spec, ROW, within=batch_rank if by_id else None)  # counted either way
     if spec.deduplicate:
         flagged = mark_duplicates(flagged, spec, ROW, repeats)
     superseded = duplicate_rows(flagged, spec, ROW, skip=repeats) if by_id and spec.deduplicate else pl.Series(ROW, [], pl.Int64)
@@ -145,7 +151,7 @@ def _refine(config: PipelineConfig, store: Store, full_refresh: bool) -> dict[st
     source = scan_bronze(store, ds.name, bronze["version"], new_batches if mode == "incremental" else None)
 
     with tempfile.TemporaryDirectory(prefix="pipeline-silver-") as tmpdir:
-        rows = source.with_columns(input_order(bronze["batches"]))
+        rows = with_input_order(source, bronze["batches"])
         split = split_rows(rows, spec, f"{tmpdir}/flagged.parquet")
         check_failure_rate(f"silver/{ds.name}", split["quarantined"], split["rows_in"], config.cleaning.max_failure_rate, split["by_rule"])
         flagged = split["flagged"]

@@ -42,19 +42,21 @@ def flag_rows(frame: pl.LazyFrame, spec: CleaningSpec, deduplicate: bool = True)
     return flagged.drop([c for c in schema if c.startswith(PRESENT)])
 
 
-def duplicate_rows(flagged: pl.LazyFrame, spec: CleaningSpec, row: str, within: str | None = None,
+def duplicate_rows(flagged: pl.LazyFrame, spec: CleaningSpec, row: str, within: pl.Expr | None = None,
                    skip: pl.Series | None = None) -> pl.Series:
     """Row numbers (column ``row``, in input order) of the clean rows that `duplicate_expr` flags.
 
-    ``within`` names a column (the batch) inside whose values copies count as duplicates; ``skip``
+    ``within`` is an expression (the batch) inside whose values copies count as duplicates; ``skip``
     holds row numbers already set aside. Reads only the key and the row number, so memory follows
     the number of distinct keys rather than the width and length of the rows.
     """
     keys = [CLEAN + spec.id_column] if spec.id_column else [CLEAN + n for n in spec.columns]
-    keys = [within, *keys] if within else keys
     clean = flagged.filter(pl.col(REASON).is_null())
     if skip is not None and not skip.is_empty():
         clean = clean.filter(~pl.col(row).is_in(skip.implode()))
+    if within is not None:
+        clean = clean.with_columns(within.alias("\x00within"))
+        keys = ["\x00within", *keys]
     clean = clean.select(row, *keys)
     last = clean.group_by(keys).agg(pl.col(row).max())
     return clean.join(last.select(row), on=row, how="anti").select(row).collect(engine="streaming")[row]
