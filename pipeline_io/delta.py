@@ -237,6 +237,22 @@ def vacuum(store: Store, uri: str, retention_hours: float, dry_run: bool) -> lis
     return dt.vacuum(retention_hours=int(retention_hours), dry_run=dry_run, enforce_retention_duration=False, full=True)
 
 
+def row_and_null_counts(store: Store, uri: str, at: int, columns: list[str]) -> tuple[int, dict[str, int]]:
+    """Rows and null counts per column of a version, from the statistics its log keeps for each file
+    (no data read); columns without statistics (Delta keeps them for the first 32) are counted by a scan."""
+    actions = pl.DataFrame(table(store, uri, at).get_add_actions(flatten=True))
+    complete = [c for c in columns if f"null_count.{c}" in actions.columns and actions[f"null_count.{c}"].null_count() == 0]
+    rows = int(actions["num_records"].sum()) if "num_records" in actions.columns and actions["num_records"].null_count() == 0 else None
+    nulls = {c: int(actions[f"null_count.{c}"].sum()) for c in complete}
+    rest = [c for c in columns if c not in nulls]
+    if rest or rows is None:
+        counted = scan(store, uri, at).select(pl.len().alias("\x00rows"), pl.col(rest).null_count()).collect(engine="streaming")
+        counts = counted.row(0, named=True)
+        rows = counts.pop("\x00rows")
+        nulls.update(counts)
+    return rows, {c: nulls[c] for c in columns}
+
+
 def damaged_files(store: Store, uri: str, at: int | None = None) -> list[tuple[str, str]]:
     """(path, "missing" | "damaged") for the data files of the version that are gone or whose size differs from the log's."""
     dt = table(store, uri, at)

@@ -125,9 +125,9 @@ def _build(config: PipelineConfig, store: Store, full_refresh: bool, as_of: str 
     since = (previous or {}).get("rows_changed_since_profile", 0) + (changed.height if changed is not None else 0)
     if mode == "incremental" and since <= PROFILE_REFRESH * previous["row_count"]:
         # a day's rows barely move the distributions: keep the profiled statistics, count exactly
-        counts = gold.select(pl.len().alias("\x00rows"), pl.col(spec.target).sum().alias("\x00positives"),
-                             pl.all().null_count()).collect(engine="streaming").row(0, named=True)
-        metadata = with_current_counts(previous, counts.pop("\x00rows"), counts.pop("\x00positives"), counts)
+        rows, nulls = delta.row_and_null_counts(store, paths["features"], gold_version, list(gold.collect_schema()))
+        positives = gold.select(pl.col(spec.target).sum()).collect().item()
+        metadata = with_current_counts(previous, rows, positives, nulls)
         metadata["rows_changed_since_profile"] = since
         return _publish(store, paths, s_paths, metadata, gold_version, silver_version, mode, why, undone, changed)
     profile = basic_profile(gold)

@@ -118,7 +118,9 @@ def split_rows(rows: pl.LazyFrame, spec: CleaningSpec, scratch: str) -> dict[str
     repeats = duplicate_rows(flagged, spec, ROW, within=batch_rank if by_id else None)  # counted either way
     if spec.deduplicate:
         flagged = mark_duplicates(flagged, spec, ROW, repeats)
-    superseded = duplicate_rows(flagged, spec, ROW, skip=repeats) if by_id and spec.deduplicate else pl.Series(ROW, [], pl.Int64)
+    several = flagged.select((pl.col(ROW).max() // BATCH_STRIDE) > (pl.col(ROW).min() // BATCH_STRIDE)).collect().item()
+    superseded = (duplicate_rows(flagged, spec, ROW, skip=repeats) if by_id and spec.deduplicate and several
+                  else pl.Series(ROW, [], pl.Int64))  # only a later batch supersedes
     rows_in = flagged.select(pl.len()).collect().item()
     by_rule = count_reasons(flagged)
     quarantined = flagged.filter(pl.col(REASON).is_not_null()).select(pl.len()).collect().item()
@@ -180,11 +182,8 @@ def _refine(config: PipelineConfig, store: Store, full_refresh: bool) -> dict[st
 
     silver = delta.scan(store, paths["data"], data_version)
     schema = {c: str(t) for c, t in silver.collect_schema().items() if c not in LINEAGE_COLUMNS}
-    # counts stream: one pass over the table, however large
-    counts = silver.select(pl.len().alias("\x00rows"), pl.col(list(schema)).null_count()).collect(engine="streaming").row(0, named=True)
-    table_rows = counts.pop("\x00rows")
-    null_counts = counts
-    quarantine_total = delta.scan(store, paths["quarantine"], quarantine_version).select(pl.len()).collect().item()
+    table_rows, null_counts = delta.row_and_null_counts(store, paths["data"], data_version, list(schema))
+    quarantine_total = delta.row_and_null_counts(store, paths["quarantine"], quarantine_version, [])[0]
     input_key = bronze["key"]
     report = validation_report(ds.name, split["rows_in"], split["quarantined"], config.cleaning.max_failure_rate, split["by_rule"],
                                null_counts, schema, previous["schema"] if previous else None, input_key, spec, silver_code_version())
