@@ -236,3 +236,18 @@ def test_a_store_of_the_earlier_parquet_layout_is_refused_not_overwritten(tmp_pa
     with pytest.raises(StorageError, match="Parquet batches of an earlier version"):
         run_layers(config)
     assert sorted(p.name for p in old.parent.iterdir()) == [old.name]
+
+
+def test_a_commit_that_loses_to_another_writer_is_one_clear_line(tmp_path, monkeypatch):
+    """What object storage gives two writers at once (no local lock there): Delta's optimistic commit refuses the later one."""
+    store = Store(str(tmp_path / "store"))
+    uri = store.uri("t")
+    rows = pl.DataFrame({"id": [1, 2, 3], "x": [1.0, 2.0, 3.0]})
+    delta.write(store, uri, rows, mode="overwrite", run_id="a", facts={})
+    stale = delta.table(store, uri)  # the snapshot a second writer started from
+    delta.merge(store, uri, pl.DataFrame({"id": [3, 4], "x": [30.0, 4.0]}), keys=["id"], update=True, run_id="b", facts={})
+    monkeypatch.setattr(delta, "table", lambda *args, **kwargs: stale)
+    with pytest.raises(StorageError, match=r"^t: another run committed to this table at the same time; nothing of this run was kept"):
+        delta.merge(store, uri, pl.DataFrame({"id": [2, 5], "x": [20.0, 5.0]}), keys=["id"], update=True, run_id="c", facts={})
+    monkeypatch.undo()
+    assert delta.scan(store, uri).collect().sort("id")["x"].to_list() == [1.0, 2.0, 30.0, 4.0]  # the winner's state, whole
