@@ -73,7 +73,7 @@ def chain(config: PipelineConfig, target: str) -> dict[str, Any]:
 
 
 def gold_link(store: Store, dataset: str, version: int, table: str | None) -> dict[str, Any]:
-    from pipeline_io.readers import gold_metadata
+    from pipeline_io.layer_records import gold_metadata
 
     meta = gold_metadata(store, dataset, str(version))
     return {"table": table or meta["tables"]["features"], "version": version, "feature_version": meta["feature_version"],
@@ -81,7 +81,7 @@ def gold_link(store: Store, dataset: str, version: int, table: str | None) -> di
 
 
 def silver_link(store: Store, dataset: str, version: int) -> dict[str, Any]:
-    from pipeline_io.readers import silver_report
+    from pipeline_io.layer_records import silver_report
 
     report = silver_report(store, dataset, version)
     return {"table": report["tables"]["data"], "version": version, "quarantine_version": report["versions"]["quarantine"],

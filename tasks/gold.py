@@ -33,8 +33,8 @@ from pipeline_core.fingerprint import digest
 from pipeline_core.gold_metadata import describe_gold, with_current_counts
 from pipeline_core.profiling import basic_profile, categorical_profile, infer_roles, numeric_profile
 from pipeline_io import delta, layout
+from pipeline_io.layer_records import current_gold_metadata, silver_report
 from pipeline_io.locks import layer_writer
-from pipeline_io.readers import current_gold_metadata, silver_report
 from pipeline_io.store import Store, open_store
 from pipeline_io.streaming import small_morsels
 from tasks.caching import stage_cache_key

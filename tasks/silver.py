@@ -39,8 +39,8 @@ from pipeline_core.cleaning import (
 from pipeline_core.cleaning.spec import CleaningSpec
 from pipeline_core.config import PipelineConfig
 from pipeline_io import delta, layout
+from pipeline_io.layer_records import silver_report
 from pipeline_io.locks import layer_writer
-from pipeline_io.readers import silver_report
 from pipeline_io.store import Store, open_store
 from pipeline_io.streaming import small_morsels
 from tasks.bronze import BATCH, bronze_state, scan_bronze

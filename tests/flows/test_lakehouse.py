@@ -13,7 +13,8 @@ import pytest
 
 from pipeline_core.config import load_config
 from pipeline_core.errors import StorageError
-from pipeline_io import delta, layout, readers
+from pipeline_io import delta, layout
+from pipeline_io import layer_records as readers
 from pipeline_io.store import Store
 from tasks import bronze, gold, silver
 from tests.conftest import shipped_config
