@@ -137,8 +137,9 @@ def store_history(console: Console, rows: list[dict[str, Any]], elapsed: float, 
     for col in ("Table", "Version", "When", "Operation", "Rows", "Layer run"):
         table.add_column(col)
     for r in rows:
-        facts = ", ".join(f"{k}={v}" for k, v in r.items() if k in ("mode", "batch_id", "silver_version", "bronze_version", "restored_to"))
-        table.add_row(r["name"], str(r["version"]), r["time"][:19], str(r["operation"]), "" if r["rows"] is None else f"{r['rows']:,}", facts)
+        facts = ", ".join(f"{k}={r[k]}" for k in ("mode", "batch_id", "silver_version", "bronze_version", "restored_to") if k in r)
+        when = r["time"][5:19].replace("T", " ")  # MM-DD HH:MM:SS, local time
+        table.add_row(r["name"], str(r["version"]), when, str(r["operation"]), "" if r["rows"] is None else f"{r['rows']:,}", facts)
     console.print(table)
 
 
