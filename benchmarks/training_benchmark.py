@@ -164,18 +164,14 @@ def scipy_space(model: str) -> dict[str, Any]:
 
 
 def load_baseline_data(store_root: Path) -> tuple[Any, Any, dict[str, Any]]:
-    import polars as pl
-
     from pipeline_core.config import load_config
-    from pipeline_core.modeling.training import split_data, to_pandas_features
+    from pipeline_io.readers import load_training_data
+    from pipeline_io.store import Store
 
-    gold_dir = store_root / "gold" / "credit_default"
-    prep = json.loads((gold_dir / "preprocessing_config.json").read_text())
-    gold = pl.read_parquet(gold_dir / "features.parquet")
-    X = to_pandas_features(gold, prep["numeric_columns"], prep["categorical_columns"])
-    y = gold[prep["target"]].to_numpy()
-    cfg = load_config(str(REPO / CONFIG), [])
-    return split_data(X, y, cfg.training), cfg, prep
+    # the gold version the project trained on, in the same row order, so both split alike
+    cfg = load_config(str(REPO / CONFIG), [f"store.root={store_root}"])
+    data = load_training_data(cfg, Store(str(store_root)))
+    return data.split, cfg, data.preprocessing
 
 
 def run_baseline_model(name: str, split: Any, prep: dict[str, Any], budget_s: float) -> dict[str, Any]:
