@@ -115,10 +115,11 @@ def split_rows(rows: pl.LazyFrame, spec: CleaningSpec, scratch: str) -> dict[str
     flagged = pl.scan_parquet(scratch)
     by_id = bool(spec.id_column)
     batch_rank = pl.col(ROW) // BATCH_STRIDE  # an integer key: grouping by the batch id's text would hold every row's copy
-    repeats = duplicate_rows(flagged, spec, ROW, within=batch_rank if by_id else None)  # counted either way
+    several = flagged.select(batch_rank.max() > batch_rank.min()).collect().item()
+    # one batch needs no batch in the key (a smaller group-by), and nothing in it is superseded
+    repeats = duplicate_rows(flagged, spec, ROW, within=batch_rank if by_id and several else None)  # counted either way
     if spec.deduplicate:
         flagged = mark_duplicates(flagged, spec, ROW, repeats)
-    several = flagged.select((pl.col(ROW).max() // BATCH_STRIDE) > (pl.col(ROW).min() // BATCH_STRIDE)).collect().item()
     superseded = (duplicate_rows(flagged, spec, ROW, skip=repeats) if by_id and spec.deduplicate and several
                   else pl.Series(ROW, [], pl.Int64))  # only a later batch supersedes
     rows_in = flagged.select(pl.len()).collect().item()
@@ -159,7 +160,10 @@ def _refine(config: PipelineConfig, store: Store, full_refresh: bool) -> dict[st
         flagged = split["flagged"]
         # at most cleaning.max_failure_rate of the rows, each a row number and a short reason
         reasons = flagged.filter(pl.col(REASON).is_not_null()).select(ROW, REASON).collect(engine="streaming")
-        failed = rows.filter(pl.col(ROW).is_in(reasons[ROW].implode())).join(reasons.lazy(), on=ROW, how="left", maintain_order="left")
+        # the raw rows of those: first narrowed by record number alone, so that only candidates reach the join
+        records = (reasons[ROW] % BATCH_STRIDE).unique().implode()
+        candidates = with_input_order(source.filter(pl.col("_row").is_in(records)), bronze["batches"])
+        failed = candidates.filter(pl.col(ROW).is_in(reasons[ROW].implode())).join(reasons.lazy(), on=ROW, how="left", maintain_order="left")
         keep = flagged.filter(pl.col(REASON).is_null())
         if not split["superseded"].is_empty():
             keep = keep.filter(~pl.col(ROW).is_in(split["superseded"].implode()))
