@@ -152,26 +152,12 @@ def open_bench_store(cfg: Any) -> Any:
 
 
 def child_layers(code_root: Path, csvs: list[Path], store_root: Path) -> dict[str, Any]:
-    """Bronze + silver + gold of one CSV on a fresh store, with whichever code ``code_root`` holds."""
-    from tasks.bronze import ingest_batch
-    from tasks.gold import build_gold
-    from tasks.silver import refine_to_silver
+    """Bronze + silver + gold of one CSV on a fresh store, with whichever code ``code_root`` holds (first on sys.path)."""
+    from benchmarks.layers_benchmark import run_polars  # imports the project inside the call, after child_main set the path
 
-    cfg = load_layer_config(code_root, csvs[0], store_root)
-    store = open_bench_store(cfg)
-    baseline = harness.rss_kib()
-    t0 = time.perf_counter()
-    bronze = ingest_batch(cfg, store, csvs[0])
-    t1 = time.perf_counter()
-    silver = refine_to_silver(cfg, store)
-    t2 = time.perf_counter()
-    gold = build_gold(cfg, store)
-    t3 = time.perf_counter()
-    if bronze["status"] != "ingested":
-        raise RuntimeError(f"bronze did not ingest (status {bronze['status']}); the store folder was not fresh")
-    return {"stages": {"bronze": t1 - t0, "silver": t2 - t1, "gold": t3 - t2}, "total": t3 - t0, "rows_in": bronze["rows"],
-            "silver_rows": silver["rows_out"], "quarantined": silver["rows_quarantined"], "gold_rows": gold["row_count"],
-            "baseline_rss_kib": baseline}
+    run = run_polars(csvs[0], store_root)
+    return {"stages": run["stages"], "total": run["total"], "rows_in": run["rows_in"], "silver_rows": run["silver_rows"],
+            "quarantined": run["quarantine_rows"], "gold_rows": run["gold_rows"], "baseline_rss_kib": run["baseline_rss_kib"]}
 
 
 def child_setup(code_root: Path, csvs: list[Path], store_root: Path) -> dict[str, Any]:
@@ -237,6 +223,10 @@ def child_main(task: str, code_root: Path, csvs: list[Path], store_root: Path, o
     if not Path(tasks.__file__).resolve().is_relative_to(code_root):
         raise RuntimeError(f"imported {tasks.__file__}, not the code under {code_root}")
     result = CHILDREN[task](code_root, csvs, store_root)
+    import pipeline_io.store
+
+    if not Path(pipeline_io.store.__file__).resolve().is_relative_to(code_root):  # the layers ran on one version of the code
+        raise RuntimeError(f"imported {pipeline_io.store.__file__}, not the code under {code_root}")
     result.update(peak_rss_kib=harness.peak_rss_kib(), cpu_s=harness.process_cpu_s(), polars_threads=pl.thread_pool_size(),
                   code_file=str(Path(tasks.__file__).resolve()))
     out.write_text(json.dumps(result, default=float))
@@ -550,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
 
     section = render(data, previous_notes())
     print()
-    print(section)
+    harness.report(section)
     if not args.no_write:
         path = harness.replace_section(RESULTS_MD, SECTION_START, SECTION_END, section)
         print(f"wrote {harness.display(path)}")
