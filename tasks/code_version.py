@@ -2,7 +2,8 @@
 
 The modules are found by reading import statements (at any depth of a module, so imports inside
 functions count) from the stage's module onwards, transitively, within the project's packages.
-Nothing is imported: a cache lookup should not pay for the libraries those modules use.
+Nothing is imported, not even a parent package: modules are located on disk, so a cache lookup
+does not pay for the libraries those modules use.
 """
 
 from __future__ import annotations
@@ -18,27 +19,46 @@ from pipeline_core.fingerprint import digest
 PROJECT_PACKAGES = ("pipeline_core", "pipeline_io", "tasks")
 
 
-def _source(module: str) -> str | None:
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+@cache
+def _package_root(package: str) -> Path | None:
+    """The directory of a top-level project package (finding a top-level package imports nothing)."""
+    spec = importlib.util.find_spec(package)
+    return Path(spec.origin).parent if spec is not None and spec.origin else None
+
+
+def _path(module: str) -> Path | None:
+    """The source file of a project module, or None when there is none."""
+    top, _, rest = module.partition(".")
+    root = _package_root(top) if top in PROJECT_PACKAGES else None
+    if root is None:
         return None
-    return Path(spec.origin).read_text(encoding="utf-8")
+    base = root.joinpath(*rest.split(".")) if rest else root
+    for candidate in (base / "__init__.py", base.with_suffix(".py")) if rest else (base / "__init__.py",):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _source(module: str) -> str | None:
+    path = _path(module)
+    return path.read_text(encoding="utf-8") if path else None
 
 
 def _is_project(name: str) -> bool:
     return name.split(".", 1)[0] in PROJECT_PACKAGES
 
 
-def _package(module: str, source_path: str | None) -> str:
-    return module if source_path and source_path.endswith("__init__.py") else module.rpartition(".")[0]
+def _package(module: str) -> str:
+    path = _path(module)
+    return module if path is not None and path.name == "__init__.py" else module.rpartition(".")[0]
 
 
-def imported_modules(module: str, source: str) -> set[str]:
+@cache
+def imported_modules(module: str, source: str) -> frozenset[str]:
     """Project modules named by the import statements of ``source`` (the text of ``module``)."""
-    spec = importlib.util.find_spec(module)
-    package = _package(module, spec.origin if spec else None)
+    package = _package(module)
     found: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(ast.parse(source)):  # imports inside functions count too
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if _is_project(a.name))
         elif isinstance(node, ast.ImportFrom):
@@ -51,18 +71,11 @@ def imported_modules(module: str, source: str) -> set[str]:
             found.add(base)
             for alias in node.names:  # `from pkg import module` names a module too
                 candidate = f"{base}.{alias.name}"
-                if importlib.util.find_spec(base) is not None and _module_exists(candidate):
+                if _path(candidate) is not None:
                     found.add(candidate)
     # importing a.b.c runs a/__init__ and a/b/__init__ first
     parents = {name.rsplit(".", i)[0] for name in found for i in range(1, name.count(".") + 1)}
-    return found | parents
-
-
-def _module_exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
+    return frozenset(found | parents)
 
 
 def module_closure(entry: str, read: Callable[[str], str | None] = _source) -> dict[str, str]:
