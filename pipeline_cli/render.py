@@ -31,7 +31,7 @@ def layers(console: Console, summaries: list[dict[str, Any]], elapsed: float, lo
 def training(console: Console, s: dict[str, Any]) -> None:
     primary = s["primary_metric"]
     metrics = [primary, *[m for m in LEADERBOARD_METRICS if m != primary]][:4]
-    table = Table(title=f"Leaderboard (holdout, sorted by {primary}; CV = cross-validated {primary})", title_justify="left",
+    table = Table(title=f"Leaderboard (holdout, sorted by {primary}; CV = cross-validated {primary}; tuning: trials completed/pruned/failed)", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("Model", no_wrap=True)
     for m in metrics:
@@ -39,10 +39,20 @@ def training(console: Console, s: dict[str, Any]) -> None:
     table.add_column("thr", justify="right", min_width=4, no_wrap=True)
     table.add_column("CV", justify="right", min_width=5, no_wrap=True)
     table.add_column("s", justify="right", no_wrap=True)
+    table.add_column("trials", justify="right", no_wrap=True)
     for r in s["models"]:
         table.add_row(r["name"], *[f"{r['metrics'][m]:.3f}" for m in metrics], f"{r['threshold']:.2f}",
-                      f"{r['cv_mean']:.3f}", f"{r['seconds']:.0f}")
+                      f"{r['cv_mean']:.3f}", f"{r['seconds']:.0f}", _tuning_cell(r))
     console.print(table)
+    for r in s["models"]:
+        if not r.get("tuned", True):
+            console.print(f"[yellow]{r['name']}: untuned[/], trained with its defaults: {r.get('note') or 'tuning off'}", highlight=False)
+        elif r.get("params_from") == "defaults":
+            console.print(f"{r['name']}*: tuned, but {r.get('note') or 'no trial beat the defaults'}: trained with its defaults",
+                          highlight=False)
+    if s.get("time_budget_seconds"):
+        console.print(f"time budget {s['time_budget_seconds']:.0f}s for all models; tuned: {', '.join(s.get('tuned_models') or []) or 'none'}",
+                      highlight=False)
     verdict = "[green]promoted to champion[/]" if s["promoted"] else "[yellow]registered as challenger, not promoted[/]"
     if s.get("status") == "cached":
         console.print(f"training: [cyan]cached[/] in {s['seconds']:.1f}s: gold data, config and code unchanged, nothing retrained "
@@ -57,6 +67,14 @@ def training(console: Console, s: dict[str, Any]) -> None:
                       highlight=False)
     if s.get("export_dir"):
         console.print(f"exported to {s['export_dir']}", highlight=False)
+
+
+def _tuning_cell(r: dict[str, Any]) -> str:
+    """Trials completed / pruned / failed, and where the final params came from."""
+    t = r.get("trials") or {}
+    if not r.get("tuned", True) and not any(t.values()):
+        return "[yellow]untuned[/]"
+    return f"{t.get('COMPLETE', 0)}/{t.get('PRUNED', 0)}/{t.get('FAIL', 0)}" + ("*" if r.get("params_from") == "defaults" else "")
 
 
 def _layer_table(console: Console, summaries: list[dict[str, Any]]) -> None:

@@ -118,9 +118,11 @@ class ModelConfig(StrictModel):
 
 class TuningConfig(StrictModel):
     enabled: bool = True
-    n_trials: int = Field(20, ge=1, description="Trials per model: the study's total, also across workers and resumed runs.")
+    n_trials: int | None = Field(
+        None, ge=1, description="Optional cap on trials per model (the study's total, also across workers and resumed runs); "
+                                "default: as many as training.time_budget_seconds allows.")
     timeout_seconds: float | None = Field(
-        None, gt=0, description="Tuning wall-time budget per model; no fold starts when less than the mean fold time is left."
+        None, gt=0, description="Optional cap on one model's tuning time, inside training.time_budget_seconds."
     )
     cv_folds: int = Field(5, ge=2, le=20)
     storage: str | None = Field(
@@ -148,13 +150,17 @@ class ConcurrencyConfig(StrictModel):
 
 
 class ThresholdConfig(StrictModel):
-    objective: Literal["f1", "cost", "fixed"] = "f1"
+    objective: Literal["auto", "f1", "accuracy", "balanced_accuracy", "mcc", "cost", "fixed"] = Field(
+        "auto", description="auto: the primary metric when it is f1, accuracy, balanced_accuracy or mcc, else f1.")
     fp_cost: float = Field(1.0, ge=0)
     fn_cost: float = Field(1.0, ge=0)
     fixed: float = Field(0.5, ge=0, le=1)
 
 
 class TrainingConfig(StrictModel):
+    time_budget_seconds: float | None = Field(
+        120.0, gt=0, description="Wall time for all models together: defaults first, then tuning of the most promising, "
+                                 "then the final fits; null: no limit (then training.tuning.n_trials, default 20, bounds tuning).")
     test_size: float = Field(0.2, gt=0, lt=1)
     seed: int = 42
     primary_metric: str = Field("roc_auc", description="Metric that ranks models and gates promotion.")

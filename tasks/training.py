@@ -19,6 +19,7 @@ from prefect.logging import get_run_logger
 
 from pipeline_core.config import PipelineConfig
 from pipeline_core.fingerprint import digest
+from pipeline_core.modeling.budget import deadline, promising
 from pipeline_core.modeling.concurrency import training_plan
 from pipeline_core.modeling.holdout import TrainingData, holdout_predictions, prediction_reference, raw_holdout, study_name
 from pipeline_core.modeling.metrics import confusion
@@ -26,9 +27,9 @@ from pipeline_core.modeling.plots import write_evaluation_plots
 from pipeline_core.modeling.preprocessing import build_preprocessor
 from pipeline_core.modeling.selection import rank_models
 from pipeline_core.modeling.specs import feature_importance
-from pipeline_core.modeling.training import check_training_config
+from pipeline_core.modeling.training import Evaluation, check_training_config, default_params, evaluate
 from pipeline_core.modeling.training import train_model as fit_model
-from pipeline_core.modeling.tuning import WorkerMap
+from pipeline_core.modeling.tuning import TimeBudget, WorkerMap
 from pipeline_core.serving import RawRecordClassifier
 from pipeline_io import layout, registry, registry_state
 from pipeline_io.readers import gold_metadata, load_training_data
@@ -78,7 +79,7 @@ def run_tags(config: PipelineConfig, data: TrainingData) -> dict[str, str]:
 
 
 @task(name="tune-worker", cache_policy=NO_CACHE, task_run_name="tune-{model}-worker-{index}")
-def tune_worker(work: Callable[[int, int], None], model: str, index: int, n_trials: int) -> None:
+def tune_worker(work: Callable[[int, Any], None], model: str, index: int, n_trials: int | None) -> None:
     """One Optuna worker: loads the model's shared study and runs its share of the trials."""
     work(index, n_trials)
 
@@ -86,7 +87,7 @@ def tune_worker(work: Callable[[int, int], None], model: str, index: int, n_tria
 def tuning_workers(model: str) -> WorkerMap:
     """Run a model's Optuna workers as Prefect tasks side by side on threads (the fits release the GIL)."""
 
-    def run(work: Callable[[int, int], None], shares: list[int]) -> None:
+    def run(work: Callable[[int, Any], None], shares: list[Any]) -> None:
         from prefect.futures import wait
         from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -101,7 +102,8 @@ def tuning_workers(model: str) -> WorkerMap:
 
 
 def train_and_log(config: PipelineConfig, data: TrainingData, model: str, parent_run_id: str, experiment_id: str,
-                  n_jobs: int | None = None, run_workers: WorkerMap | None = None) -> dict[str, Any]:
+                  n_jobs: int | None = None, run_workers: WorkerMap | None = None, *, defaults: Evaluation | None = None,
+                  tune: bool | None = None, deadline: float | None = None) -> dict[str, Any]:
     """Train one model in a child run: params, metrics, trials, plots, reports, metadata and the raw-record model.
 
     Every MLflow call names its run (the child run is opened by id in this thread or process), so
@@ -115,7 +117,8 @@ def train_and_log(config: PipelineConfig, data: TrainingData, model: str, parent
     cfg = config.training.model_copy(update={"tuning": config.training.tuning.model_copy(update={"storage": storage})})
     threads = n_jobs or training_plan(config).n_jobs
     result = fit_model(model, cfg.models[model], build_preprocessor(data.preprocessing), data.split, cfg, threads,
-                       study_name=study_name(config, data, model), run_workers=run_workers)
+                       study_name=study_name(config, data, model), run_workers=run_workers, defaults=defaults, tune=tune,
+                       deadline=deadline)
     pyfunc = RawRecordClassifier(result.pipeline, data.metadata["cleaning_spec"], data.metadata["feature_spec"],
                                  data.preprocessing["numeric_columns"], data.preprocessing["categorical_columns"], result.threshold,
                                  prediction_reference(result.test_probabilities, result.threshold))
@@ -129,12 +132,14 @@ def train_and_log(config: PipelineConfig, data: TrainingData, model: str, parent
     now = int(datetime.now(timezone.utc).timestamp() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
                      params=[Param(k, str(v)) for k, v in result.params.items()],
-                     tags=[RunTag("tuned", str(result.tuned).lower()), RunTag("n_jobs", str(threads)),
-                           RunTag("optuna_storage", storage or "memory")])
+                     tags=[RunTag("tuned", str(result.tuned).lower()), RunTag("params_from", result.params_from),
+                           RunTag("untuned_reason" if not result.tuned else "tuning_note", result.note or "-"),
+                           RunTag("n_jobs", str(threads)), RunTag("optuna_storage", storage or "memory")])
     if result.trials:  # read back from the study after tuning: complete even when trials ran in parallel workers
         client.log_table(run_id, pd.DataFrame(result.trials), artifact_file="optuna/trials.json")
     client.log_dict(run_id, {"model": model, "params": result.params, "metrics": result.metrics, "threshold": result.threshold,
                              "cv_mean": result.cv_mean, "cv_std": result.cv_std, "seconds": result.seconds, "tuned": result.tuned,
+                             "note": result.note, "params_from": result.params_from, "folds_run": result.folds_run,
                              "trained_at": datetime.now(timezone.utc).isoformat()}, "model_metadata.json")
     with tempfile.TemporaryDirectory() as tmp:
         importance = feature_importance(model, result.pipeline)
@@ -149,21 +154,36 @@ def train_and_log(config: PipelineConfig, data: TrainingData, model: str, parent
         info = registry.log_raw_record_model(pyfunc, raw_holdout(data).head(5))
     return {"name": model, "metrics": result.metrics, "metrics_at_0.5": result.metrics_at_05, "threshold": result.threshold,
             "cv_mean": result.cv_mean, "cv_std": result.cv_std, "params": result.params, "run_id": run_id,
-            "model_uri": info.model_uri, "seconds": round(result.seconds, 2), "tuned": result.tuned, "n_jobs": threads,
-            "optuna_storage": storage,
+            "model_uri": info.model_uri, "seconds": round(result.seconds, 2), "tuned": result.tuned, "note": result.note,
+            "params_from": result.params_from, "folds_run": result.folds_run, "n_jobs": threads, "optuna_storage": storage,
             "trials": {state: sum(t["state"] == state for t in result.trials) for state in ("COMPLETE", "PRUNED", "FAIL")},
             "holdout_probabilities": result.test_probabilities.tolist()}
 
 
+@task(name="evaluate-defaults", cache_policy=NO_CACHE, task_run_name="defaults-{model}")
+def evaluate_defaults(config: PipelineConfig, model: str, gold_version: int, n_jobs: int, deadline: float | None) -> Evaluation:
+    """The budget's first rung: one model's defaults under cross-validation, on gold version ``gold_version``."""
+    data = load_training_data(config, open_store(config), as_of=str(gold_version))
+    mc = config.training.models[model]
+    result = evaluate(model, default_params(model, mc), build_preprocessor(data.preprocessing), data.split, config.training, n_jobs,
+                      TimeBudget(deadline))
+    get_run_logger().info("%s: defaults cv %s %.4f over %d fold(s) in %.1fs", model, config.training.primary_metric,
+                          result.cv_mean, len(result.scores), result.seconds)
+    return result
+
+
 @task(name="train-model", cache_policy=NO_CACHE, task_run_name="train-{model}")
 def train_model(config: PipelineConfig, model: str, parent_run_id: str, experiment_id: str, gold_version: int,
-                n_jobs: int | None = None) -> dict[str, Any]:
+                n_jobs: int | None = None, defaults: Evaluation | None = None, tune: bool | None = None,
+                deadline: float | None = None) -> dict[str, Any]:
     """One model, end to end, on gold version ``gold_version``; safe to run beside others in threads or Dask worker processes."""
     registry.connect(config)
     data = load_training_data(config, open_store(config), as_of=str(gold_version))
-    result = train_and_log(config, data, model, parent_run_id, experiment_id, n_jobs, run_workers=tuning_workers(model))
-    get_run_logger().info("%s: holdout %s=%.4f (cv %.4f ± %.4f) in %.1fs", model, config.training.primary_metric,
-                          result["metrics"][config.training.primary_metric], result["cv_mean"], result["cv_std"], result["seconds"])
+    result = train_and_log(config, data, model, parent_run_id, experiment_id, n_jobs, run_workers=tuning_workers(model),
+                           defaults=defaults, tune=tune, deadline=deadline)
+    get_run_logger().info("%s: holdout %s=%.4f (cv %.4f ± %.4f) in %.1fs, %s", model, config.training.primary_metric,
+                          result["metrics"][config.training.primary_metric], result["cv_mean"], result["cv_std"], result["seconds"],
+                          "tuned" if result["tuned"] else f"untuned ({result['note']})")
     return result
 
 
@@ -184,6 +204,7 @@ def train_stage(config: PipelineConfig, input_fingerprint: str, as_of: str | Non
 
 
     start = time.perf_counter()
+    ends = deadline(config.training.time_budget_seconds)
     check_training_config(config)
     plan = training_plan(config)
     runner = model_task_runner(config, plan)
@@ -200,12 +221,24 @@ def train_stage(config: PipelineConfig, input_fingerprint: str, as_of: str | Non
     export_path = None
     try:
         with api_visible_to_workers(config.training.concurrency.task_runner == "dask"), runner:
+            # rung 0: every model's defaults (see pipeline_core.modeling.budget)
+            first = [runner.submit(evaluate_defaults, {"config": config, "model": name, "gold_version": gold["version"],
+                                                       "n_jobs": plan.n_jobs, "deadline": ends}) for name in models]
+            wait(first)
+            defaults = {name: f.result() for name, f in zip(models, first)}
+            tuned = promising({n: d.cv_mean for n, d in defaults.items()}, plan.concurrent_models,
+                              config.training.primary_metric) if config.training.tuning.enabled else []
+            get_run_logger().info("tuning %s until the time budget ends; the other models keep their defaults",
+                                  ", ".join(tuned) or "no model")
+            # rung 1: the most promising models tuned until the deadline, then every model's final fit
             futures = [runner.submit(train_model, {"config": config, "model": name, "parent_run_id": parent_id,
                                                    "experiment_id": experiment_id, "gold_version": gold["version"],
-                                                   "n_jobs": plan.n_jobs})
-                       for name in models]
+                                                   "n_jobs": plan.n_jobs, "defaults": defaults[name], "tune": name in tuned,
+                                                   "deadline": ends})
+                       for name in sorted(models, key=lambda n: n in tuned)]  # quick final fits first, then tuning
             wait(futures)
-            results = [f.result() for f in futures]  # submission order: the same list a sequential run builds
+            by_name = {r["name"]: r for r in (f.result() for f in futures)}
+            results = [by_name[name] for name in models]  # config order: the same list a sequential run builds
         ranked = rank_models(results, config.training.primary_metric, config.training.tie_breakers)
         slim = [{k: v for k, v in r.items() if k != "holdout_probabilities"} for r in ranked]
         outcome = register_best(config, slim, parent_id, gold["version"])
@@ -218,7 +251,7 @@ def train_stage(config: PipelineConfig, input_fingerprint: str, as_of: str | Non
     settled = registry_state.settled_view(config, client, outcome["registered_model"])
     return {"layer": "training", "status": "ran", "tracking_uri": mlflow.get_tracking_uri(), "parent_run_id": parent_id,
             "primary_metric": config.training.primary_metric, "fingerprint": gold["fingerprint"], "gold_version": gold["version"],
-            **outcome, **settled,
+            **outcome, **settled, "time_budget_seconds": config.training.time_budget_seconds, "tuned_models": tuned,
             "concurrency": {"task_runner": config.training.concurrency.task_runner, "concurrent_models": plan.concurrent_models,
                             "n_jobs": plan.n_jobs, "tuning_workers": plan.tuning_workers},
             "export_dir": export_path, "models": slim, "seconds": round(time.perf_counter() - start, 3)}

@@ -25,7 +25,8 @@ from sklearn.metrics import (
 
 log = logging.getLogger(__name__)
 
-OBJECTIVES = ("f1", "cost", "fixed")
+THRESHOLDED = ("f1", "accuracy", "balanced_accuracy", "mcc")  # metrics a threshold can be chosen for
+OBJECTIVES = (*THRESHOLDED, "cost", "fixed")
 
 
 def _ratio(num: float, den: float) -> float:
@@ -76,6 +77,14 @@ def classification_metrics(y_true: ArrayLike, y_prob: ArrayLike, threshold: floa
     }
 
 
+def threshold_objective(configured: str, primary_metric: str) -> str:
+    """``auto``: the primary metric when a threshold decides it (so ranking by accuracy compares models
+    at their best-accuracy thresholds), else F1."""
+    if configured != "auto":
+        return configured
+    return primary_metric if primary_metric in THRESHOLDED else "f1"
+
+
 def _best_threshold(thresholds: np.ndarray, score: np.ndarray) -> float:
     """The threshold with the highest score; ties go to the one closest to 0.5 (then the lower)."""
     tied = np.sort(thresholds[np.isclose(score, score.max())])
@@ -93,17 +102,39 @@ def _f1_threshold(y_true: np.ndarray, y_prob: np.ndarray) -> float:
     return _best_threshold(thresholds, f1)
 
 
-def _cost_threshold(y_true: np.ndarray, y_prob: np.ndarray, fp_cost: float, fn_cost: float) -> float:
-    """Threshold minimising fp_cost*FP + fn_cost*FN, predicting positive when score >= threshold."""
+def _counts_per_threshold(y_true: np.ndarray, y_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(thresholds, tp, fp): each distinct score as a threshold, with 1.0 (no positive) in front when no
+    score reaches it, and the true and false positives of predicting positive at score >= threshold."""
     order = np.argsort(-y_prob, kind="stable")
     scores, labels = y_prob[order], y_true[order]
     last_of_value = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]  # end of each tie group
-    tp = np.cumsum(labels)[last_of_value]
-    fp = np.cumsum(1 - labels)[last_of_value]
-    thresholds, cost = scores[last_of_value], fp_cost * fp + fn_cost * (labels.sum() - tp)
-    if scores[0] < 1.0:  # threshold 1.0 predicts no positives at all
-        thresholds, cost = np.r_[1.0, thresholds], np.r_[fn_cost * labels.sum(), cost]
-    return _best_threshold(thresholds, -cost)
+    tp, fp = np.cumsum(labels)[last_of_value], np.cumsum(1 - labels)[last_of_value]
+    thresholds = scores[last_of_value]
+    if scores[0] < 1.0:
+        thresholds, tp, fp = np.r_[1.0, thresholds], np.r_[0, tp], np.r_[0, fp]
+    return thresholds, tp.astype(float), fp.astype(float)
+
+
+def _metric_threshold(y_true: np.ndarray, y_prob: np.ndarray, metric: str) -> float:
+    """Threshold maximising accuracy, balanced accuracy or MCC, from the confusion counts at every threshold."""
+    thresholds, tp, fp = _counts_per_threshold(y_true, y_prob)
+    pos = float(y_true.sum())
+    neg = y_true.size - pos
+    fn, tn = pos - tp, neg - fp
+    if metric == "accuracy":
+        score = (tp + tn) / y_true.size
+    elif metric == "balanced_accuracy":
+        score = 0.5 * (tp / pos if pos else 0.0) + 0.5 * (tn / neg if neg else 0.0)
+    else:
+        denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+        score = np.divide(tp * tn - fp * fn, denom, out=np.zeros_like(denom), where=denom > 0)
+    return _best_threshold(thresholds, score)
+
+
+def _cost_threshold(y_true: np.ndarray, y_prob: np.ndarray, fp_cost: float, fn_cost: float) -> float:
+    """Threshold minimising fp_cost*FP + fn_cost*FN, predicting positive when score >= threshold."""
+    thresholds, tp, fp = _counts_per_threshold(y_true, y_prob)
+    return _best_threshold(thresholds, -(fp_cost * fp + fn_cost * (y_true.sum() - tp)))
 
 
 def choose_threshold(
@@ -114,7 +145,8 @@ def choose_threshold(
     fn_cost: float = 1.0,
     fixed: float = 0.5,
 ) -> float:
-    """Decision threshold in [0, 1] for `objective`: best F1, least misclassification cost, or `fixed`."""
+    """Decision threshold in [0, 1] for `objective`: best F1, accuracy, balanced accuracy or MCC, least
+    misclassification cost, or `fixed`."""
     if objective not in OBJECTIVES:
         raise ValueError(f"threshold objective {objective!r} is not one of {list(OBJECTIVES)}")
     if objective == "fixed":
@@ -124,6 +156,8 @@ def choose_threshold(
     y_true, y_prob = _as_arrays(y_true, y_prob)
     if objective == "f1":
         chosen = _f1_threshold(y_true, y_prob)
+    elif objective in THRESHOLDED:
+        chosen = _metric_threshold(y_true, y_prob, objective)
     else:
         if fp_cost < 0 or fn_cost < 0:
             raise ValueError(f"costs must be non-negative, got fp_cost={fp_cost}, fn_cost={fn_cost}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline_core.errors import ConfigError
@@ -32,6 +32,9 @@ class ModelSpec:
     name: str
     build: Callable[[dict[str, Any], int, int], Any]  # (params, seed, n_jobs) -> a fresh, seeded estimator
     search_space: Space
+    # The strong defaults every run evaluates first (the first rung of the budget): tuning only has
+    # to beat them, and a model that is not tuned still trains with them.
+    defaults: dict[str, Any] = field(default_factory=dict)
     package: str = "scikit-learn"  # what `pip install` brings it
     module: str = "sklearn"  # what it is imported as
     # Fits on a training fold with the validation fold for early stopping and returns the number of
@@ -57,7 +60,7 @@ def feature_importance(model: str, pipeline: Any) -> dict[str, float]:
 def _logistic_regression(params: dict[str, Any], seed: int, n_jobs: int) -> Any:
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(max_iter=2000, random_state=seed, **params)
+    return LogisticRegression(max_iter=500, random_state=seed, **params)
 
 
 def _random_forest(params: dict[str, Any], seed: int, n_jobs: int) -> Any:
@@ -78,14 +81,31 @@ def _hist_gradient_boosting(params: dict[str, Any], seed: int, n_jobs: int) -> A
     return HistGradientBoostingClassifier(random_state=seed, early_stopping=True, **params)  # stops on its own inner split
 
 
-XGB_MAX_ROUNDS = 600
-XGB_EARLY_STOPPING = 30
+BOOSTING_MAX_ROUNDS = 2000  # an upper bound: early stopping on the validation fold picks the rounds
+BOOSTING_EARLY_STOPPING = 50
+BALANCED = "balanced"  # scale_pos_weight: negatives / positives of the rows the model is fitted on
+
+
+def positive_weight(y: Any) -> float:
+    """negatives / positives: the weight that makes both classes count alike."""
+    import numpy as np
+
+    positives = int(np.sum(y))
+    return (len(y) - positives) / positives if positives else 1.0
+
+
+def resolve_balance(estimator: Any, y: Any) -> None:
+    """Turn ``scale_pos_weight: balanced`` into the number for these training rows (the search space
+    cannot know the class ratio; the classes' own ``class_weight='balanced'`` needs no help)."""
+    params = estimator.get_params()
+    if params.get("scale_pos_weight") == BALANCED:
+        estimator.set_params(scale_pos_weight=positive_weight(y))
 
 
 def _xgboost(params: dict[str, Any], seed: int, n_jobs: int) -> Any:
     from xgboost import XGBClassifier
 
-    defaults = {"n_estimators": XGB_MAX_ROUNDS, "tree_method": "hist", "eval_metric": "logloss"}
+    defaults = {"n_estimators": BOOSTING_MAX_ROUNDS, "tree_method": "hist", "eval_metric": "logloss"}
     return XGBClassifier(random_state=seed, n_jobs=n_jobs, **{**defaults, **params})
 
 
@@ -93,52 +113,103 @@ def _xgboost_early_stopping(pipeline: Any, X: Any, y: Any, X_val: Any, y_val: An
     """Fit the preprocessing on the training fold, then boost until the validation fold stops improving."""
     pre = pipeline.named_steps["pre"].fit(X, y)
     est = pipeline.named_steps["model"]
-    est.set_params(early_stopping_rounds=XGB_EARLY_STOPPING)
+    est.set_params(early_stopping_rounds=BOOSTING_EARLY_STOPPING)
     est.fit(pre.transform(X), y, eval_set=[(pre.transform(X_val), y_val)], verbose=False)
     return int(est.best_iteration) + 1
 
 
+def _lightgbm(params: dict[str, Any], seed: int, n_jobs: int) -> Any:
+    from lightgbm import LGBMClassifier
+
+    defaults = {"n_estimators": BOOSTING_MAX_ROUNDS, "verbose": -1}
+    return LGBMClassifier(random_state=seed, n_jobs=n_jobs, **{**defaults, **params})
+
+
+def _lightgbm_early_stopping(pipeline: Any, X: Any, y: Any, X_val: Any, y_val: Any) -> int:
+    """As for XGBoost: boost on the training fold until the validation fold's log loss stops improving."""
+    import lightgbm
+
+    pre = pipeline.named_steps["pre"].fit(X, y)
+    est = pipeline.named_steps["model"]
+    est.fit(pre.transform(X), y, eval_X=pre.transform(X_val), eval_y=y_val, eval_metric="binary_logloss",
+            callbacks=[lightgbm.early_stopping(BOOSTING_EARLY_STOPPING, verbose=False)])
+    return int(est.best_iteration_ or est.n_estimators)
+
+
 _SPACES: dict[str, Space] = {
     "logistic_regression": {
-        "C": {"type": "float", "low": 1e-3, "high": 100.0, "log": True},  # inverse regularisation strength
+        # inverse regularisation strength; above 10 the scaled, one-hot features are barely regularised
+        # and lbfgs needs thousands of iterations for no gain
+        "C": {"type": "float", "low": 1e-3, "high": 10.0, "log": True},
+        "class_weight": {"type": "categorical", "choices": [None, "balanced"]},  # reweights the rarer class
     },
     "random_forest": {
         "n_estimators": {"type": "int", "low": 50, "high": 300, "step": 50},  # more trees: less variance, more time
         "max_depth": {"type": "int", "low": 4, "high": 16},  # caps tree size: the main overfitting knob
         "min_samples_leaf": {"type": "int", "low": 1, "high": 20, "log": True},  # smooths leaf probabilities
         "max_features": {"type": "categorical", "choices": ["sqrt", "log2", 0.5]},  # decorrelates trees
+        "class_weight": {"type": "categorical", "choices": [None, "balanced_subsample"]},  # reweights the rarer class per tree
     },
     "extra_trees": {
         "n_estimators": {"type": "int", "low": 50, "high": 300, "step": 50},  # as for random forest
         "max_depth": {"type": "int", "low": 4, "high": 24},  # random splits tolerate deeper trees
         "min_samples_leaf": {"type": "int", "low": 1, "high": 20, "log": True},  # smooths leaf probabilities
+        "class_weight": {"type": "categorical", "choices": [None, "balanced_subsample"]},  # reweights the rarer class per tree
     },
     "xgboost": {
-        "learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": True},  # shrinkage per round
+        "learning_rate": {"type": "float", "low": 0.02, "high": 0.3, "log": True},  # shrinkage per round (as for LightGBM)
         "max_depth": {"type": "int", "low": 2, "high": 8},  # interaction depth
         "min_child_weight": {"type": "float", "low": 0.5, "high": 20.0, "log": True},  # minimum hessian in a leaf
         "subsample": {"type": "float", "low": 0.5, "high": 1.0},  # row sampling per tree
         "colsample_bytree": {"type": "float", "low": 0.4, "high": 1.0},  # column sampling per tree
         "reg_lambda": {"type": "float", "low": 1e-3, "high": 10.0, "log": True},  # L2 on leaf weights
+        "scale_pos_weight": {"type": "categorical", "choices": [1.0, BALANCED]},  # reweights the rarer class
+    },
+    "lightgbm": {
+        # shrinkage per round; below 0.02 early stopping needs thousands of rounds for little gain
+        "learning_rate": {"type": "float", "low": 0.02, "high": 0.2, "log": True},
+        "num_leaves": {"type": "int", "low": 8, "high": 64, "log": True},  # tree complexity (leaf-wise growth)
+        "min_child_samples": {"type": "int", "low": 5, "high": 100, "log": True},  # rows in a leaf: smooths leaves
+        "colsample_bytree": {"type": "float", "low": 0.4, "high": 1.0},  # column sampling per tree
+        "subsample": {"type": "float", "low": 0.5, "high": 1.0},  # row sampling (with subsample_freq)
+        "reg_lambda": {"type": "float", "low": 1e-3, "high": 10.0, "log": True},  # L2 on leaf values
+        "class_weight": {"type": "categorical", "choices": [None, "balanced"]},  # reweights the rarer class
     },
     "hist_gradient_boosting": {
         "learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": True},  # shrinkage per iteration
         "max_leaf_nodes": {"type": "int", "low": 8, "high": 64, "log": True},  # tree complexity
         "l2_regularization": {"type": "float", "low": 1e-4, "high": 10.0, "log": True},  # L2 on leaf values
         "min_samples_leaf": {"type": "int", "low": 5, "high": 100, "log": True},  # smooths leaves
+        "class_weight": {"type": "categorical", "choices": [None, "balanced"]},  # reweights the rarer class
     },
+}
+
+# Defaults in the manner of AutoGluon's first models: good on most tables without any search.
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "logistic_regression": {"C": 1.0},
+    "random_forest": {"n_estimators": 100, "min_samples_leaf": 5, "max_features": "sqrt"},
+    "extra_trees": {"n_estimators": 100, "min_samples_leaf": 5},
+    "xgboost": {"learning_rate": 0.05, "max_depth": 6, "subsample": 0.9, "colsample_bytree": 0.8},
+    "lightgbm": {"learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 20, "colsample_bytree": 0.8,
+                 "subsample": 0.9, "subsample_freq": 1},
+    "hist_gradient_boosting": {"learning_rate": 0.1},
 }
 
 
 MODEL_SPECS: dict[str, ModelSpec] = {
-    "logistic_regression": ModelSpec("logistic_regression", _logistic_regression, _SPACES["logistic_regression"]),
-    "random_forest": ModelSpec("random_forest", _random_forest, _SPACES["random_forest"]),
-    "xgboost": ModelSpec("xgboost", _xgboost, _SPACES["xgboost"], package="xgboost", module="xgboost",
+    "logistic_regression": ModelSpec("logistic_regression", _logistic_regression, _SPACES["logistic_regression"],
+                                     _DEFAULTS["logistic_regression"]),
+    "random_forest": ModelSpec("random_forest", _random_forest, _SPACES["random_forest"], _DEFAULTS["random_forest"]),
+    "xgboost": ModelSpec("xgboost", _xgboost, _SPACES["xgboost"], _DEFAULTS["xgboost"], package="xgboost", module="xgboost",
                          fit_early_stopping=_xgboost_early_stopping, rounds_param="n_estimators"),
-    "hist_gradient_boosting": ModelSpec("hist_gradient_boosting", _hist_gradient_boosting, _SPACES["hist_gradient_boosting"]),
-    "extra_trees": ModelSpec("extra_trees", _extra_trees, _SPACES["extra_trees"]),
+    "lightgbm": ModelSpec("lightgbm", _lightgbm, _SPACES["lightgbm"], _DEFAULTS["lightgbm"], package="lightgbm", module="lightgbm",
+                          fit_early_stopping=_lightgbm_early_stopping, rounds_param="n_estimators"),
+    "hist_gradient_boosting": ModelSpec("hist_gradient_boosting", _hist_gradient_boosting, _SPACES["hist_gradient_boosting"],
+                                        _DEFAULTS["hist_gradient_boosting"]),
+    "extra_trees": ModelSpec("extra_trees", _extra_trees, _SPACES["extra_trees"], _DEFAULTS["extra_trees"]),
 }
-DEFAULT_MODELS = ("logistic_regression", "random_forest", "xgboost")
+# Cheapest first: the budget's first rung evaluates them in this order.
+DEFAULT_MODELS = ("logistic_regression", "lightgbm", "xgboost", "random_forest")
 
 
 def model_spec(model: str) -> ModelSpec:

@@ -16,8 +16,8 @@ import pandas as pd
 from pipeline_core.config import ModelConfig, PipelineConfig, TrainingConfig
 from pipeline_core.errors import ConfigError, DataError
 from pipeline_core.modeling.concurrency import limit_threads
-from pipeline_core.modeling.metrics import choose_threshold, classification_metrics
-from pipeline_core.modeling.specs import make_estimator, model_spec
+from pipeline_core.modeling.metrics import choose_threshold, classification_metrics, threshold_objective
+from pipeline_core.modeling.specs import make_estimator, model_spec, resolve_balance
 
 if TYPE_CHECKING:
     import polars as pl
@@ -50,7 +50,10 @@ class ModelResult:
     test_probabilities: np.ndarray
     trials: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
-    tuned: bool = False  # False: tuning off, or no trial completed within the budget (fixed params used)
+    tuned: bool = False  # True: at least one Optuna trial completed
+    note: str = ""  # why the model was not tuned, or why tuning's best was not kept
+    params_from: str = "defaults"  # "defaults" or "tuning": which evaluation the final model's params come from
+    folds_run: int = 0  # cross-validation folds behind cv_mean (fewer than cv_folds when the budget ran out)
 
 
 def to_pandas_features(frame: pl.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
@@ -116,7 +119,20 @@ def split_data(X: pd.DataFrame, y: np.ndarray, cfg: TrainingConfig) -> Split:
 def _fit(name: str, pipeline: Any, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame | None = None,
          y_val: np.ndarray | None = None) -> int | None:
     """Fit a preprocessing+estimator pipeline; a model that stops early does so on the validation fold
-    when given one, and the rounds it kept are returned."""
+    when given one, and the rounds it kept are returned. Convergence warnings are silenced:
+    a search visits settings that converge slowly by design."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    resolve_balance(pipeline.named_steps["model"], y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return _fit_quietly(name, pipeline, X, y, X_val, y_val)
+
+
+def _fit_quietly(name: str, pipeline: Any, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame | None,
+                 y_val: np.ndarray | None) -> int | None:
     early = model_spec(name).fit_early_stopping
     if early is not None and X_val is not None:
         return early(pipeline, X, y, X_val, y_val)
@@ -131,24 +147,63 @@ def make_pipeline(name: str, params: dict[str, Any], preprocessor: Any, seed: in
     return Pipeline([("pre", clone(preprocessor)), ("model", make_estimator(name, params, seed, n_jobs))])
 
 
+@dataclass
+class Evaluation:
+    """One parameter set under cross-validation: fold scores and out-of-fold probabilities.
+
+    Rows of folds that the time budget did not let run are NaN in ``oof``.
+    """
+
+    params: dict[str, Any]
+    scores: list[float]
+    oof: np.ndarray
+    rounds: list[int]
+    seconds: float = 0.0
+
+    @property
+    def cv_mean(self) -> float:
+        return float(np.mean(self.scores))
+
+    @property
+    def cv_std(self) -> float:
+        return float(np.std(self.scores))
+
+
+def lower_is_better(metric: str) -> bool:
+    from pipeline_core.modeling.selection import LOWER_IS_BETTER
+
+    return metric in LOWER_IS_BETTER
+
+
+def default_params(name: str, model_cfg: ModelConfig) -> dict[str, Any]:
+    """The model's strong defaults under the configured fixed params."""
+    return {**model_spec(name).defaults, **model_cfg.params}
+
+
 def cv_scores(name: str, params: dict[str, Any], preprocessor: Any, data: Split, cfg: TrainingConfig, n_jobs: int,
               trial: Any = None, budget: TimeBudget | None = None) -> tuple[list[float], np.ndarray, list[int]]:
     """Per-fold primary-metric scores and out-of-fold probabilities; reports folds to Optuna for pruning.
 
-    Inside a trial, a fold starts only while the time budget has room for one more (see TimeBudget).
+    With a time budget, a fold starts only while the budget has room for one more (see TimeBudget):
+    inside a trial the trial is pruned; outside one (a model's defaults) at least one fold runs and
+    the folds not run leave NaN in the out-of-fold probabilities.
     """
     import optuna
     from sklearn.model_selection import StratifiedKFold
 
     folds = StratifiedKFold(n_splits=cfg.tuning.cv_folds, shuffle=True, random_state=cfg.seed)
-    oof = np.zeros(len(data.y_train))
+    oof = np.full(len(data.y_train), np.nan)
     scores: list[float] = []
     best_rounds: list[int] = []
     for k, (tr, va) in enumerate(folds.split(data.X_train, data.y_train)):
-        if trial is not None and budget is not None and not budget.allows_fold():
-            trial.set_user_attr("stopped_by", "time budget")
-            trial.study.stop()
-            raise optuna.TrialPruned(f"time budget spent before fold {k}")
+        if budget is not None and not budget.allows_fold():
+            if trial is not None:
+                trial.set_user_attr("stopped_by", "time budget")
+                trial.study.stop()
+                raise optuna.TrialPruned(f"time budget spent before fold {k}")
+            if scores:
+                log.info("%s: time budget spent after %d of %d folds", name, k, cfg.tuning.cv_folds)
+                break
         started = time.perf_counter()
         pipe = make_pipeline(name, params, preprocessor, cfg.seed, n_jobs)
         X_tr, X_va = data.X_train.iloc[tr], data.X_train.iloc[va]
@@ -166,33 +221,62 @@ def cv_scores(name: str, params: dict[str, Any], preprocessor: Any, data: Split,
     return scores, oof, best_rounds
 
 
+def evaluate(name: str, params: dict[str, Any], preprocessor: Any, data: Split, cfg: TrainingConfig, n_jobs: int,
+             budget: TimeBudget | None = None) -> Evaluation:
+    """Cross-validate one parameter set (a model's defaults: the first rung of the budget)."""
+    started = time.perf_counter()
+    with limit_threads(n_jobs):
+        scores, oof, rounds = cv_scores(name, params, preprocessor, data, cfg, n_jobs, budget=budget)
+    return Evaluation(dict(params), scores, oof, rounds, time.perf_counter() - started)
+
+
 def train_model(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Split, cfg: TrainingConfig, n_jobs: int,
-                study_name: str, run_workers: WorkerMap | None = None) -> ModelResult:
-    """Tune (or take fixed params), pick the threshold on out-of-fold predictions, refit, score the holdout."""
-    from pipeline_core.modeling.tuning import tune
+                study_name: str, run_workers: WorkerMap | None = None, *, defaults: Evaluation | None = None,
+                tune: bool | None = None, deadline: float | None = None) -> ModelResult:
+    """Defaults, then (when ``tune``) Optuna until ``deadline``; keep whichever cross-validates better,
+    pick the threshold on its out-of-fold predictions, refit on all training rows, score the holdout.
+
+    ``defaults`` is the model's first-rung evaluation when the caller already ran it.
+    """
+    from pipeline_core.modeling.tuning import TimeBudget
+    from pipeline_core.modeling.tuning import tune as run_tuning
 
     start = time.perf_counter()
+    tune = cfg.tuning.enabled if tune is None else tune
     with limit_threads(n_jobs):
-        trials: list[dict[str, Any]] = []
-        tuned = False
-        if cfg.tuning.enabled:
-            params, trials, tuned = tune(name, model_cfg, preprocessor, data, cfg, n_jobs, study_name, run_workers)
-        else:
-            params = dict(model_cfg.params)
-        scores, oof, rounds = cv_scores(name, params, preprocessor, data, cfg, n_jobs)
+        if defaults is None:
+            defaults = evaluate(name, default_params(name, model_cfg), preprocessor, data, cfg, n_jobs, TimeBudget(deadline))
+        chosen, trials, tuned = defaults, [], False
+        note = "tuning off" if not cfg.tuning.enabled else "not among the most promising defaults"
+        if tune:
+            best, trials = run_tuning(name, model_cfg, preprocessor, data, cfg, n_jobs, study_name, run_workers, deadline=deadline)
+            if best is None:
+                note = "no trial completed within the time budget"
+            else:
+                tuned, note = True, ""
+                sign = -1 if lower_is_better(cfg.primary_metric) else 1
+                if sign * best.cv_mean > sign * defaults.cv_mean:
+                    chosen = best
+                else:
+                    note = "no trial beat the defaults"
+        params = dict(chosen.params)
         rounds_param = model_spec(name).rounds_param
-        if rounds_param and rounds and rounds_param not in model_cfg.params:
-            params[rounds_param] = int(np.mean(rounds))
+        if rounds_param and chosen.rounds and rounds_param not in model_cfg.params:
+            params[rounds_param] = int(np.mean(chosen.rounds))
         th = cfg.threshold
-        threshold = choose_threshold(data.y_train, oof, th.objective, fp_cost=th.fp_cost, fn_cost=th.fn_cost, fixed=th.fixed)
-        pipeline = make_pipeline(name, params, preprocessor, cfg.seed, n_jobs).fit(data.X_train, data.y_train)
+        seen = ~np.isnan(chosen.oof)
+        threshold = choose_threshold(data.y_train[seen], chosen.oof[seen], threshold_objective(th.objective, cfg.primary_metric),
+                                     fp_cost=th.fp_cost, fn_cost=th.fn_cost, fixed=th.fixed)
+        pipeline = make_pipeline(name, params, preprocessor, cfg.seed, n_jobs)
+        _fit(name, pipeline, data.X_train, data.y_train)
         proba = pipeline.predict_proba(data.X_test)[:, 1]
     return ModelResult(
         name=name, params=params, pipeline=pipeline, threshold=threshold,
         metrics=classification_metrics(data.y_test, proba, threshold),
         metrics_at_05=classification_metrics(data.y_test, proba, 0.5),
-        cv_mean=float(np.mean(scores)), cv_std=float(np.std(scores)),
-        test_probabilities=proba, trials=trials, seconds=time.perf_counter() - start, tuned=tuned,
+        cv_mean=chosen.cv_mean, cv_std=chosen.cv_std, test_probabilities=proba, trials=trials,
+        seconds=time.perf_counter() - start + (defaults.seconds if defaults is not None else 0.0), tuned=tuned, note=note,
+        params_from="tuning" if chosen is not defaults else "defaults", folds_run=len(chosen.scores),
     )
 
 

@@ -1,10 +1,11 @@
-"""Optuna tuning of one model: a seeded study under cross-validation, a wall-time budget that
+"""Optuna tuning of one model: a seeded study under cross-validation, a wall-time deadline that
 holds between folds, and worker processes that share one study through a storage.
 
-What the budget guarantees: no trial and no fold starts once less time is left than the mean
-fold time seen so far, so tuning ends within ``timeout_seconds`` plus at most the overrun of the
-fold in progress (a single fit cannot be interrupted). The final out-of-fold pass and refit of
-the best parameters come after tuning and are not part of the budget.
+What the deadline guarantees: no trial and no fold starts once less time is left than the mean
+fold time seen so far plus the final fit's reserve (see `TimeBudget`), so tuning ends in time for
+the final fit, late by at most the fold in progress (a single fit cannot be interrupted). Folds
+are the fidelity of Optuna's Hyperband pruner: a trial whose first folds score poorly stops early.
+The out-of-fold predictions of the best trial are kept, so the final model needs no second CV pass.
 
 Workers (``n_workers > 1``): the study is created once here, then each worker loads it from the
 shared storage and runs its share of the trials still missing, so ``n_trials`` is the study's
@@ -30,17 +31,25 @@ import numpy as np
 
 from pipeline_core.config import ModelConfig, TrainingConfig
 from pipeline_core.errors import ConfigError
-from pipeline_core.modeling.specs import model_spec, search_space, suggest
-from pipeline_core.modeling.training import Split, cv_scores
+from pipeline_core.modeling.specs import search_space, suggest
+from pipeline_core.modeling.training import Evaluation, Split, cv_scores, default_params
 
 log = logging.getLogger(__name__)
 
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 
 
+# The final fit sees cv_folds / (cv_folds - 1) of a fold's rows; with 5 folds and some slack, about 1.5 folds' time.
+FINAL_FIT_FOLDS = 1.5
+UNBOUNDED_TRIALS = 20  # trials per model when neither a time budget nor training.tuning.n_trials bounds tuning
+
+
 @dataclass
 class TimeBudget:
-    """A wall-clock deadline (epoch seconds, shared by processes) and the fold times seen so far."""
+    """A wall-clock deadline (epoch seconds, shared by processes) and the fold times seen so far.
+
+    A fold may start while the time left holds one more fold and the final fit after it.
+    """
 
     deadline: float | None
     fold_seconds: list[float] = field(default_factory=list)
@@ -56,9 +65,9 @@ class TimeBudget:
         return float(np.mean(self.fold_seconds)) if self.fold_seconds else 0.0
 
     def allows_fold(self) -> bool:
-        """Room for one more fold of average length."""
+        """Room for one more fold of average length and the final fit."""
         left = self.remaining()
-        return left > 0 and left >= self.mean_fold()
+        return left > 0 and left >= self.mean_fold() * (1 + FINAL_FIT_FOLDS)
 
     def record_fold(self, seconds: float) -> None:
         self.fold_seconds.append(seconds)
@@ -92,14 +101,41 @@ def _sampler(seed: int) -> Any:
     return optuna.samplers.TPESampler(seed=seed)
 
 
-def _pruner() -> Any:
+def _pruner(cv_folds: int) -> Any:
+    """Hyperband over folds: low-fidelity looks (one fold) at many trials, full CV for the promising."""
     import optuna
 
-    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=cv_folds, reduction_factor=3)
+
+
+def direction(cfg: TrainingConfig) -> str:
+    from pipeline_core.modeling.training import lower_is_better
+
+    return "minimize" if lower_is_better(cfg.primary_metric) else "maximize"
+
+
+class BestEvaluation:
+    """The out-of-fold predictions of the best trial so far (workers share one instance on threads)."""
+
+    def __init__(self, minimize: bool) -> None:
+        self.sign = -1 if minimize else 1
+        self.by_trial: dict[int, Evaluation] = {}
+        self._lock = threading.Lock()
+
+    def offer(self, number: int, evaluation: Evaluation) -> None:
+        with self._lock:
+            current = max(self.by_trial.values(), key=lambda e: self.sign * e.cv_mean, default=None)
+            if current is None or self.sign * evaluation.cv_mean > self.sign * current.cv_mean:
+                self.by_trial = {number: evaluation}
+
+
+def trial_params(name: str, model_cfg: ModelConfig, suggested: dict[str, Any]) -> dict[str, Any]:
+    """A trial's params: the model's defaults and fixed params, under what the sampler suggested."""
+    return {**default_params(name, model_cfg), **suggested}
 
 
 def make_objective(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Split, cfg: TrainingConfig, n_jobs: int,
-                   budget: TimeBudget, worker: int) -> Any:
+                   budget: TimeBudget, worker: int, keep: BestEvaluation | None = None) -> Any:
     """The CV objective over data split once; each trial records which worker process ran it."""
     space = search_space(name, model_cfg.search_space)
 
@@ -107,25 +143,31 @@ def make_objective(name: str, model_cfg: ModelConfig, preprocessor: Any, data: S
         trial.set_user_attr("worker", worker)
         trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("thread", threading.get_native_id())
-        params = {**model_cfg.params, **suggest(trial, space)}
-        scores, _, rounds = cv_scores(name, params, preprocessor, data, cfg, n_jobs, trial, budget)
+        params = trial_params(name, model_cfg, suggest(trial, space))
+        started = time.perf_counter()
+        scores, oof, rounds = cv_scores(name, params, preprocessor, data, cfg, n_jobs, trial, budget)
         if rounds:
             trial.set_user_attr("best_rounds", int(np.mean(rounds)))
+        if keep is not None:
+            keep.offer(trial.number, Evaluation(params, scores, oof, rounds, time.perf_counter() - started))
         return float(np.mean(scores))
 
     return objective
 
 
-def run_trials(study: Any, objective: Any, n_trials: int, budget: TimeBudget) -> None:
-    """Up to ``n_trials`` trials in this process, within the budget."""
-    if n_trials <= 0 or not budget.allows_fold():
+def run_trials(study: Any, objective: Any, n_trials: int | None, budget: TimeBudget) -> None:
+    """Up to ``n_trials`` trials (None: until the deadline) in this process, within the budget."""
+    if (n_trials is not None and n_trials <= 0) or not budget.allows_fold():
         return
     timeout = None if budget.deadline is None else max(budget.remaining(), 0.0)
     study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=[budget.stop_when_spent], n_jobs=1)
 
 
-def worker_shares(missing: int, n_workers: int) -> list[int]:
-    """Trials per worker so that they add up to exactly ``missing``; workers without a share are not started."""
+def worker_shares(missing: int | None, n_workers: int) -> list[int | None]:
+    """Trials per worker so that they add up to exactly ``missing`` (None: each runs until the deadline);
+    workers without a share are not started."""
+    if missing is None:
+        return [None] * n_workers
     shares = [missing // n_workers + (1 if i < missing % n_workers else 0) for i in range(n_workers)]
     return [s for s in shares if s > 0]
 
@@ -141,60 +183,75 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
 
 
 # Runs ``work(index, n_trials)`` once per share, wherever the caller likes; returns when all are done.
-WorkerMap = Callable[[Callable[[int, int], None], list[int]], None]
+WorkerMap = Callable[[Callable[[int, Any], None], list[Any]], None]
 
 
-def run_sequentially(work: Callable[[int, int], None], shares: list[int]) -> None:
+def run_sequentially(work: Callable[[int, Any], None], shares: list[Any]) -> None:
     for index, share in enumerate(shares):
         work(index, share)
 
 
-def tune(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Split, cfg: TrainingConfig, n_jobs: int,
-         study_name: str, run_workers: WorkerMap | None = None) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
-    """Best hyperparameters by seeded TPE under stratified k-fold CV, with median pruning on fold scores.
+def trial_cap(cfg: TrainingConfig, deadline: float | None) -> int | None:
+    """Trials per model: the configured cap; none when a deadline bounds tuning; else UNBOUNDED_TRIALS."""
+    if cfg.tuning.n_trials is not None:
+        return cfg.tuning.n_trials
+    return None if deadline is not None else UNBOUNDED_TRIALS
 
-    Returns (params, trials table, tuned). When no trial completes within the budget the model
-    keeps its fixed params (tuned=False) rather than failing the run.
+
+def tune(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Split, cfg: TrainingConfig, n_jobs: int,
+         study_name: str, run_workers: WorkerMap | None = None, deadline: float | None = None
+         ) -> tuple[Evaluation | None, list[dict[str, Any]]]:
+    """The best parameters by seeded TPE under stratified k-fold CV, pruned by Hyperband over folds.
+
+    Returns (the best trial's evaluation, or None when no trial completed in time; the trials table).
+    ``deadline`` (epoch seconds) is the global budget's; ``training.tuning.timeout_seconds`` caps this
+    model's share of it.
     """
     import optuna
+
+    from pipeline_core.modeling.training import evaluate
 
     tuning = cfg.tuning
     if tuning.n_workers > 1 and tuning.storage is None:
         raise ConfigError("training.tuning.n_workers > 1 needs training.tuning.storage (a journal file path or an RDB URL)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # trial results are logged to MLflow instead
     search_space(name, model_cfg.search_space)  # refuse a bad space before any worker starts
-    budget = TimeBudget.starting_now(tuning.timeout_seconds)
+    if tuning.timeout_seconds is not None:
+        own = time.time() + tuning.timeout_seconds
+        deadline = own if deadline is None else min(deadline, own)
+    budget = TimeBudget(deadline)
     # Created once, here: concurrent creation of one study on SQLite fails.
-    study = optuna.create_study(study_name=study_name, direction="maximize", sampler=_sampler(cfg.seed), pruner=_pruner(),
-                                storage=open_storage(tuning.storage), load_if_exists=True)
+    study = optuna.create_study(study_name=study_name, direction=direction(cfg), sampler=_sampler(cfg.seed),
+                                pruner=_pruner(tuning.cv_folds), storage=open_storage(tuning.storage), load_if_exists=True)
     done = sum(t.state.name in FINISHED for t in study.get_trials(deepcopy=False))
-    missing = max(tuning.n_trials - done, 0)
+    cap = trial_cap(cfg, deadline)
+    missing = None if cap is None else max(cap - done, 0)
     if done:
-        log.info("%s: study %s resumes with %d finished trials, %d to go", name, study_name, done, missing)
-    if tuning.n_workers == 1 or missing <= 1:
-        run_trials(study, make_objective(name, model_cfg, preprocessor, data, cfg, n_jobs, budget, worker=0), missing, budget)
+        log.info("%s: study %s resumes with %d finished trials, %s to go", name, study_name, done, missing)
+    keep = BestEvaluation(direction(cfg) == "minimize")
+    if tuning.n_workers == 1 or (missing is not None and missing <= 1):
+        run_trials(study, make_objective(name, model_cfg, preprocessor, data, cfg, n_jobs, budget, worker=0, keep=keep), missing, budget)
     else:
         shares = worker_shares(missing, tuning.n_workers)
         log.info("%s: %d Optuna workers on study %s, trials %s", name, len(shares), study_name, shares)
         work = partial(tune_worker, name=name, model_cfg=model_cfg, preprocessor=preprocessor, data=data, cfg=cfg,
-                       n_jobs=n_jobs, study_name=study_name, deadline=budget.deadline)
+                       n_jobs=n_jobs, study_name=study_name, deadline=budget.deadline, keep=keep)
         (run_workers or run_sequentially)(work, shares)
     trials = trial_rows(study)
     completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not completed:
-        log.warning("%s: no Optuna trial completed within the budget (training.tuning.timeout_seconds=%s); using the fixed params",
-                    name, tuning.timeout_seconds)
-        return dict(model_cfg.params), trials, False
+        log.warning("%s: no Optuna trial completed within the time budget; the model keeps its defaults", name)
+        return None, trials
     best = study.best_trial
-    params = {**model_cfg.params, **best.params}
-    rounds_param = model_spec(name).rounds_param
-    if rounds_param and "best_rounds" in best.user_attrs:
-        params[rounds_param] = best.user_attrs["best_rounds"]
-    return params, trials, True
+    if best.number in keep.by_trial:
+        return keep.by_trial[best.number], trials
+    # the best trial ran in an earlier run of a resumed study: its out-of-fold predictions are not in memory
+    params = trial_params(name, model_cfg, best.params)
+    return evaluate(name, params, preprocessor, data, cfg, n_jobs), trials
 
 
-def tune_worker(index: int, n_trials: int, *, name: str, model_cfg: ModelConfig, preprocessor: Any, data: Split,
-                cfg: TrainingConfig, n_jobs: int, study_name: str, deadline: float | None) -> None:
+def tune_worker(index: int, n_trials: int | None, *, name: str, model_cfg: ModelConfig, preprocessor: Any, data: Split,
+                cfg: TrainingConfig, n_jobs: int, study_name: str, deadline: float | None, keep: BestEvaluation | None = None) -> None:
     """One worker: load the shared study and run ``n_trials`` of it with sampler seed + index, within the deadline."""
     import optuna
 
@@ -202,8 +259,8 @@ def tune_worker(index: int, n_trials: int, *, name: str, model_cfg: ModelConfig,
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=study_name, storage=open_storage(cfg.tuning.storage),
-                              sampler=_sampler(cfg.seed + index), pruner=_pruner())
+                              sampler=_sampler(cfg.seed + index), pruner=_pruner(cfg.tuning.cv_folds))
     budget = TimeBudget(deadline)
-    objective = make_objective(name, model_cfg, preprocessor, data, cfg, n_jobs, budget, worker=index)
+    objective = make_objective(name, model_cfg, preprocessor, data, cfg, n_jobs, budget, worker=index, keep=keep)
     with limit_threads(n_jobs):
         run_trials(study, objective, n_trials, budget)

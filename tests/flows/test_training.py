@@ -146,7 +146,13 @@ def test_training_registers_and_promotes(trained):
     assert set(best["metrics"]) == {"accuracy", "precision", "recall", "f1", "specificity", "fpr", "fnr",
                                     "balanced_accuracy", "mcc", "roc_auc", "pr_auc"}
     assert 0.0 < best["threshold"] < 1.0
-    assert best["trials"]["COMPLETE"] + best["trials"]["PRUNED"] == 3  # training.tuning.n_trials in FAST
+    # the budget's first rung: the better of the two defaults is tuned, the other keeps its defaults and says why
+    (tuned,) = [m for m in first["models"] if m["tuned"]]
+    (untuned,) = [m for m in first["models"] if not m["tuned"]]
+    assert first["tuned_models"] == [tuned["name"]] and tuned["cv_mean"] >= untuned["cv_mean"]
+    assert tuned["trials"]["COMPLETE"] + tuned["trials"]["PRUNED"] == 3  # training.tuning.n_trials in FAST
+    assert untuned["trials"] == {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0} and untuned["params_from"] == "defaults"
+    assert untuned["note"] == "not among the most promising defaults" and untuned["folds_run"] == 3
     from mlflow import MlflowClient
 
     from pipeline_core.config import load_config
@@ -154,7 +160,7 @@ def test_training_registers_and_promotes(trained):
 
     registry.connect(load_config(config))
     client = MlflowClient()
-    plots = {a.path for a in client.list_artifacts(best["run_id"], "plots")}
+    plots = {a.path for a in client.list_artifacts(tuned["run_id"], "plots")}
     assert {"plots/confusion_matrix.png", "plots/roc_curve.png", "plots/pr_curve.png", "plots/calibration_curve.png",
             "plots/feature_importance.png", "plots/optuna_history.png"} <= plots
     run = client.get_run(best["run_id"])
@@ -317,7 +323,7 @@ def test_models_commands(trained, monkeypatch, tmp_path):
     assert missing.exit_code == 6 and "has no version 9" in missing.stderr
 
 
-@pytest.mark.parametrize("model", ["logistic_regression", "random_forest", "xgboost", "hist_gradient_boosting", "extra_trees"])
+@pytest.mark.parametrize("model", ["logistic_regression", "random_forest", "xgboost", "lightgbm", "hist_gradient_boosting", "extra_trees"])
 def test_every_model_trains_with_fixed_params(model):
     from pipeline_core.config import ModelConfig
     from pipeline_core.modeling.preprocessing import build_preprocessor
@@ -330,7 +336,7 @@ def test_every_model_trains_with_fixed_params(model):
     cfg = TrainingConfig.model_validate({"tuning": {"enabled": False, "cv_folds": 3}})
     prep = {"numeric_columns": ["x"], "categorical_columns": ["c"], "scaler": "robust",
             "imputation": {"numeric": "median", "categorical": "most_frequent"}}
-    params = {"n_estimators": 30} if model in ("random_forest", "extra_trees", "xgboost") else {}
+    params = {"n_estimators": 30} if model in ("random_forest", "extra_trees", "xgboost", "lightgbm") else {}
     result = train_model(model, ModelConfig(params=params), build_preprocessor(prep), split_data(X, y, cfg), cfg, 1, "t")
     assert result.metrics["roc_auc"] > 0.75
     assert len(result.test_probabilities) == 80 and len(result.metrics) == 11
@@ -395,3 +401,27 @@ def test_retraining_as_of_an_old_gold_version_reproduces_the_old_model_and_linea
     shown = CliRunner().invoke(app, ["lineage", f"models:/{first['registered_model']}/{first['version']}", "--config", str(config)])
     assert shown.exit_code == 0, shown.output
     assert f"gold/credit_default/features version {layers1[2]['version']}" in shown.stdout and layers1[0]["batch_id"] in shown.stdout
+
+
+def test_one_time_budget_bounds_all_models_and_tunes_the_most_promising(tmp_path, prefect_harness, demo_dir):
+    """No trial cap: the global budget alone ends tuning, and every model still ends with a registered-ready fit."""
+    from flows.layers import run_flow
+    from flows.training import training_flow
+    from tests.conftest import shipped_config
+
+    config = shipped_config("credit_default", demo_dir / "credit.csv", tmp_path)
+    run_flow(str(config), FAST, through="gold")
+    budget = 20
+    summary = training_flow(str(config), ["training.models={logistic_regression: {}, lightgbm: {}, xgboost: {}}",
+                                          f"training.time_budget_seconds={budget}", "training.tuning.n_trials=null",
+                                          "training.tuning.cv_folds=3"])
+    slots = summary["concurrency"]["concurrent_models"]
+    assert len(summary["tuned_models"]) == min(slots, 2)  # at most half of three, rounded up
+    by_name = {m["name"]: m for m in summary["models"]}
+    defaults_cv = {name: by_name[name]["cv_mean"] for name in by_name if not by_name[name]["tuned"]}
+    for name in summary["tuned_models"]:
+        model = by_name[name]
+        assert model["tuned"] and model["trials"]["COMPLETE"] >= 2  # more than one trial: the deadline, not a cap, ended it
+        assert all(model["cv_mean"] >= cv for cv in defaults_cv.values())  # the tuned ones had the better defaults
+    # model work is bounded by the budget; the final fits and MLflow logging come on top (a generous bound for a busy box)
+    assert summary["seconds"] < budget + 30, summary["seconds"]

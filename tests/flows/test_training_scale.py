@@ -126,8 +126,9 @@ def test_two_workers_share_one_study(tmp_path):
     X, y, pre = _toy()
     storage = str(tmp_path / "study.journal")
     cfg = _tuning_cfg(n_trials=6, n_workers=2, storage=storage)
-    params, trials, tuned = tune("logistic_regression", ModelConfig(), pre, split_data(X, y, cfg), cfg, 1, "shared", _threads)
-    assert tuned and 1e-3 <= params["C"] <= 100
+    best, trials = tune("logistic_regression", ModelConfig(), pre, split_data(X, y, cfg), cfg, 1, "shared", _threads)
+    params = best.params
+    assert 1e-3 <= params["C"] <= 10
     study = optuna.load_study(study_name="shared", storage=open_storage(storage))
     assert len(study.trials) == 6 == len(trials)  # n_trials is the study's total, not per worker
     assert {t.user_attrs["worker"] for t in study.trials} == {0, 1}
@@ -141,8 +142,8 @@ def test_without_a_worker_map_the_workers_run_in_turn(tmp_path):
 
     X, y, pre = _toy()
     cfg = _tuning_cfg(n_trials=4, n_workers=2, storage=str(tmp_path / "study.journal"))
-    _, trials, tuned = tune("logistic_regression", ModelConfig(), pre, split_data(X, y, cfg), cfg, 1, "turns")
-    assert tuned and len(trials) == 4 and {t["worker"] for t in trials} == {0, 1}
+    best, trials = tune("logistic_regression", ModelConfig(), pre, split_data(X, y, cfg), cfg, 1, "turns")
+    assert best is not None and len(trials) == 4 and {t["worker"] for t in trials} == {0, 1}
 
 
 def test_a_rerun_on_the_same_storage_resumes_the_study(tmp_path):
@@ -152,11 +153,14 @@ def test_a_rerun_on_the_same_storage_resumes_the_study(tmp_path):
     X, y, pre = _toy()
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     data = split_data(X, y, _tuning_cfg())
-    _, first, _ = tune("logistic_regression", ModelConfig(), pre, data, _tuning_cfg(n_trials=3, storage=storage), 1, "resume")
-    _, again, _ = tune("logistic_regression", ModelConfig(), pre, data, _tuning_cfg(n_trials=3, storage=storage), 1, "resume")
-    _, more, _ = tune("logistic_regression", ModelConfig(), pre, data, _tuning_cfg(n_trials=5, storage=storage), 1, "resume")
+    best, first = tune("logistic_regression", ModelConfig(), pre, data, _tuning_cfg(n_trials=3, storage=storage), 1, "resume")
+    resumed, again = tune("logistic_regression", ModelConfig(), pre, data, _tuning_cfg(n_trials=3, storage=storage), 1, "resume")
+    _, more = tune("logistic_regression", ModelConfig(), pre, data, _tuning_cfg(n_trials=5, storage=storage), 1, "resume")
     assert (len(first), len(again), len(more)) == (3, 3, 5)
     assert again == first and more[:3] == first
+    # the resumed run's best trial ran in the first run: its out-of-fold predictions are computed again, the same
+    assert resumed.params == best.params and resumed.cv_mean == pytest.approx(best.cv_mean)
+    assert np.allclose(resumed.oof, best.oof)
 
 
 def test_tuning_stops_within_its_time_budget_and_still_yields_a_model():
@@ -231,8 +235,13 @@ def test_concurrent_models_log_into_their_own_runs(scaled):
             assert run.data.tags["model"] == m["name"] and run.info.run_name == m["name"]
             assert set(run.data.params) == {k for k in m["params"]}
             assert run.data.metrics["roc_auc"] == pytest.approx(m["metrics"]["roc_auc"])
-            trials = _read_artifact(client, m["run_id"], "optuna/trials.json", scaled["tmp"])
-            assert len(trials["data"]) == 3  # training.tuning.n_trials in FAST
+            assert run.data.tags["tuned"] == str(m["tuned"]).lower()
+            if m["name"] in scaled[label]["tuned_models"]:
+                trials = _read_artifact(client, m["run_id"], "optuna/trials.json", scaled["tmp"])
+                assert len(trials["data"]) == 3  # training.tuning.n_trials in FAST
+            else:  # the budget's first rung found it less promising: trained with its defaults, and says so
+                assert not m["tuned"] and run.data.tags["untuned_reason"] == "not among the most promising defaults"
+        assert len(scaled[label]["tuned_models"]) == 1  # half of the two models
 
 
 def _read_artifact(client, run_id, path, tmp):

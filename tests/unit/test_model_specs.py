@@ -46,20 +46,42 @@ def test_adding_a_model_is_one_table_entry(monkeypatch):
                                                 "tuning": {"n_trials": 3, "cv_folds": 3}}}).training
     X, y, pre = _toy()
     result = train_model("decision_tree", cfg.models["decision_tree"], pre, split_data(X, y, cfg), cfg, 1, "dt")
-    assert result.tuned and 1 <= result.params["max_depth"] <= 4
+    assert result.tuned and len(result.trials) == 3 and all(1 <= t["param_max_depth"] <= 4 for t in result.trials)
+    if result.params_from == "tuning":
+        assert 1 <= result.params["max_depth"] <= 4
     assert 0.5 < result.metrics["roc_auc"] <= 1
     importance = feature_importance("decision_tree", result.pipeline)
     assert set(importance) == {"x", "c_b"} and list(importance.values()) == sorted(importance.values(), reverse=True)
 
 
-def test_early_stopping_sets_the_rounds_of_the_refit():
+@pytest.mark.parametrize("model", ["xgboost", "lightgbm"])
+def test_early_stopping_sets_the_rounds_of_the_refit(model):
+    pytest.importorskip(MODEL_SPECS[model].module)
+    cfg = TrainingConfig.model_validate({"tuning": {"enabled": False, "cv_folds": 3}})
+    X, y, pre = _toy()
+    result = train_model(model, ModelConfig(), pre, split_data(X, y, cfg), cfg, 1, model)
+    # the spec stops on each validation fold; the refit takes their mean number of rounds
+    assert MODEL_SPECS[model].rounds_param == "n_estimators"
+    assert 1 <= result.params["n_estimators"] < specs.BOOSTING_MAX_ROUNDS
+    assert result.pipeline.named_steps["model"].n_estimators == result.params["n_estimators"]
+    assert result.params_from == "defaults" and not result.tuned and result.note == "tuning off"
+    assert result.metrics["roc_auc"] > 0.8
+
+
+def test_every_search_space_can_weight_the_rarer_class():
+    for name, spec in MODEL_SPECS.items():
+        weights = spec.search_space.get("class_weight") or spec.search_space.get("scale_pos_weight")
+        assert weights is not None and len(weights["choices"]) == 2, name
+
+
+def test_a_balanced_positive_weight_is_the_class_ratio_of_the_rows_fitted():
     pytest.importorskip("xgboost")
     cfg = TrainingConfig.model_validate({"tuning": {"enabled": False, "cv_folds": 3}})
     X, y, pre = _toy()
-    result = train_model("xgboost", ModelConfig(), pre, split_data(X, y, cfg), cfg, 1, "xgb")
-    # the spec stops on each validation fold; the refit takes their mean number of rounds
-    assert MODEL_SPECS["xgboost"].rounds_param == "n_estimators"
-    assert 1 <= result.params["n_estimators"] < specs.XGB_MAX_ROUNDS
+    result = train_model("xgboost", ModelConfig(params={"scale_pos_weight": "balanced"}), pre, split_data(X, y, cfg), cfg, 1, "w")
+    fitted = result.pipeline.named_steps["model"].get_params()["scale_pos_weight"]
+    y_train = split_data(X, y, cfg).y_train
+    assert fitted == pytest.approx((y_train == 0).sum() / (y_train == 1).sum())
 
 
 def test_a_missing_package_gives_an_install_hint(monkeypatch):

@@ -1,0 +1,43 @@
+"""The time budget's rungs: which models are tuned, and when a fold may still start."""
+
+import math
+import time
+
+import pytest
+
+from pipeline_core.config import TrainingConfig
+from pipeline_core.modeling.budget import deadline, promising
+from pipeline_core.modeling.tuning import FINAL_FIT_FOLDS, TimeBudget, trial_cap
+
+
+def test_the_best_defaults_are_tuned_as_many_as_run_at_once_and_at_most_half():
+    scores = {"logistic_regression": 0.79, "lightgbm": 0.80, "xgboost": 0.795, "random_forest": 0.78}
+    assert promising(scores, slots=2, metric="roc_auc") == ["lightgbm", "xgboost"]
+    assert promising(scores, slots=8, metric="roc_auc") == ["lightgbm", "xgboost"]  # half of four
+    assert promising(scores, slots=1, metric="roc_auc") == ["lightgbm"]
+    assert promising({"a": 0.7}, slots=4, metric="roc_auc") == ["a"]
+    assert promising({}, slots=2, metric="roc_auc") == []
+
+
+def test_lower_is_better_metrics_and_failed_scores_rank_correctly():
+    assert promising({"a": 0.3, "b": 0.1, "c": 0.2}, slots=2, metric="fnr") == ["b", "c"]
+    assert promising({"a": math.nan, "b": 0.6, "c": 0.5}, slots=2, metric="roc_auc") == ["b", "c"]
+    assert promising({"b": 0.6, "a": 0.6}, slots=1, metric="roc_auc") == ["a"]  # ties: by name, so runs repeat
+
+
+def test_a_fold_starts_only_while_it_and_the_final_fit_still_fit():
+    budget = TimeBudget(time.time() + 10)
+    assert budget.allows_fold()  # no fold seen yet
+    budget.record_fold(3.0)
+    assert budget.allows_fold()  # 3 s + 1.5 x 3 s = 7.5 s <= 10 s
+    budget.record_fold(5.0)  # mean 4 s: 4 + 6 = 10 s > what is left
+    assert not budget.allows_fold()
+    assert FINAL_FIT_FOLDS == 1.5
+    assert TimeBudget(None).allows_fold() and deadline(None) is None
+    assert deadline(60, now=1000.0) == 1060.0
+
+
+@pytest.mark.parametrize("n_trials, ends, expected", [(None, 123.0, None), (None, None, 20), (7, 123.0, 7), (7, None, 7)])
+def test_trials_are_bounded_by_the_cap_or_the_deadline(n_trials, ends, expected):
+    cfg = TrainingConfig.model_validate({"tuning": {"n_trials": n_trials}})
+    assert trial_cap(cfg, ends) == expected
