@@ -45,7 +45,10 @@ def training(console: Console, s: dict[str, Any]) -> None:
                       f"{r['cv_mean']:.3f}", f"{r['seconds']:.0f}", _tuning_cell(r))
     console.print(table)
     for r in s["models"]:
-        if not r.get("tuned", True):
+        if r.get("params_from") == "ensemble":
+            members = ", ".join(f"{name} {weight:.2f}" for name, weight in r["params"].items())
+            console.print(f"{r['name']}: weights chosen greedily on out-of-fold predictions: {members}", highlight=False)
+        elif not r.get("tuned", True):
             console.print(f"[yellow]{r['name']}: untuned[/], trained with its defaults: {r.get('note') or 'tuning off'}", highlight=False)
         elif r.get("params_from") == "defaults":
             console.print(f"{r['name']}*: tuned, but {r.get('note') or 'no trial beat the defaults'}: trained with its defaults",
@@ -72,6 +75,8 @@ def training(console: Console, s: dict[str, Any]) -> None:
 def _tuning_cell(r: dict[str, Any]) -> str:
     """Trials completed / pruned / failed, and where the final params came from."""
     t = r.get("trials") or {}
+    if r.get("params_from") == "ensemble":
+        return "ensemble"
     if not r.get("tuned", True) and not any(t.values()):
         return "[yellow]untuned[/]"
     return f"{t.get('COMPLETE', 0)}/{t.get('PRUNED', 0)}/{t.get('FAIL', 0)}" + ("*" if r.get("params_from") == "defaults" else "")

@@ -169,6 +169,7 @@ class TrainingConfig(StrictModel):
         default_factory=lambda: {n: ModelConfig() for n in DEFAULT_MODELS}
     )
     tuning: TuningConfig = Field(default_factory=TuningConfig)
+    ensemble: bool = Field(True, description="Add a greedy weighted ensemble of the models (on out-of-fold predictions) as a candidate.")
     threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
     n_jobs: int | None = Field(None, ge=1, description="Threads per model fit; default: the cores divided among concurrent models and tuning workers.")
     concurrency: ConcurrencyConfig = Field(default_factory=ConcurrencyConfig)

@@ -21,13 +21,14 @@ from pipeline_core.config import PipelineConfig
 from pipeline_core.fingerprint import digest
 from pipeline_core.modeling.budget import deadline, promising
 from pipeline_core.modeling.concurrency import training_plan
+from pipeline_core.modeling.ensemble import build_ensemble
 from pipeline_core.modeling.holdout import TrainingData, holdout_predictions, prediction_reference, raw_holdout, study_name
 from pipeline_core.modeling.metrics import confusion
 from pipeline_core.modeling.plots import write_evaluation_plots
 from pipeline_core.modeling.preprocessing import build_preprocessor
 from pipeline_core.modeling.selection import rank_models
 from pipeline_core.modeling.specs import feature_importance
-from pipeline_core.modeling.training import Evaluation, check_training_config, default_params, evaluate
+from pipeline_core.modeling.training import Evaluation, ModelResult, check_training_config, default_params, evaluate
 from pipeline_core.modeling.training import train_model as fit_model
 from pipeline_core.modeling.tuning import TimeBudget, WorkerMap
 from pipeline_core.serving import RawRecordClassifier
@@ -104,21 +105,31 @@ def tuning_workers(model: str) -> WorkerMap:
 def train_and_log(config: PipelineConfig, data: TrainingData, model: str, parent_run_id: str, experiment_id: str,
                   n_jobs: int | None = None, run_workers: WorkerMap | None = None, *, defaults: Evaluation | None = None,
                   tune: bool | None = None, deadline: float | None = None) -> dict[str, Any]:
-    """Train one model in a child run: params, metrics, trials, plots, reports, metadata and the raw-record model.
-
-    Every MLflow call names its run (the child run is opened by id in this thread or process), so
-    models trained at once in threads or Dask workers never log into each other's runs.
-    """
-    import mlflow
-    from mlflow.entities import Metric, Param, RunTag
-    from sklearn.metrics import classification_report
-
+    """Train one model and log it in a child run (see `log_result`)."""
     storage = tuning_storage(config)
     cfg = config.training.model_copy(update={"tuning": config.training.tuning.model_copy(update={"storage": storage})})
     threads = n_jobs or training_plan(config).n_jobs
     result = fit_model(model, cfg.models[model], build_preprocessor(data.preprocessing), data.split, cfg, threads,
                        study_name=study_name(config, data, model), run_workers=run_workers, defaults=defaults, tune=tune,
                        deadline=deadline)
+    return {**log_result(config, data, result, parent_run_id, experiment_id, {"n_jobs": str(threads), "optuna_storage": storage or "memory"}),
+            "n_jobs": threads, "optuna_storage": storage}
+
+
+def log_result(config: PipelineConfig, data: TrainingData, result: ModelResult, parent_run_id: str, experiment_id: str,
+               tags: dict[str, str]) -> dict[str, Any]:
+    """A trained model's child run: params, metrics, trials, plots, reports, metadata and the raw-record model.
+
+    Every MLflow call names its run (the child run is opened by id in this thread or process), so
+    models trained at once in threads or Dask workers never log into each other's runs.
+    The summary returned carries the fitted pipeline and out-of-fold probabilities for the ensemble;
+    the stage drops them before its result is stored.
+    """
+    import mlflow
+    from mlflow.entities import Metric, Param, RunTag
+    from sklearn.metrics import classification_report
+
+    model, primary = result.name, config.training.primary_metric
     pyfunc = RawRecordClassifier(result.pipeline, data.metadata["cleaning_spec"], data.metadata["feature_spec"],
                                  data.preprocessing["numeric_columns"], data.preprocessing["categorical_columns"], result.threshold,
                                  prediction_reference(result.test_probabilities, result.threshold))
@@ -127,14 +138,14 @@ def train_and_log(config: PipelineConfig, data: TrainingData, model: str, parent
                                                  **run_tags(config, data)})
     run_id = run.info.run_id
     metrics = {**result.metrics, **{f"{k}_at_0.5": v for k, v in result.metrics_at_05.items()},
-               f"cv_{cfg.primary_metric}_mean": result.cv_mean, f"cv_{cfg.primary_metric}_std": result.cv_std,
+               f"cv_{primary}_mean": result.cv_mean, f"cv_{primary}_std": result.cv_std,
                "threshold": result.threshold, "train_seconds": result.seconds}
     now = int(datetime.now(timezone.utc).timestamp() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
                      params=[Param(k, str(v)) for k, v in result.params.items()],
                      tags=[RunTag("tuned", str(result.tuned).lower()), RunTag("params_from", result.params_from),
-                           RunTag("untuned_reason" if not result.tuned else "tuning_note", result.note or "-"),
-                           RunTag("n_jobs", str(threads)), RunTag("optuna_storage", storage or "memory")])
+                           RunTag("untuned_reason" if not result.tuned and result.params_from != "ensemble" else "note", result.note or "-"),
+                           *[RunTag(k, v) for k, v in tags.items()]])
     if result.trials:  # read back from the study after tuning: complete even when trials ran in parallel workers
         client.log_table(run_id, pd.DataFrame(result.trials), artifact_file="optuna/trials.json")
     client.log_dict(run_id, {"model": model, "params": result.params, "metrics": result.metrics, "threshold": result.threshold,
@@ -155,9 +166,24 @@ def train_and_log(config: PipelineConfig, data: TrainingData, model: str, parent
     return {"name": model, "metrics": result.metrics, "metrics_at_0.5": result.metrics_at_05, "threshold": result.threshold,
             "cv_mean": result.cv_mean, "cv_std": result.cv_std, "params": result.params, "run_id": run_id,
             "model_uri": info.model_uri, "seconds": round(result.seconds, 2), "tuned": result.tuned, "note": result.note,
-            "params_from": result.params_from, "folds_run": result.folds_run, "n_jobs": threads, "optuna_storage": storage,
+            "params_from": result.params_from, "folds_run": result.folds_run,
             "trials": {state: sum(t["state"] == state for t in result.trials) for state in ("COMPLETE", "PRUNED", "FAIL")},
-            "holdout_probabilities": result.test_probabilities.tolist()}
+            "holdout_probabilities": result.test_probabilities.tolist(), "pipeline": result.pipeline, "oof": result.oof}
+
+
+@task(name="weighted-ensemble", cache_policy=NO_CACHE, task_run_name="weighted-ensemble")
+def weighted_ensemble(config: PipelineConfig, results: list[dict[str, Any]], parent_run_id: str, experiment_id: str,
+                      gold_version: int) -> dict[str, Any] | None:
+    """The greedy weighted ensemble of the trained models, logged as one more candidate; None when it is one model."""
+    data = load_training_data(config, open_store(config), as_of=str(gold_version))
+    result = build_ensemble({r["name"]: r["pipeline"] for r in results}, {r["name"]: r["oof"] for r in results}, data.split,
+                            config.training)
+    if result is None:
+        get_run_logger().info("ensemble: greedy selection kept a single model; no ensemble candidate")
+        return None
+    get_run_logger().info("ensemble: %s; holdout %s=%.4f (cv %.4f)", ", ".join(f"{n} {w:.2f}" for n, w in result.params.items()),
+                          config.training.primary_metric, result.metrics[config.training.primary_metric], result.cv_mean)
+    return log_result(config, data, result, parent_run_id, experiment_id, {"members": ",".join(result.params)})
 
 
 @task(name="evaluate-defaults", cache_policy=NO_CACHE, task_run_name="defaults-{model}")
@@ -239,8 +265,11 @@ def train_stage(config: PipelineConfig, input_fingerprint: str, as_of: str | Non
             wait(futures)
             by_name = {r["name"]: r for r in (f.result() for f in futures)}
             results = [by_name[name] for name in models]  # config order: the same list a sequential run builds
+        if config.training.ensemble and len(results) > 1:
+            ensemble = weighted_ensemble(config, results, parent_id, experiment_id, gold["version"])
+            results += [ensemble] if ensemble else []
         ranked = rank_models(results, config.training.primary_metric, config.training.tie_breakers)
-        slim = [{k: v for k, v in r.items() if k != "holdout_probabilities"} for r in ranked]
+        slim = [{k: v for k, v in r.items() if k not in ("holdout_probabilities", "pipeline", "oof")} for r in ranked]
         outcome = register_best(config, slim, parent_id, gold["version"])
         if config.training.export_dir:
             export_path = export_model(config, outcome, slim)

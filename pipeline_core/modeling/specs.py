@@ -49,7 +49,10 @@ class ModelSpec:
 
 
 def feature_importance(model: str, pipeline: Any) -> dict[str, float]:
-    """{transformed feature: importance}, largest first, for a fitted preprocessing + estimator pipeline."""
+    """{transformed feature: importance}, largest first, for a fitted preprocessing + estimator pipeline
+    (empty for what is not one model of the table, such as the weighted ensemble)."""
+    if model not in MODEL_SPECS:
+        return {}
     values = model_spec(model).importance(pipeline.named_steps["model"])
     if values is None:
         return {}

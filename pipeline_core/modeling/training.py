@@ -48,6 +48,7 @@ class ModelResult:
     cv_mean: float
     cv_std: float
     test_probabilities: np.ndarray
+    oof: np.ndarray  # out-of-fold probabilities behind cv_mean and the threshold (NaN: rows of folds not run)
     trials: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     tuned: bool = False  # True: at least one Optuna trial completed
@@ -274,7 +275,7 @@ def train_model(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Spli
         name=name, params=params, pipeline=pipeline, threshold=threshold,
         metrics=classification_metrics(data.y_test, proba, threshold),
         metrics_at_05=classification_metrics(data.y_test, proba, 0.5),
-        cv_mean=chosen.cv_mean, cv_std=chosen.cv_std, test_probabilities=proba, trials=trials,
+        cv_mean=chosen.cv_mean, cv_std=chosen.cv_std, test_probabilities=proba, oof=chosen.oof, trials=trials,
         seconds=time.perf_counter() - start + (defaults.seconds if defaults is not None else 0.0), tuned=tuned, note=note,
         params_from="tuning" if chosen is not defaults else "defaults", folds_run=len(chosen.scores),
     )

@@ -148,7 +148,7 @@ def test_training_registers_and_promotes(trained):
     assert 0.0 < best["threshold"] < 1.0
     # the budget's first rung: the better of the two defaults is tuned, the other keeps its defaults and says why
     (tuned,) = [m for m in first["models"] if m["tuned"]]
-    (untuned,) = [m for m in first["models"] if not m["tuned"]]
+    (untuned,) = [m for m in first["models"] if not m["tuned"] and m["params_from"] != "ensemble"]
     assert first["tuned_models"] == [tuned["name"]] and tuned["cv_mean"] >= untuned["cv_mean"]
     assert tuned["trials"]["COMPLETE"] + tuned["trials"]["PRUNED"] == 3  # training.tuning.n_trials in FAST
     assert untuned["trials"] == {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0} and untuned["params_from"] == "defaults"
@@ -258,11 +258,9 @@ def test_registry_aliases_and_history(trained):
 
 def test_champion_scores_raw_records_in_a_fresh_process(trained, tmp_path):
     """A stock MLflow client, in a new process, reproduces the logged holdout metrics exactly."""
-    import mlflow
 
     from pipeline_core.config import load_config
     from pipeline_core.modeling.holdout import raw_holdout
-    from pipeline_core.modeling.metrics import classification_metrics
     from pipeline_io import registry
     from pipeline_io.readers import load_training_data
     from pipeline_io.store import Store
@@ -275,21 +273,58 @@ def test_champion_scores_raw_records_in_a_fresh_process(trained, tmp_path):
     assert "LIMIT_BAL" in holdout.columns and "PAY_0" in holdout.columns  # raw source names
     path = tmp_path / "holdout.parquet"
     holdout.to_parquet(path)
+    version = client.get_model_version_by_alias(first["registered_model"], "champion")
+    _assert_stock_client_reproduces(client, data, path, [(f"models:/{first['registered_model']}@champion", version.tags["run_id"],
+                                                          float(version.tags["threshold"]))])
+
+
+def _assert_stock_client_reproduces(client, data, holdout_path, models):
+    """[(model URI, run id, threshold)]: plain MLflow and pandas in a new process reproduce each run's holdout metrics."""
+    import mlflow
+
+    from pipeline_core.modeling.metrics import classification_metrics
+
     script = (
-        "import sys, json, mlflow, pandas as pd; mlflow.set_tracking_uri(sys.argv[1]); "
-        "m = mlflow.pyfunc.load_model(sys.argv[2]); out = m.predict(pd.read_parquet(sys.argv[3])); "
-        "print(json.dumps(out['probability'].tolist()))"
+        "import sys, json, mlflow, pandas as pd; mlflow.set_tracking_uri(sys.argv[1]); X = pd.read_parquet(sys.argv[2]); "
+        "print(json.dumps([mlflow.pyfunc.load_model(u).predict(X)['probability'].tolist() for u in sys.argv[3:]]))"
     )
-    uri = mlflow.get_tracking_uri()
-    proc = subprocess.run([sys.executable, "-c", script, uri, f"models:/{first['registered_model']}@champion", str(path)],
+    proc = subprocess.run([sys.executable, "-c", script, mlflow.get_tracking_uri(), str(holdout_path), *[m[0] for m in models]],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    proba = np.array(json.loads(proc.stdout.strip().splitlines()[-1]))
-    version = client.get_model_version_by_alias(first["registered_model"], "champion")
-    logged = client.get_run(version.tags["run_id"]).data.metrics
-    got = classification_metrics(data.split.y_test, proba, float(version.tags["threshold"]))
-    for metric in ("roc_auc", "accuracy", "f1", "mcc"):
-        assert got[metric] == pytest.approx(logged[metric], abs=1e-12)
+    scored = [np.array(p) for p in json.loads(proc.stdout.strip().splitlines()[-1])]
+    for proba, (uri, run_id, threshold) in zip(scored, models):
+        logged = client.get_run(run_id).data.metrics
+        got = classification_metrics(data.split.y_test, proba, threshold)
+        for metric in ("roc_auc", "accuracy", "f1", "mcc"):
+            assert got[metric] == pytest.approx(logged[metric], abs=1e-12), (uri, metric)
+
+
+def test_the_weighted_ensemble_is_a_candidate_a_stock_client_scores_like_any_model(tmp_path, prefect_harness, demo_dir):
+    from flows.layers import run_flow
+    from flows.training import training_flow
+    from pipeline_core.config import load_config
+    from pipeline_core.modeling.holdout import raw_holdout
+    from pipeline_io import registry
+    from pipeline_io.readers import load_training_data
+    from pipeline_io.store import Store
+    from tests.conftest import shipped_config
+
+    config = shipped_config("credit_default", demo_dir / "credit.csv", tmp_path)
+    run_flow(str(config), FAST, through="gold")
+    summary = training_flow(str(config), ["training.models={logistic_regression: {}, random_forest: {params: {n_estimators: 50}}, "
+                                          "xgboost: {}, lightgbm: {}}", "training.tuning.enabled=false", "training.tuning.cv_folds=3"])
+    by_name = {m["name"]: m for m in summary["models"]}
+    ensemble = by_name["weighted_ensemble"]
+    weights = ensemble["params"]
+    assert len(weights) >= 2 and set(weights) <= set(by_name) and sum(weights.values()) == pytest.approx(1.0)
+    assert ensemble["params_from"] == "ensemble" and ensemble["folds_run"] == 3
+    assert ensemble["cv_mean"] >= max(by_name[m]["cv_mean"] for m in weights) - 1e-9  # greedy never ends below its best member
+    cfg = load_config(config)
+    client, _ = registry.connect(cfg)
+    data = load_training_data(cfg, Store(cfg.store.root))
+    path = tmp_path / "holdout.parquet"
+    raw_holdout(data).to_parquet(path)
+    _assert_stock_client_reproduces(client, data, path, [(m["model_uri"], m["run_id"], m["threshold"]) for m in summary["models"]])
 
 
 def test_unreachable_tracking_server(trained):
@@ -418,7 +453,7 @@ def test_one_time_budget_bounds_all_models_and_tunes_the_most_promising(tmp_path
     slots = summary["concurrency"]["concurrent_models"]
     assert len(summary["tuned_models"]) == min(slots, 2)  # at most half of three, rounded up
     by_name = {m["name"]: m for m in summary["models"]}
-    defaults_cv = {name: by_name[name]["cv_mean"] for name in by_name if not by_name[name]["tuned"]}
+    defaults_cv = {name: m["cv_mean"] for name, m in by_name.items() if not m["tuned"] and m["params_from"] != "ensemble"}
     for name in summary["tuned_models"]:
         model = by_name[name]
         assert model["tuned"] and model["trials"]["COMPLETE"] >= 2  # more than one trial: the deadline, not a cap, ended it
