@@ -138,16 +138,17 @@ class IntLogUniform:
         return f"IntLogUniform({self.low}, {self.high})"
 
 
-def scipy_space(model: str) -> dict[str, Any]:
-    """scipy.stats distributions (or lists) equivalent to the model's default Optuna space (``model_spec(model).search_space``)."""
+def scipy_space(model: str, y: Any) -> dict[str, Any]:
+    """scipy.stats distributions (or lists) equivalent to the model's default Optuna space (``model_spec(model).search_space``);
+    ``scale_pos_weight: balanced`` becomes the class ratio of ``y``, which the project resolves at fit time."""
     from scipy.stats import loguniform, randint, uniform
 
-    from pipeline_core.modeling.specs import model_spec
+    from pipeline_core.modeling.specs import BALANCED, model_spec, positive_weight
 
     out: dict[str, Any] = {}
     for name, spec in model_spec(model).search_space.items():
         if spec["type"] == "categorical":
-            dist: Any = list(spec["choices"])
+            dist: Any = [positive_weight(y) if c == BALANCED else c for c in spec["choices"]]
         elif spec["type"] == "int":
             lo, hi, step = int(spec["low"]), int(spec["high"]), int(spec.get("step", 1))
             if spec.get("log"):
@@ -187,7 +188,7 @@ def run_baseline_model(name: str, split: Any, prep: dict[str, Any], budget_s: fl
     if name == "xgboost":
         est.set_params(n_estimators=300)
     pipe = Pipeline([("pre", build_preprocessor(prep)), ("model", est)])
-    dists = scipy_space(name)
+    dists = scipy_space(name, split.y_train)
     cv = StratifiedKFold(FOLDS, shuffle=True, random_state=SEED)
     load_before = loadavg()
     t0 = time.perf_counter()

@@ -55,13 +55,16 @@ SilverAsOfOpt = Annotated[Optional[str], typer.Option(
     "--as-of", metavar="VERSION|TIME", help="Build gold from silver as it was: a silver version, or an ISO time (2026-11-28T09:00:00Z).")]
 GoldAsOfOpt = Annotated[Optional[str], typer.Option(
     "--as-of", metavar="VERSION|TIME", help="Train on gold as it was: a gold version, or an ISO time (2026-11-28T09:00:00Z).")]
+PresetOpt = Annotated[Optional[str], typer.Option(
+    "--preset", help="fast (defaults + ensemble, no tuning), balanced or best (training.preset; the config's own keys win).")]
 ExportOpt = Annotated[Optional[str], typer.Option(
     "--export", help="Also export the registered best model to this local folder, e.g. results/artifacts.")]
 
 
-def training_overrides(n_workers: int | None, task_runner: str | None, dask_address: str | None, export: str | None) -> list[str]:
+def training_overrides(n_workers: int | None, task_runner: str | None, dask_address: str | None, export: str | None,
+                       preset: str | None = None) -> list[str]:
     """The training options as config overrides, so they are validated like the YAML and reach nested flows."""
-    out = []
+    out = [f"training.preset={json.dumps(preset)}"] if preset is not None else []
     if n_workers is not None:
         out.append(f"training.tuning.n_workers={n_workers}")
     if dask_address is not None:
@@ -118,19 +121,23 @@ def features(config: ConfigOpt, set_: SetOpt = None, refresh: RefreshOpt = False
 
 
 @app.command("train", help="Tune and train every enabled model, register the best in MLflow behind the promotion gate.")
-def train(config: ConfigOpt, set_: SetOpt = None, n_workers: NWorkersOpt = None, task_runner: TaskRunnerOpt = None,
-          dask_address: DaskAddressOpt = None, export: ExportOpt = None, refresh: RefreshOpt = False, as_of: GoldAsOfOpt = None,
-          json_: JsonOpt = False, quiet: QuietOpt = False, verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
-    opts = _options("train", config, set_, json_, quiet, verbose, debug, training_overrides(n_workers, task_runner, dask_address, export))
+def train(config: ConfigOpt, set_: SetOpt = None, preset: PresetOpt = None, n_workers: NWorkersOpt = None,
+          task_runner: TaskRunnerOpt = None, dask_address: DaskAddressOpt = None, export: ExportOpt = None, refresh: RefreshOpt = False,
+          as_of: GoldAsOfOpt = None, json_: JsonOpt = False, quiet: QuietOpt = False, verbose: VerboseOpt = False,
+          debug: DebugOpt = False) -> None:
+    opts = _options("train", config, set_, json_, quiet, verbose, debug,
+                    training_overrides(n_workers, task_runner, dask_address, export, preset))
     _run_flow(opts, "flows.training", "training_flow", refresh=refresh, as_of=as_of)
 
 
 @app.command("run", help="Run every stage in order: bronze -> silver -> gold -> training.")
 def run(config: ConfigOpt, set_: SetOpt = None, through: ThroughOpt = "training", predict: PredictOpt = None,
-        n_workers: NWorkersOpt = None, task_runner: TaskRunnerOpt = None, dask_address: DaskAddressOpt = None,
-        export: ExportOpt = None, refresh: RefreshOpt = False, full_refresh: FullRefreshOpt = False, json_: JsonOpt = False,
-        quiet: QuietOpt = False, verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
-    opts = _options("run", config, set_, json_, quiet, verbose, debug, training_overrides(n_workers, task_runner, dask_address, export))
+        preset: PresetOpt = None, n_workers: NWorkersOpt = None, task_runner: TaskRunnerOpt = None,
+        dask_address: DaskAddressOpt = None, export: ExportOpt = None, refresh: RefreshOpt = False,
+        full_refresh: FullRefreshOpt = False, json_: JsonOpt = False, quiet: QuietOpt = False, verbose: VerboseOpt = False,
+        debug: DebugOpt = False) -> None:
+    opts = _options("run", config, set_, json_, quiet, verbose, debug,
+                    training_overrides(n_workers, task_runner, dask_address, export, preset))
     _run_flow(opts, "flows.layers", "run_flow", through=through, predict_input=predict[0] if predict else None,
               predict_output=predict[1] if predict else None, refresh=refresh, full_refresh=full_refresh)
 
@@ -279,7 +286,7 @@ def config_validate(config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = Fal
     def body() -> Any:
         from pipeline_core.config import load_config
 
-        return load_config(config, opts.overrides).model_dump(mode="json")
+        return load_config(config, opts.overrides).model_dump(mode="json", by_alias=True)
 
     execute(opts, body, render="config")
 

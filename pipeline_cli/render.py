@@ -63,6 +63,8 @@ def training(console: Console, s: dict[str, Any]) -> None:
         verdict = "(earlier run) " + verdict
     console.print(f"best: [bold]{s['best_model']}[/] -> {s['registered_model']} v{s['version']} {verdict}: {s['reason']}", highlight=False)
     console.print(f"champion: v{s['champion_version']}; tracking: {s['tracking_uri']}", highlight=False)
+    if s.get("model_versions"):
+        console.print("every model registered: " + ", ".join(s["model_versions"].values()), highlight=False)
     if c := s.get("concurrency"):
         storages = sorted({r["optuna_storage"] for r in s["models"] if r.get("optuna_storage")})
         console.print(f"ran {c['concurrent_models']} model(s) at a time on the {c['task_runner']} runner, {c['n_jobs']} thread(s) "

@@ -109,6 +109,21 @@ def _flows_without_heartbeats(body: Callable[[], Any]) -> Callable[[], Any]:
     return run
 
 
+def _with_status(out: Any, command: str, log_path: Any, body: Callable[[], Any]) -> Any:
+    """A spinner line that long stages update (`pipeline_core.progress`): training shows its budget being spent."""
+    from pipeline_core import progress
+
+    with out.status(f"[bold]{command}[/]: running (log: {log_path})", spinner="dots") as status:
+        def show(stage: str, done: int, total: int) -> None:
+            status.update(f"[bold]{command}[/]: {stage}" + (f" {done}/{total}" if total else ""))
+
+        progress.set_reporter(show)
+        try:
+            return body()
+        finally:
+            progress.set_reporter(None)
+
+
 def execute(opts: Options, body: Callable[[], Any], render: str, after: Callable[[Any], None] | None = None) -> None:
     """Run ``body``, render its result, then ``after(result)`` (which may raise a domain error):
     every domain error becomes one line on stderr and its exit code (`exit_codes`)."""
@@ -126,8 +141,7 @@ def execute(opts: Options, body: Callable[[], Any], render: str, after: Callable
             if opts.quiet or opts.json or render == "inference":  # inference draws its own progress bar
                 result = body()
             else:
-                with out.status(f"[bold]{opts.command}[/]: running (log: {log_path})", spinner="dots"):
-                    result = body()
+                result = _with_status(out, opts.command, log_path, body)
         else:
             result = body()
     except KeyboardInterrupt:

@@ -157,7 +157,23 @@ class ThresholdConfig(StrictModel):
     fixed: float = Field(0.5, ge=0, le=1)
 
 
+# What each training preset sets, under whatever the config sets itself (as AutoGluon's presets).
+TRAINING_PRESETS: dict[str, dict[str, Any]] = {
+    # strong defaults, no search, an ensemble: a first look, and the answer for large data
+    "fast": {"time_budget_seconds": 60.0, "tuning": {"enabled": False}},
+    "balanced": {},  # the field defaults below
+    # more time and two more model families for the search and the ensemble
+    "best": {"time_budget_seconds": 600.0,
+             "models": {**{n: {} for n in DEFAULT_MODELS}, "hist_gradient_boosting": {}, "extra_trees": {}}},
+}
+
+
 class TrainingConfig(StrictModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
+
+    preset: Literal["fast", "balanced", "best"] = Field(
+        "balanced", description="fast: defaults and an ensemble, no tuning (60 s); balanced: the defaults here; "
+                                "best: 600 s and six model families. Keys set in the config win over the preset.")
     time_budget_seconds: float | None = Field(
         120.0, gt=0, description="Wall time for all models together: defaults first, then tuning of the most promising, "
                                  "then the final fits; null: no limit (then training.tuning.n_trials, default 20, bounds tuning).")
@@ -170,10 +186,26 @@ class TrainingConfig(StrictModel):
     )
     tuning: TuningConfig = Field(default_factory=TuningConfig)
     ensemble: bool = Field(True, description="Add a greedy weighted ensemble of the models (on out-of-fold predictions) as a candidate.")
+    # `register` in the YAML; the attribute has another name because pydantic models have a `register` method
+    registration: Literal["best", "all"] = Field(
+        "best", alias="register",
+        description="all: also register every candidate as <registered model>-<model>, to score any of them by URI.")
     threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
     n_jobs: int | None = Field(None, ge=1, description="Threads per model fit; default: the cores divided among concurrent models and tuning workers.")
     concurrency: ConcurrencyConfig = Field(default_factory=ConcurrencyConfig)
     export_dir: str | None = Field(None, min_length=1, description="Local folder to export the registered best model to (model, metadata, preprocessor, config); default: off.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("preset") not in TRAINING_PRESETS:
+            return data  # no preset, or an unknown one: field validation names it
+        preset = TRAINING_PRESETS[data["preset"]]
+        merged = {**preset, **data}
+        for section in ("tuning",):
+            if isinstance(preset.get(section), dict) and isinstance(data.get(section), dict):
+                merged[section] = {**preset[section], **data[section]}
+        return merged
 
     @field_validator("models")
     @classmethod

@@ -49,7 +49,7 @@ def export_registered_model(config: PipelineConfig, outcome: dict[str, Any], bes
         preprocessor = pyfunc.unwrap_python_model().pipeline.named_steps["pre"]
         skops.io.dump(preprocessor, staging / PREPROCESSOR_FILE)
         (staging / "model_metadata.json").write_text(json.dumps(export_metadata(config, outcome, best), indent=2, default=str))
-        (staging / "config_snapshot.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
+        (staging / "config_snapshot.json").write_text(json.dumps(config.model_dump(mode="json", by_alias=True), indent=2))
     log.info("exported %s v%s to %s", name, version, target)
     return target
 

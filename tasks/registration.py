@@ -62,6 +62,23 @@ def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[d
             "leaderboard": [{k: r[k] for k in ("rank", "name", "metrics", "threshold", "cv_mean", "cv_std", "run_id", "seconds")} for r in ranked]}
 
 
+def register_each(config: PipelineConfig, data: TrainingData, ranked: list[dict[str, Any]]) -> dict[str, str]:
+    """``training.register: all``: every candidate also under ``<registered name>-<model>``, so any of them
+    can be scored by URI; only the best (under the plain name) goes through the champion gate."""
+    import mlflow
+
+    name = registry.registered_model_name(config)
+    client = mlflow.MlflowClient()
+    uris = {}
+    for r in ranked:
+        with quiet_stderr():
+            version = mlflow.register_model(r["model_uri"], f"{name}-{r['name']}")
+        for key, value in {"threshold": str(r["threshold"]), "run_id": r["run_id"], **lineage_tags(data)}.items():
+            client.set_model_version_tag(version.name, version.version, key, value)
+        uris[r["name"]] = f"models:/{version.name}/{version.version}"
+    return uris
+
+
 def log_leaderboard(ranked: list[dict[str, Any]], primary: str) -> None:
     """CSV and Markdown leaderboards as artifacts of the active (parent) run."""
     import mlflow
@@ -85,9 +102,11 @@ def register_best(config: PipelineConfig, ranked: list[dict[str, Any]], parent_r
     data = load_training_data(config, open_store(config), as_of=str(gold_version))
     with mlflow.start_run(run_id=parent_run_id):
         log_leaderboard(ranked, config.training.primary_metric)
-        mlflow.log_dict(config.model_dump(mode="json"), "config_snapshot.json")
+        mlflow.log_dict(config.model_dump(mode="json", by_alias=True), "config_snapshot.json")
         mlflow.log_dict(data.metadata["feature_spec"], "feature_spec.json")
     outcome = register_and_gate(config, data, ranked, parent_run_id)
+    if config.training.registration == "all":
+        outcome["model_versions"] = register_each(config, data, ranked)
     from prefect.artifacts import create_table_artifact
 
     from pipeline_core.modeling.selection import leaderboard_rows

@@ -225,10 +225,15 @@ def cv_scores(name: str, params: dict[str, Any], preprocessor: Any, data: Split,
 def evaluate(name: str, params: dict[str, Any], preprocessor: Any, data: Split, cfg: TrainingConfig, n_jobs: int,
              budget: TimeBudget | None = None) -> Evaluation:
     """Cross-validate one parameter set (a model's defaults: the first rung of the budget)."""
+    from pipeline_core import progress
+
     started = time.perf_counter()
     with limit_threads(n_jobs):
         scores, oof, rounds = cv_scores(name, params, preprocessor, data, cfg, n_jobs, budget=budget)
-    return Evaluation(dict(params), scores, oof, rounds, time.perf_counter() - started)
+    result = Evaluation(dict(params), scores, oof, rounds, time.perf_counter() - started)
+    progress.report(f"defaults of {name}: cv {result.cv_mean:.4f}; time budget spent (s)",
+                    *(budget.progress(cfg.time_budget_seconds) if budget else (0, 0)))
+    return result
 
 
 def train_model(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Split, cfg: TrainingConfig, n_jobs: int,

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline_core import progress
 from pipeline_core.config import ModelConfig, TrainingConfig
 from pipeline_core.errors import ConfigError
 from pipeline_core.modeling.specs import search_space, suggest
@@ -71,6 +72,12 @@ class TimeBudget:
 
     def record_fold(self, seconds: float) -> None:
         self.fold_seconds.append(seconds)
+
+    def progress(self, total: float | None) -> tuple[int, int]:
+        """(seconds spent, seconds in all) of a budget of ``total`` seconds ending at the deadline; (0, 0) without one."""
+        if self.deadline is None or not total:
+            return 0, 0
+        return int(min(max(total - self.remaining(), 0.0), total)), int(total)
 
     def stop_when_spent(self, study: Any, trial: Any) -> None:
         """Optuna callback: end the study once no further fold fits in the budget."""
@@ -155,12 +162,28 @@ def make_objective(name: str, model_cfg: ModelConfig, preprocessor: Any, data: S
     return objective
 
 
-def run_trials(study: Any, objective: Any, n_trials: int | None, budget: TimeBudget) -> None:
+def report_progress(name: str, budget: TimeBudget, total: float | None) -> Callable[[Any, Any], None]:
+    """Optuna callback: the model's trials so far and best score, and the budget spent (the CLI draws it)."""
+
+    def report(study: Any, trial: Any) -> None:
+        finished = sum(t.state.name in FINISHED for t in study.get_trials(deepcopy=False))
+        try:
+            best = f", best cv {study.best_value:.4f}"
+        except ValueError:  # no trial completed yet
+            best = ""
+        progress.report(f"tuning {name}: {finished} trials{best}; time budget spent (s)", *budget.progress(total))
+
+    return report
+
+
+def run_trials(study: Any, objective: Any, n_trials: int | None, budget: TimeBudget,
+               on_trial: Callable[[Any, Any], None] | None = None) -> None:
     """Up to ``n_trials`` trials (None: until the deadline) in this process, within the budget."""
     if (n_trials is not None and n_trials <= 0) or not budget.allows_fold():
         return
     timeout = None if budget.deadline is None else max(budget.remaining(), 0.0)
-    study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=[budget.stop_when_spent], n_jobs=1)
+    callbacks = [budget.stop_when_spent, *([on_trial] if on_trial else [])]
+    study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=callbacks, n_jobs=1)
 
 
 def worker_shares(missing: int | None, n_workers: int) -> list[int | None]:
@@ -230,7 +253,8 @@ def tune(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Split, cfg:
         log.info("%s: study %s resumes with %d finished trials, %s to go", name, study_name, done, missing)
     keep = BestEvaluation(direction(cfg) == "minimize")
     if tuning.n_workers == 1 or (missing is not None and missing <= 1):
-        run_trials(study, make_objective(name, model_cfg, preprocessor, data, cfg, n_jobs, budget, worker=0, keep=keep), missing, budget)
+        run_trials(study, make_objective(name, model_cfg, preprocessor, data, cfg, n_jobs, budget, worker=0, keep=keep), missing, budget,
+                   report_progress(name, budget, cfg.time_budget_seconds))
     else:
         shares = worker_shares(missing, tuning.n_workers)
         log.info("%s: %d Optuna workers on study %s, trials %s", name, len(shares), study_name, shares)
@@ -263,4 +287,4 @@ def tune_worker(index: int, n_trials: int | None, *, name: str, model_cfg: Model
     budget = TimeBudget(deadline)
     objective = make_objective(name, model_cfg, preprocessor, data, cfg, n_jobs, budget, worker=index, keep=keep)
     with limit_threads(n_jobs):
-        run_trials(study, objective, n_trials, budget)
+        run_trials(study, objective, n_trials, budget, report_progress(name, budget, cfg.time_budget_seconds))

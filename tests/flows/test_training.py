@@ -299,7 +299,7 @@ def _assert_stock_client_reproduces(client, data, holdout_path, models):
             assert got[metric] == pytest.approx(logged[metric], abs=1e-12), (uri, metric)
 
 
-def test_the_weighted_ensemble_is_a_candidate_a_stock_client_scores_like_any_model(tmp_path, prefect_harness, demo_dir):
+def test_the_fast_preset_ensembles_untuned_models_and_registers_each_for_a_stock_client(tmp_path, prefect_harness, demo_dir):
     from flows.layers import run_flow
     from flows.training import training_flow
     from pipeline_core.config import load_config
@@ -312,8 +312,11 @@ def test_the_weighted_ensemble_is_a_candidate_a_stock_client_scores_like_any_mod
     config = shipped_config("credit_default", demo_dir / "credit.csv", tmp_path)
     run_flow(str(config), FAST, through="gold")
     summary = training_flow(str(config), ["training.models={logistic_regression: {}, random_forest: {params: {n_estimators: 50}}, "
-                                          "xgboost: {}, lightgbm: {}}", "training.tuning.enabled=false", "training.tuning.cv_folds=3"])
+                                          "xgboost: {}, lightgbm: {}}", "training.preset=fast", "training.register=all",
+                                          "training.tuning={cv_folds: 3}"])  # the shipped config's tuning keys would win
     by_name = {m["name"]: m for m in summary["models"]}
+    assert summary["time_budget_seconds"] == 60 and summary["tuned_models"] == []  # what the preset sets
+    assert all(not m["tuned"] and m["note"] == "tuning off" for n, m in by_name.items() if n != "weighted_ensemble")
     ensemble = by_name["weighted_ensemble"]
     weights = ensemble["params"]
     assert len(weights) >= 2 and set(weights) <= set(by_name) and sum(weights.values()) == pytest.approx(1.0)
@@ -324,7 +327,11 @@ def test_the_weighted_ensemble_is_a_candidate_a_stock_client_scores_like_any_mod
     data = load_training_data(cfg, Store(cfg.store.root))
     path = tmp_path / "holdout.parquet"
     raw_holdout(data).to_parquet(path)
-    _assert_stock_client_reproduces(client, data, path, [(m["model_uri"], m["run_id"], m["threshold"]) for m in summary["models"]])
+    # training.register: all: every candidate under <registered model>-<model>, scored by that URI
+    versions = summary["model_versions"]
+    assert set(versions) == set(by_name)
+    assert versions["lightgbm"] == f"models:/{summary['registered_model']}-lightgbm/1"
+    _assert_stock_client_reproduces(client, data, path, [(versions[m["name"]], m["run_id"], m["threshold"]) for m in summary["models"]])
 
 
 def test_unreachable_tracking_server(trained):

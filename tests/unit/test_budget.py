@@ -41,3 +41,21 @@ def test_a_fold_starts_only_while_it_and_the_final_fit_still_fit():
 def test_trials_are_bounded_by_the_cap_or_the_deadline(n_trials, ends, expected):
     cfg = TrainingConfig.model_validate({"tuning": {"n_trials": n_trials}})
     assert trial_cap(cfg, ends) == expected
+
+
+def test_presets_set_what_the_config_leaves_unset():
+    fast = TrainingConfig.model_validate({"preset": "fast"})
+    assert (fast.tuning.enabled, fast.time_budget_seconds, fast.ensemble) == (False, 60.0, True)
+    mine = TrainingConfig.model_validate({"preset": "fast", "time_budget_seconds": 30, "tuning": {"cv_folds": 3}})
+    assert (mine.time_budget_seconds, mine.tuning.cv_folds, mine.tuning.enabled) == (30.0, 3, False)  # the config's keys win
+    best = TrainingConfig.model_validate({"preset": "best"})
+    assert best.time_budget_seconds == 600 and {"hist_gradient_boosting", "extra_trees", "lightgbm"} <= set(best.models)
+    assert TrainingConfig.model_validate({}).model_dump() == TrainingConfig.model_validate({"preset": "balanced"}).model_dump()
+
+
+def test_an_unknown_preset_names_the_allowed_ones():
+    from pipeline_core.config import parse_config
+    from pipeline_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="training.preset.*'fast', 'balanced' or 'best'"):
+        parse_config({"dataset": {"name": "d", "source": "x.csv", "target": "y"}, "training": {"preset": "turbo"}})
