@@ -13,7 +13,7 @@ from rich.table import Table
 _STATUS_STYLE = {"ran": "green", "ingested": "green", "cached": "cyan", "skipped": "cyan", "unchanged": "cyan"}
 
 
-LEADERBOARD_METRICS = ["roc_auc", "pr_auc", "f1", "mcc"]  # all 11 are in --json, the CSV artifact and MLflow
+LEADERBOARD_METRICS = ["roc_auc", "pr_auc", "f1", "mcc"]  # all 13 are in --json, the CSV artifact and MLflow
 
 
 def layers(console: Console, summaries: list[dict[str, Any]], elapsed: float, log_path: Path | None) -> None:

@@ -186,6 +186,8 @@ class TrainingConfig(StrictModel):
     )
     tuning: TuningConfig = Field(default_factory=TuningConfig)
     ensemble: bool = Field(True, description="Add a greedy weighted ensemble of the models (on out-of-fold predictions) as a candidate.")
+    calibration: Literal["none", "isotonic", "sigmoid"] = Field(
+        "none", description="Calibrate each model's probabilities with a map fitted on its out-of-fold predictions.")
     # `register` in the YAML; the attribute has another name because pydantic models have a `register` method
     registration: Literal["best", "all"] = Field(
         "best", alias="register",

@@ -14,6 +14,7 @@ from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
     balanced_accuracy_score,
+    brier_score_loss,
     confusion_matrix,
     f1_score,
     matthews_corrcoef,
@@ -48,8 +49,19 @@ def confusion(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, int]:
     return {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)}
 
 
+CALIBRATION_BINS = 10
+
+
+def expected_calibration_error(y_true: np.ndarray, y_prob: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
+    """Σ over equal-width probability bins of (rows in bin / rows) x |mean probability - positive rate|."""
+    index = np.minimum((y_prob * bins).astype(int), bins - 1)
+    gap = np.bincount(index, weights=y_prob, minlength=bins) - np.bincount(index, weights=y_true, minlength=bins)
+    return float(np.abs(gap).sum() / y_true.size)
+
+
 def classification_metrics(y_true: ArrayLike, y_prob: ArrayLike, threshold: float = 0.5) -> dict[str, float]:
-    """The 11 headline metrics of scores `y_prob` cut at `threshold` (positive when >= threshold).
+    """The 11 headline metrics of scores `y_prob` cut at `threshold` (positive when >= threshold), and
+    two of the probabilities themselves: the Brier score and the expected calibration error (10 bins).
 
     With a single class in `y_true` ranking is undefined, so roc_auc and pr_auc report what a
     no-skill model scores (0.5 and the positive rate) instead of NaN, and balanced accuracy is the
@@ -74,6 +86,8 @@ def classification_metrics(y_true: ArrayLike, y_prob: ArrayLike, threshold: floa
         "mcc": float(matthews_corrcoef(y_true, y_pred)) if not single_label else 0.0,
         "roc_auc": float(roc_auc_score(y_true, y_prob)) if both_classes else 0.5,
         "pr_auc": float(average_precision_score(y_true, y_prob)) if both_classes else float(y_true.mean()),
+        "brier": float(brier_score_loss(y_true, y_prob, labels=[0, 1])),
+        "ece": expected_calibration_error(y_true, y_prob),
     }
 
 

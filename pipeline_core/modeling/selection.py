@@ -13,7 +13,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 DEFAULT_TIE_BREAKERS = ["accuracy", "f1", "balanced_accuracy", "mcc"]
-LOWER_IS_BETTER = frozenset({"fpr", "fnr"})
+LOWER_IS_BETTER = frozenset({"fpr", "fnr", "brier", "ece"})
 
 
 def _metric_key(value: Any, metric: str) -> tuple[int, float]:
@@ -24,7 +24,7 @@ def _metric_key(value: Any, metric: str) -> tuple[int, float]:
 
 
 def rank_models(results: list[dict[str, Any]], primary: str, tie_breakers: list[str]) -> list[dict[str, Any]]:
-    """Copies of `results`, best first, each with a 1-based "rank"; fpr and fnr rank lower-is-better."""
+    """Copies of `results`, best first, each with a 1-based "rank"; fpr, fnr, brier and ece rank lower-is-better."""
     order = [primary, *tie_breakers]
     available = sorted({m for r in results for m in r["metrics"]})
     unknown = [m for m in order if m not in available]

@@ -53,7 +53,8 @@ def feature_importance(model: str, pipeline: Any) -> dict[str, float]:
     (empty for what is not one model of the table, such as the weighted ensemble)."""
     if model not in MODEL_SPECS:
         return {}
-    values = model_spec(model).importance(pipeline.named_steps["model"])
+    estimator = pipeline.named_steps["model"]
+    values = model_spec(model).importance(getattr(estimator, "classifier", estimator))  # a calibrated model's own
     if values is None:
         return {}
     names = list(pipeline.named_steps["pre"].get_feature_names_out())

@@ -15,6 +15,7 @@ import pandas as pd
 
 from pipeline_core.config import ModelConfig, PipelineConfig, TrainingConfig
 from pipeline_core.errors import ConfigError, DataError
+from pipeline_core.modeling.calibration import Calibrated, ProbabilityCalibrator
 from pipeline_core.modeling.concurrency import limit_threads
 from pipeline_core.modeling.metrics import choose_threshold, classification_metrics, threshold_objective
 from pipeline_core.modeling.specs import make_estimator, model_spec, resolve_balance
@@ -270,17 +271,24 @@ def train_model(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Spli
         if rounds_param and chosen.rounds and rounds_param not in model_cfg.params:
             params[rounds_param] = int(np.mean(chosen.rounds))
         th = cfg.threshold
-        seen = ~np.isnan(chosen.oof)
-        threshold = choose_threshold(data.y_train[seen], chosen.oof[seen], threshold_objective(th.objective, cfg.primary_metric),
+        oof = chosen.oof.copy()
+        seen = ~np.isnan(oof)
+        calibrator = None
+        if cfg.calibration != "none":
+            calibrator = ProbabilityCalibrator.fit(cfg.calibration, oof[seen], data.y_train[seen])
+            oof[seen] = calibrator.transform(oof[seen])
+        threshold = choose_threshold(data.y_train[seen], oof[seen], threshold_objective(th.objective, cfg.primary_metric),
                                      fp_cost=th.fp_cost, fn_cost=th.fn_cost, fixed=th.fixed)
         pipeline = make_pipeline(name, params, preprocessor, cfg.seed, n_jobs)
         _fit(name, pipeline, data.X_train, data.y_train)
+        if calibrator is not None:
+            pipeline.steps[-1] = ("model", Calibrated(pipeline.named_steps["model"], calibrator))
         proba = pipeline.predict_proba(data.X_test)[:, 1]
     return ModelResult(
         name=name, params=params, pipeline=pipeline, threshold=threshold,
         metrics=classification_metrics(data.y_test, proba, threshold),
         metrics_at_05=classification_metrics(data.y_test, proba, 0.5),
-        cv_mean=chosen.cv_mean, cv_std=chosen.cv_std, test_probabilities=proba, oof=chosen.oof, trials=trials,
+        cv_mean=chosen.cv_mean, cv_std=chosen.cv_std, test_probabilities=proba, oof=oof, trials=trials,
         seconds=time.perf_counter() - start + (defaults.seconds if defaults is not None else 0.0), tuned=tuned, note=note,
         params_from="tuning" if chosen is not defaults else "defaults", folds_run=len(chosen.scores),
     )

@@ -107,6 +107,12 @@ def test_gate_decision_branches():
     ok, why = gate_decision({"roc_auc": 0.80}, {"roc_auc": 0.81}, "roc_auc", {})
     assert not ok and "does not beat" in why
     assert gate_decision({"roc_auc": 0.82}, {"roc_auc": 0.81}, "roc_auc", {})[0]
+    # lower-is-better metrics: their bound is a maximum, and beating the champion means lower
+    ok, why = gate_decision({"roc_auc": 0.8, "ece": 0.08}, None, "roc_auc", {"ece": 0.05})
+    assert not ok and "ece=0.0800 > 0.05" in why
+    assert gate_decision({"roc_auc": 0.8, "ece": 0.03}, None, "roc_auc", {"ece": 0.05})[0]
+    assert gate_decision({"brier": 0.12}, {"brier": 0.13}, "brier", {})[0]
+    assert not gate_decision({"brier": 0.14}, {"brier": 0.13}, "brier", {})[0]
 
 
 def test_preprocessor_drops_first_level_and_ignores_unknown():
@@ -144,7 +150,7 @@ def test_training_registers_and_promotes(trained):
     best = first["models"][0]
     assert best["metrics"]["roc_auc"] > 0.7
     assert set(best["metrics"]) == {"accuracy", "precision", "recall", "f1", "specificity", "fpr", "fnr",
-                                    "balanced_accuracy", "mcc", "roc_auc", "pr_auc"}
+                                    "balanced_accuracy", "mcc", "roc_auc", "pr_auc", "brier", "ece"}
     assert 0.0 < best["threshold"] < 1.0
     # the budget's first rung: the better of the two defaults is tuned, the other keeps its defaults and says why
     (tuned,) = [m for m in first["models"] if m["tuned"]]
@@ -313,10 +319,12 @@ def test_the_fast_preset_ensembles_untuned_models_and_registers_each_for_a_stock
     run_flow(str(config), FAST, through="gold")
     summary = training_flow(str(config), ["training.models={logistic_regression: {}, random_forest: {params: {n_estimators: 50}}, "
                                           "xgboost: {}, lightgbm: {}}", "training.preset=fast", "training.register=all",
-                                          "training.tuning={cv_folds: 3}"])  # the shipped config's tuning keys would win
+                                          "training.tuning={cv_folds: 3}",  # the shipped config's tuning keys would win
+                                          "training.calibration=isotonic"])
     by_name = {m["name"]: m for m in summary["models"]}
     assert summary["time_budget_seconds"] == 60 and summary["tuned_models"] == []  # what the preset sets
     assert all(not m["tuned"] and m["note"] == "tuning off" for n, m in by_name.items() if n != "weighted_ensemble")
+    assert all(m["metrics"]["ece"] < 0.05 for m in by_name.values())  # calibrated on out-of-fold predictions
     ensemble = by_name["weighted_ensemble"]
     weights = ensemble["params"]
     assert len(weights) >= 2 and set(weights) <= set(by_name) and sum(weights.values()) == pytest.approx(1.0)
@@ -381,7 +389,7 @@ def test_every_model_trains_with_fixed_params(model):
     params = {"n_estimators": 30} if model in ("random_forest", "extra_trees", "xgboost", "lightgbm") else {}
     result = train_model(model, ModelConfig(params=params), build_preprocessor(prep), split_data(X, y, cfg), cfg, 1, "t")
     assert result.metrics["roc_auc"] > 0.75
-    assert len(result.test_probabilities) == 80 and len(result.metrics) == 11
+    assert len(result.test_probabilities) == 80 and len(result.metrics) == 13
 
 
 def test_two_first_runs_on_a_fresh_store_both_connect(tmp_path):

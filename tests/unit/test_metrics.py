@@ -8,7 +8,7 @@ from pipeline_core.modeling.metrics import OBJECTIVES, choose_threshold, classif
 
 KEYS = {
     "accuracy", "precision", "recall", "f1", "specificity", "fpr", "fnr",
-    "balanced_accuracy", "mcc", "roc_auc", "pr_auc",
+    "balanced_accuracy", "mcc", "roc_auc", "pr_auc", "brier", "ece",
 }  # fmt: skip
 Y = [1, 1, 0, 0, 1]
 P = [0.9, 0.4, 0.6, 0.1, 0.8]
@@ -36,6 +36,8 @@ def test_hand_computed_example():
         "fpr": 1 / 2, "fnr": 1 / 3, "balanced_accuracy": (2 / 3 + 1 / 2) / 2, "mcc": 1 / 6,
         "roc_auc": 5 / 6,  # 5 of the 6 positive/negative pairs are ordered correctly
         "pr_auc": (1 + 1 + 3 / 4) / 3,  # precision at each positive's rank: 1/1, 2/2, 3/4
+        "brier": (0.01 + 0.36 + 0.36 + 0.01 + 0.04) / 5,  # mean squared distance of each probability from its label
+        "ece": (0.1 + 0.6 + 0.6 + 0.1 + 0.2) / 5,  # each score alone in its tenth: |p - y| weighted by 1/5
     }  # fmt: skip
     assert m == pytest.approx(expected)
     assert all(type(v) is float for v in m.values())
@@ -58,7 +60,20 @@ _SKLEARN = {
     "mcc": lambda y, p, yp: skm.matthews_corrcoef(y, yp),
     "roc_auc": lambda y, p, yp: skm.roc_auc_score(y, p),
     "pr_auc": lambda y, p, yp: skm.average_precision_score(y, p),
+    "brier": lambda y, p, yp: skm.brier_score_loss(y, p),
 }
+
+
+def test_expected_calibration_error_matches_a_loop_over_bins():
+    y, p = _sample(seed=3)
+    edges = np.arange(11) / 10
+    expected = 0.0
+    for k in range(10):
+        inside = (p >= edges[k]) & ((p < edges[k + 1]) if k < 9 else (p <= 1.0))
+        if inside.any():
+            expected += inside.mean() * abs(p[inside].mean() - y[inside].mean())
+    assert classification_metrics(y, p)["ece"] == pytest.approx(expected, abs=1e-12)
+    assert classification_metrics([0, 1, 1, 0], [0.0, 1.0, 1.0, 0.0])["ece"] == 0.0  # perfectly calibrated
 
 
 @pytest.mark.parametrize("threshold", [0.3, 0.5, 0.62])
@@ -81,7 +96,8 @@ def test_model_predicting_only_positives():
     m = _no_warnings(classification_metrics, [1, 0, 1, 0], [0.9, 0.9, 0.9, 0.9])
     assert m == pytest.approx(
         {"accuracy": 0.5, "precision": 0.5, "recall": 1.0, "f1": 2 / 3, "specificity": 0.0, "fpr": 1.0,
-         "fnr": 0.0, "balanced_accuracy": 0.5, "mcc": 0.0, "roc_auc": 0.5, "pr_auc": 0.5}
+         "fnr": 0.0, "balanced_accuracy": 0.5, "mcc": 0.0, "roc_auc": 0.5, "pr_auc": 0.5,
+         "brier": (0.01 + 0.81 + 0.01 + 0.81) / 4, "ece": 0.4}  # one bin: mean probability 0.9, positive rate 0.5
     )  # fmt: skip
 
 
@@ -91,18 +107,18 @@ def test_model_predicting_only_positives():
         # all negatives, one false positive: recall/fnr have no positives (0.0), AUCs at no-skill
         ([0, 0, 0], [0.1, 0.7, 0.2], {"accuracy": 2 / 3, "precision": 0.0, "recall": 0.0, "f1": 0.0,
          "specificity": 2 / 3, "fpr": 1 / 3, "fnr": 0.0, "balanced_accuracy": 2 / 3, "mcc": 0.0,
-         "roc_auc": 0.5, "pr_auc": 0.0}),
+         "roc_auc": 0.5, "pr_auc": 0.0, "brier": (0.01 + 0.49 + 0.04) / 3, "ece": (0.1 + 0.7 + 0.2) / 3}),
         # all negatives predicted negative: every label and prediction is one class
         ([0, 0, 0], [0.1, 0.2, 0.3], {"accuracy": 1.0, "precision": 0.0, "recall": 0.0, "f1": 0.0,
          "specificity": 1.0, "fpr": 0.0, "fnr": 0.0, "balanced_accuracy": 1.0, "mcc": 0.0,
-         "roc_auc": 0.5, "pr_auc": 0.0}),
+         "roc_auc": 0.5, "pr_auc": 0.0, "brier": (0.01 + 0.04 + 0.09) / 3, "ece": (0.1 + 0.2 + 0.3) / 3}),
         # all positives, two missed: pr_auc is the positive rate 1.0
         ([1, 1, 1], [0.1, 0.7, 0.2], {"accuracy": 1 / 3, "precision": 1.0, "recall": 1 / 3, "f1": 0.5,
          "specificity": 0.0, "fpr": 0.0, "fnr": 2 / 3, "balanced_accuracy": 1 / 3, "mcc": 0.0,
-         "roc_auc": 0.5, "pr_auc": 1.0}),
+         "roc_auc": 0.5, "pr_auc": 1.0, "brier": (0.81 + 0.09 + 0.64) / 3, "ece": (0.9 + 0.3 + 0.8) / 3}),
         ([1, 1], [0.9, 0.8], {"accuracy": 1.0, "precision": 1.0, "recall": 1.0, "f1": 1.0,
          "specificity": 0.0, "fpr": 0.0, "fnr": 0.0, "balanced_accuracy": 1.0, "mcc": 0.0,
-         "roc_auc": 0.5, "pr_auc": 1.0}),
+         "roc_auc": 0.5, "pr_auc": 1.0, "brier": (0.01 + 0.04) / 2, "ece": (0.1 + 0.2) / 2}),
     ],
 )  # fmt: skip
 def test_one_class_truth_gives_documented_values_without_warnings(y, p, expected):
