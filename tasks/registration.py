@@ -41,7 +41,10 @@ def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[d
     holdout = raw_holdout(data)
     current = registry.champion_version(client, name)
     champion_metrics = None
-    if current is not None:
+    if current is not None and current.tags.get("refit_full") == "true":
+        # a champion refitted on all rows has seen this holdout: compare with what was measured before its refit
+        champion_metrics = dict(client.get_run(current.tags["holdout_run_id"]).data.metrics)
+    elif current is not None:
         champion = mlflow.pyfunc.load_model(f"models:/{name}@{registry.CHAMPION}")
         proba = champion.predict(holdout)["probability"].to_numpy()
         champion_metrics = classification_metrics(data.split.y_test, proba, float(current.tags.get("threshold", 0.5)))
@@ -50,6 +53,9 @@ def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[d
     log.info("%s", said.getvalue().strip())
     client.set_model_version_tag(name, version.version, "threshold", str(best["threshold"]))
     client.set_model_version_tag(name, version.version, "run_id", best["run_id"])
+    if best.get("refit_full"):
+        client.set_model_version_tag(name, version.version, "refit_full", "true")
+        client.set_model_version_tag(name, version.version, "holdout_run_id", best["holdout_run_id"])
     for key, value in lineage_tags(data).items():  # which gold version (and table) the model learnt from
         client.set_model_version_tag(name, version.version, key, value)
     registry.record_alias(client, name, registry.CHALLENGER, version.version, best["metrics"], "best model of this training run")

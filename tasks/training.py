@@ -186,6 +186,43 @@ def weighted_ensemble(config: PipelineConfig, results: list[dict[str, Any]], par
     return log_result(config, data, result, parent_run_id, experiment_id, {"members": ",".join(result.params)})
 
 
+@task(name="refit-full", cache_policy=NO_CACHE, task_run_name="refit-{best[name]}-on-all-rows")
+def refit_on_all_rows(config: PipelineConfig, best: dict[str, Any], parent_run_id: str, experiment_id: str,
+                      gold_version: int) -> dict[str, Any]:
+    """``training.refit_full``: the chosen model refitted on training and holdout rows, with the same
+    hyperparameters, rounds, threshold, calibration and ensemble weights, logged in its own child run.
+
+    Its holdout metrics are those of the model before the refit (the holdout is now training data):
+    the summary keeps them, and the run names where they were measured (``holdout_run_id``).
+    """
+    import mlflow
+    import numpy as np
+    from sklearn.base import clone
+
+    data = load_training_data(config, open_store(config), as_of=str(gold_version))
+    split = data.split
+    pipeline = clone(best["pipeline"]).fit(pd.concat([split.X_train, split.X_test], ignore_index=True),
+                                          np.concatenate([split.y_train, split.y_test]))
+    probabilities = np.asarray(best["holdout_probabilities"])
+    pyfunc = RawRecordClassifier(pipeline, data.metadata["cleaning_spec"], data.metadata["feature_spec"],
+                                 data.preprocessing["numeric_columns"], data.preprocessing["categorical_columns"], best["threshold"],
+                                 prediction_reference(probabilities, best["threshold"]))
+    client = mlflow.MlflowClient()
+    run = client.create_run(experiment_id, tags={"mlflow.parentRunId": parent_run_id, "mlflow.runName": f"{best['name']}-refit-full",
+                                                 "model": best["name"], "refit_full": "true", "holdout_run_id": best["run_id"],
+                                                 **run_tags(config, data)})
+    for key, value in best["params"].items():
+        client.log_param(run.info.run_id, key, str(value))
+    client.log_metric(run.info.run_id, "rows_fitted", float(len(split.y_train) + len(split.y_test)))
+    with mlflow.start_run(run_id=run.info.run_id, nested=True):
+        info = registry.log_raw_record_model(pyfunc, raw_holdout(data).head(5))
+    client.set_terminated(run.info.run_id, "FINISHED")
+    get_run_logger().info("%s refitted on %d rows (training + holdout); holdout metrics are from run %s", best["name"],
+                          len(split.y_train) + len(split.y_test), best["run_id"])
+    return {**best, "pipeline": pipeline, "run_id": run.info.run_id, "model_uri": info.model_uri, "refit_full": True,
+            "holdout_run_id": best["run_id"]}
+
+
 @task(name="evaluate-defaults", cache_policy=NO_CACHE, task_run_name="defaults-{model}")
 def evaluate_defaults(config: PipelineConfig, model: str, gold_version: int, n_jobs: int, deadline: float | None) -> Evaluation:
     """The budget's first rung: one model's defaults under cross-validation, on gold version ``gold_version``."""
@@ -269,6 +306,8 @@ def train_stage(config: PipelineConfig, input_fingerprint: str, as_of: str | Non
             ensemble = weighted_ensemble(config, results, parent_id, experiment_id, gold["version"])
             results += [ensemble] if ensemble else []
         ranked = rank_models(results, config.training.primary_metric, config.training.tie_breakers)
+        if config.training.refit_full:
+            ranked[0] = refit_on_all_rows(config, ranked[0], parent_id, experiment_id, gold["version"])
         slim = [{k: v for k, v in r.items() if k not in ("holdout_probabilities", "pipeline", "oof")} for r in ranked]
         outcome = register_best(config, slim, parent_id, gold["version"])
         if config.training.export_dir:

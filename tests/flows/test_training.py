@@ -475,3 +475,34 @@ def test_one_time_budget_bounds_all_models_and_tunes_the_most_promising(tmp_path
         assert all(model["cv_mean"] >= cv for cv in defaults_cv.values())  # the tuned ones had the better defaults
     # model work is bounded by the budget; the final fits and MLflow logging come on top (a generous bound for a busy box)
     assert summary["seconds"] < budget + 30, summary["seconds"]
+
+
+def test_refit_full_registers_a_model_fitted_on_every_row_and_the_gate_compares_measured_holdouts(tmp_path, prefect_harness, demo_dir):
+    from mlflow import MlflowClient
+
+    from flows.layers import run_flow
+    from flows.training import training_flow
+    from tests.conftest import shipped_config
+
+    config = shipped_config("credit_default", demo_dir / "credit.csv", tmp_path)
+    run_flow(str(config), FAST, through="gold")
+    quick = [*FAST, "training.ensemble=false", "training.refit_full=true"]
+    first = training_flow(str(config), quick)
+    client = MlflowClient(first["tracking_uri"])
+    version = client.get_model_version(first["registered_model"], first["version"])
+    best = first["models"][0]
+    assert version.tags["refit_full"] == "true" and version.tags["holdout_run_id"] != version.tags["run_id"]
+    refit = client.get_run(version.tags["run_id"])
+    holdout_run = client.get_run(version.tags["holdout_run_id"])
+    assert refit.data.tags["refit_full"] == "true" and refit.data.params == holdout_run.data.params
+    assert holdout_run.data.metrics["roc_auc"] == pytest.approx(best["metrics"]["roc_auc"])
+    from pipeline_core.config import load_config
+    from pipeline_io.readers import load_training_data
+    from pipeline_io.store import Store
+
+    cfg = load_config(config)
+    data = load_training_data(cfg, Store(cfg.store.root))
+    assert refit.data.metrics["rows_fitted"] == len(data.split.y_train) + len(data.split.y_test) == data.gold.height
+    # the champion has seen this run's holdout: an identical retrain is compared with its measured holdout, and ties
+    second = training_flow(str(config), quick, refresh=True)
+    assert not second["promoted"] and f"champion's {best['metrics']['roc_auc']:.4f}" in second["reason"]
