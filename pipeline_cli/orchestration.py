@@ -132,7 +132,19 @@ def _ensure_work_pools(names: list[str]) -> list[str]:
     return created
 
 
-HostOpt = Annotated[str, typer.Option("--host", help="Interface the server listens on.")]
+HostOpt = Annotated[str, typer.Option("--host", help="Interface the server listens on (non-loopback needs --allow-remote).")]
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: only this machine can connect."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
 PortOpt = Annotated[int, typer.Option("--port", help="Port of the Prefect server.")]
 
 
@@ -145,6 +157,8 @@ def server_start(
     config: Annotated[str, typer.Option("--config", "-c", help="Pipeline config whose MLflow store the UI shows.")] = "configs/credit_default.yaml",
     backend_store_uri: Annotated[Optional[str], typer.Option("--backend-store-uri", help="MLflow store to show instead of the config's.")] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for a server to answer.")] = 120.0,
+    allow_remote: Annotated[bool, typer.Option(
+        "--allow-remote", help="Listen on a non-loopback --host: the Prefect and MLflow APIs have no authentication.")] = False,
     state_dir: StateDirOpt = _STATE_DIR_DEFAULT,
     json_: JsonOpt = False,
     debug: DebugOpt = False,
@@ -156,6 +170,12 @@ def server_start(
     from deployments import local_server
     from pipeline_io.workarounds import environment_warnings
 
+    if not is_loopback(host):
+        if not allow_remote:
+            _err(f"error: --host {host} exposes the unauthenticated Prefect (and MLflow) APIs to the network; "
+                 "put them behind an authenticating proxy and pass --allow-remote, or use 127.0.0.1")
+            raise typer.Exit(2)
+        _err(f"warning: listening on {host}: anyone who reaches it can run flows and change the registry (no authentication)")
     with _one_line_errors(debug):
         started = []
         prefect, new = local_server.start_prefect(state_dir, host, port, timeout)

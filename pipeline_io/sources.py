@@ -140,6 +140,11 @@ def scan_source(path: Path, fmt: str, table: str | None = None, separator: str =
             raise DataError(f"{path}: not a readable CSV file ({_first_line(exc)}); save it as UTF-8 CSV") from None
         if head.height == 0 and not allow_empty:
             raise DataError(f"{path}: CSV has a header but no rows")
+        header = pl.read_csv(path, n_rows=1, has_header=False, infer_schema=False, separator=separator).row(0)
+        repeated = sorted({name for name in header if header.count(name) > 1}, key=str)
+        if repeated:
+            raise DataError(f"{path}: column {', '.join(repr(n) for n in repeated)} appears more than once in the header; "
+                            "rename the copies so each column has one name")
         return pl.scan_csv(path, infer_schema=False, separator=separator)
     if fmt == "parquet":
         try:

@@ -81,6 +81,13 @@ def sibling(uri: str, suffix: str) -> str:
     return base + suffix
 
 
+def same_location(a: str, b: str) -> bool:
+    """Whether two local paths or URLs name the same file (local paths resolved, symlinks followed)."""
+    if "://" in a or "://" in b:
+        return a.rstrip("/") == b.rstrip("/")
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
 def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, output_uri: str, *, gold_metadata: dict[str, Any] | None,
                threshold: float | None = None, allow_empty: bool = False, progress: Progress | None = None) -> dict[str, Any]:
     """Score INPUT into OUTPUT (+ quarantine) chunk by chunk; return the summary and the drift counts."""
@@ -89,6 +96,8 @@ def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, outp
     output_uri = fill_output_template(output_uri, stamp)
     if not output_uri.endswith(".parquet"):
         raise ConfigError(f"OUTPUT {output_uri}: predictions are written as Parquet; give a path ending in .parquet")
+    if same_location(input_uri, output_uri):
+        raise ConfigError(f"OUTPUT {output_uri} is the INPUT: predictions would replace the records they score; give another path")
     s3 = config.store.s3
     inner = model.model
     cut = float(threshold if threshold is not None else inner.threshold)

@@ -154,3 +154,21 @@ def test_a_damaged_table_file_is_exit_4_naming_it(credit_config):
     assert result.exit_code == 4, result.output
     assert result.stderr.strip() == (f"error: silver/credit_default/data/{data_file.name}: damaged data file (its size differs from the one "
                                      "the table's log recorded); restore it from a backup or rebuild the layer with --full-refresh")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::", "my-box.example"])
+def test_a_server_on_the_network_needs_allow_remote(tmp_path, host):
+    from pipeline_cli.orchestration import is_loopback
+
+    assert not is_loopback(host)
+    result = runner.invoke(app, ["server", "start", "--host", host, "--state-dir", str(tmp_path / "state")])
+    assert result.exit_code == 2
+    assert "unauthenticated" in result.output and "--allow-remote" in result.output
+    assert not (tmp_path / "state").exists() or not any((tmp_path / "state").iterdir())  # nothing was started
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"])
+def test_loopback_hosts_need_nothing(host):
+    from pipeline_cli.orchestration import is_loopback
+
+    assert is_loopback(host)

@@ -208,6 +208,11 @@ def test_bad_inputs(model_env, demo_dir, tmp_path):
         _predict(config, demo_dir / "credit.csv", tmp_path / "x.parquet", model_uri="model.pkl")
     with pytest.raises(ConfigError, match="ending in .parquet"):
         _predict(config, demo_dir / "credit.csv", tmp_path / "x.csv")
+    raw.write_parquet(tmp_path / "records.parquet")
+    before = (tmp_path / "records.parquet").read_bytes()
+    with pytest.raises(ConfigError, match="is the INPUT: predictions would replace the records they score"):
+        _predict(config, tmp_path / "records.parquet", tmp_path / "." / "records.parquet")
+    assert (tmp_path / "records.parquet").read_bytes() == before
 
 
 def test_dirty_values_are_quarantined_and_unknown_columns_and_levels_scored(model_env, demo_dir, tmp_path):

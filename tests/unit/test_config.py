@@ -87,6 +87,14 @@ def test_malformed_yaml_names_file_and_line(tmp_path):
     assert str(p) in str(err.value) and "malformed YAML" in str(err.value) and "line" in str(err.value)
 
 
+def test_a_key_given_twice_is_an_error_not_the_last_value(tmp_path):
+    p = tmp_path / "twice.yaml"
+    p.write_text("dataset:\n  name: a\n  source: x.csv\n  target: y\n  name: b\n")
+    with pytest.raises(ConfigError, match=r"line 5, column 3: key 'name' appears twice") as err:
+        load_config(p)
+    assert str(p) in str(err.value)
+
+
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
