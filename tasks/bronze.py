@@ -21,7 +21,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from pipeline_core.cleaning import LINEAGE_COLUMNS, schema_diff, with_lineage
+from pipeline_core.cleaning import LINEAGE_COLUMNS, RESERVED_COLUMNS, reserved_names, schema_diff, with_lineage
 from pipeline_core.config import PipelineConfig
 from pipeline_core.errors import DataError, StorageError
 from pipeline_io import delta, layout, sources
@@ -92,6 +92,9 @@ def ingest_batch(config: PipelineConfig, store: Store, local_path: Path, now: da
     refuse_parquet_layout(store, ds.name)
     fmt = sources.detect_format(ds.source, ds.format)
     frame = sources.scan_source(local_path, fmt, ds.table, ds.csv_separator)
+    if clash := reserved_names(list(frame.collect_schema())):
+        raise DataError(f"{ds.source}: column(s) {', '.join(clash)} have names the pipeline uses for its own columns; "
+                        f"rename them in the source (reserved: {', '.join(RESERVED_COLUMNS)})")
     fingerprint = sources.file_fingerprint(local_path, extra=f"table={ds.table or ''}")[:FINGERPRINT_CHARS]
     for batch_id in batch_ids(store, ds.name):
         if batch_id.endswith(fingerprint):

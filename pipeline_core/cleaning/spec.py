@@ -21,6 +21,13 @@ log = logging.getLogger(__name__)
 
 LINEAGE_COLUMNS = ("_source", "_batch_id", "_ingested_at", "_row")  # _row: the record's number in its source (1 = first)
 REASON = "_reason"
+# Names the pipeline adds: a source column of the same name would lose its values to them.
+RESERVED_COLUMNS = (*LINEAGE_COLUMNS, REASON, "prediction", "probability", "inference_timestamp", "model_name", "model_version")
+
+
+def reserved_names(columns: list[str]) -> list[str]:
+    """The source columns whose names the pipeline uses for its own columns (compared case-sensitively, as polars does)."""
+    return [c for c in columns if c in RESERVED_COLUMNS]
 NULL_TOKENS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "?"]
 _TRUE = ["true", "t", "yes", "y", "1"]
 _FALSE = ["false", "f", "no", "n", "0"]

@@ -67,6 +67,7 @@ def test_bronze_is_append_only_and_skips_identical_content(tmp_path):
         (b"id,x,y\n", "header but no rows"),
         (b"id,x,y\n1,\xff\xfe,0\n", "UTF-8"),
         (b"id,x,y,x\n1,2,0,3\n", "column 'x' appears more than once in the header"),
+        (b"id,_source,y,probability\n1,a,0,0.3\n", "column\\(s\\) _source, probability have names the pipeline uses"),
     ],
 )
 def test_bad_csv_files_fail_clearly_and_write_nothing(tmp_path, content, message):
