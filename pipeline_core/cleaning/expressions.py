@@ -18,6 +18,8 @@ _TEXT = "__text__"
 _NUM = "__num__"
 _ODD = "__odd__"
 _PARSED = "__parsed__"
+# XGBoost and LightGBM compute in float32: a larger magnitude overflows to infinity inside the model.
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _mapped(expr: pl.Expr, kind: str, mapping: dict[str, Any]) -> pl.Expr:
@@ -124,8 +126,8 @@ def cleaning_stages(schema: pl.Schema, spec: CleaningSpec, keep_parsed: bool = F
         elif kind in ("int", "float") and schema[raw] != pl.Boolean:
             num = pl.col(_NUM + n)
             expr = integral(num) if kind == "int" and not is_text[raw] else num
-            if kind == "float":  # "inf" or 1e400 is no measurement, and scikit-learn refuses it: a cast failure
-                expr = pl.when(num.is_infinite()).then(None).otherwise(num)
+            if kind == "float":  # "inf", 1e400 or 1e308 is no measurement, and the models refuse it: a cast failure
+                expr = pl.when(num.is_infinite() | (num.abs() > FLOAT32_MAX)).then(None).otherwise(num)
         else:
             value = pl.col(_TEXT + n) if is_text[raw] else pl.col(raw)
             if kind == "bool" and schema[raw] == pl.Boolean:
