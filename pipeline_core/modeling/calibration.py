@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline_core.modeling.prefitted import PrefittedBinaryClassifier
+
 METHODS = ("none", "isotonic", "sigmoid")
 _EPS = 1e-6
 
@@ -46,25 +48,12 @@ class ProbabilityCalibrator:
         return self.model.predict_proba(_log_odds(probabilities))[:, 1]
 
 
-def _base_classes() -> tuple[type, ...]:
-    from sklearn.base import BaseEstimator, ClassifierMixin
-
-    return (ClassifierMixin, BaseEstimator)
-
-
-class Calibrated(*_base_classes()):  # type: ignore[misc]
+class Calibrated(PrefittedBinaryClassifier):
     """A fitted classifier whose positive-class probability passes through a fitted calibrator."""
 
     def __init__(self, classifier: Any, calibrator: ProbabilityCalibrator) -> None:
         self.classifier = classifier
         self.calibrator = calibrator
-
-    @property
-    def classes_(self) -> np.ndarray:
-        return np.array([0, 1])
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return True  # built from a fitted classifier and a fitted calibrator
 
     def fit(self, X: Any, y: Any) -> Calibrated:
         """Refit the classifier; the calibrator stays (it was fitted on out-of-fold predictions)."""
@@ -74,6 +63,3 @@ class Calibrated(*_base_classes()):  # type: ignore[misc]
     def predict_proba(self, X: Any) -> np.ndarray:
         q = self.calibrator.transform(self.classifier.predict_proba(X)[:, 1])
         return np.column_stack([1 - q, q])
-
-    def predict(self, X: Any) -> np.ndarray:
-        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)

@@ -19,6 +19,7 @@ import numpy as np
 
 from pipeline_core.config import TrainingConfig
 from pipeline_core.modeling.metrics import choose_threshold, classification_metrics, threshold_objective
+from pipeline_core.modeling.prefitted import PrefittedBinaryClassifier
 from pipeline_core.modeling.training import ModelResult, Split
 
 ROUNDS = 25
@@ -50,25 +51,12 @@ def greedy_weights(oof: dict[str, np.ndarray], y: np.ndarray, metric: str, round
     return {n: c / rounds for n, c in counts.items() if c}
 
 
-def _base_classes() -> tuple[type, ...]:
-    from sklearn.base import BaseEstimator, ClassifierMixin
-
-    return (ClassifierMixin, BaseEstimator)
-
-
-class WeightedAverage(*_base_classes()):  # type: ignore[misc]
+class WeightedAverage(PrefittedBinaryClassifier):
     """predict_proba = the weighted average of fitted classifiers' predict_proba (a scikit-learn classifier)."""
 
     def __init__(self, estimators: list[tuple[str, Any]], weights: list[float]) -> None:
         self.estimators = estimators
         self.weights = weights
-
-    @property
-    def classes_(self) -> np.ndarray:
-        return np.array([0, 1])
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return True  # built from fitted members
 
     def fit(self, X: Any, y: Any) -> WeightedAverage:
         """Refit every member on (X, y); the weights stay (the pipeline fits the members once, before weighting)."""
@@ -81,9 +69,6 @@ class WeightedAverage(*_base_classes()):  # type: ignore[misc]
         for (_, est), w in zip(self.estimators, self.weights):
             total += w * est.predict_proba(X)
         return total
-
-    def predict(self, X: Any) -> np.ndarray:
-        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
 
 
 def ensemble_pipeline(pipelines: dict[str, Any], weights: dict[str, float]) -> Any:
