@@ -258,7 +258,8 @@ def run_child(name: str, code: str, args: dict[str, Any], timeout: float) -> dic
     """
     folder = OUT / "_children"
     folder.mkdir(parents=True, exist_ok=True)
-    script, arg_file, result_file = folder / f"{name}.py", folder / f"{name}.args.json", folder / f"{name}.result.json"
+    # "child_" keeps the script's name from shadowing the package it imports (its folder is first on sys.path)
+    script, arg_file, result_file = folder / f"child_{name}.py", folder / f"{name}.args.json", folder / f"{name}.result.json"
     script.write_text(textwrap.dedent(code).lstrip())
     arg_file.write_text(json.dumps(args))
     result_file.unlink(missing_ok=True)

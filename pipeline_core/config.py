@@ -168,6 +168,12 @@ TRAINING_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# The keys of `classification_metrics` (a test keeps them equal), as a type: config validation and
+# the JSON Schema name them, with no import of scikit-learn.
+Metric = Literal["accuracy", "precision", "recall", "f1", "specificity", "fpr", "fnr", "balanced_accuracy", "mcc",
+                 "roc_auc", "pr_auc", "brier", "ece"]
+
+
 class TrainingConfig(StrictModel):
     model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
 
@@ -179,8 +185,8 @@ class TrainingConfig(StrictModel):
                                  "then the final fits; null: no limit (then training.tuning.n_trials, default 20, bounds tuning).")
     test_size: float = Field(0.2, gt=0, lt=1)
     seed: int = 42
-    primary_metric: str = Field("roc_auc", description="Metric that ranks models and gates promotion.")
-    tie_breakers: list[str] = Field(default_factory=lambda: ["accuracy", "f1", "balanced_accuracy", "mcc"])
+    primary_metric: Metric = Field("roc_auc", description="Metric that ranks models and gates promotion.")
+    tie_breakers: list[Metric] = Field(default_factory=lambda: ["accuracy", "f1", "balanced_accuracy", "mcc"])
     models: dict[str, ModelConfig] = Field(
         default_factory=lambda: {n: ModelConfig() for n in DEFAULT_MODELS}
     )

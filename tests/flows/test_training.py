@@ -92,12 +92,20 @@ def test_invalid_search_space_names_key(space, message):
         check_training_config(cfg)
 
 
-def test_unknown_primary_metric():
-    from pipeline_core.modeling.training import check_training_config
+def test_unknown_metric_names_are_config_errors_and_the_schema_lists_the_metrics():
+    import typing
 
-    cfg = parse_config({"dataset": {"name": "d", "source": "x.csv", "target": "y"}, "training": {"primary_metric": "auc"}})
-    with pytest.raises(ConfigError, match="training.primary_metric: unknown metric 'auc'; allowed: accuracy"):
-        check_training_config(cfg)
+    from pipeline_core.config import Metric, PipelineConfig
+    from pipeline_core.modeling.metrics import classification_metrics
+
+    minimal = {"dataset": {"name": "d", "source": "x.csv", "target": "y"}}
+    with pytest.raises(ConfigError, match="training.primary_metric.*'accuracy', 'precision'"):
+        parse_config({**minimal, "training": {"primary_metric": "auc"}})
+    with pytest.raises(ConfigError, match="training.tie_breakers.0"):
+        parse_config({**minimal, "training": {"tie_breakers": ["youden"]}})
+    assert set(typing.get_args(Metric)) == set(classification_metrics(np.array([0, 1]), np.array([0.2, 0.8])))
+    schema = json.dumps(PipelineConfig.model_json_schema())
+    assert '"roc_auc"' in schema and '"ece"' in schema
 
 
 def test_gate_decision_branches():
