@@ -232,8 +232,16 @@ class TrainingConfig(StrictModel):
 class MlflowConfig(StrictModel):
     tracking_uri: str | None = Field(None, description="Default: sqlite:///<store.root>/mlflow.db (or ./results/mlflow.db for an s3 store).")
     experiment: str | None = Field(None, description="Default: the dataset name.")
-    registered_model: str | None = Field(None, description="Default: <dataset name>-classifier.")
+    registered_model: str | None = Field(None, description="Default: <dataset name>-classifier. No '/', ':' or '@'.")
     min_metrics: dict[str, float] = Field(default_factory=dict, description="Holdout minimums a model must meet to become champion.")
+
+    @field_validator("registered_model")
+    @classmethod
+    def _registrable(cls, v: str | None) -> str | None:
+        # MLflow refuses '/' and ':' (found only after training), and '@' would read as an alias in models:/NAME@ALIAS
+        if v is not None and (not v.strip() or v != v.strip() or any(c in v for c in "/:@")):
+            raise ValueError("a registered model name cannot contain '/', ':' or '@', nor start or end with a space")
+        return v
 
 
 class InferenceConfig(StrictModel):

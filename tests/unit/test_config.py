@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from pipeline_core.cleaning.naming import silver_name, snake_case
@@ -106,3 +108,9 @@ def test_shipped_configs_are_valid():
     for name in ("credit_default", "phishing", "minimal"):
         cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml")
         assert cfg.dataset.name
+
+
+@pytest.mark.parametrize("name", ["team/model", "a:b", "model@champion", " padded"])
+def test_a_registered_model_name_mlflow_would_refuse_is_caught_before_training(name):
+    with pytest.raises(ConfigError, match=r"mlflow.registered_model.*cannot contain '/', ':' or '@'"):
+        parse_config(MINIMAL, [f"mlflow.registered_model={json.dumps(name)}"])
