@@ -108,15 +108,28 @@ def pip_requirements() -> list[str]:
     return reqs
 
 
-def log_raw_record_model(model: Any, input_example: Any) -> Any:
+def raw_record_signature(columns: list[str], optional: set[str], threshold: float) -> Any:
+    """The served model's contract: every raw source column by name, of any type.
+
+    The model cleans and types raw records itself (the same code as silver), so the signature must
+    not refuse what a client naturally sends: ``pd.read_csv`` gives int64 for a whole-number column
+    and float64 once it has a missing value, JSON gives either. Optional columns (the id) may be absent.
+    """
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
+
+    inputs = Schema([ColSpec(AnyType(), name, required=name not in optional) for name in columns])
+    outputs = Schema([ColSpec("double", "probability"), ColSpec("long", "prediction")])
+    return ModelSignature(inputs, outputs, ParamSchema([ParamSpec("threshold", "double", float(threshold))]))
+
+
+def log_raw_record_model(model: Any, input_example: Any, optional_columns: set[str] | None = None) -> Any:
     """Log the pyfunc with signature, input example, explicit requirements and the core package as code."""
     import mlflow
-    from mlflow.models import infer_signature
 
     import pipeline_core
 
-    output = model.predict(None, input_example)
-    signature = infer_signature(input_example, output, params={"threshold": float(model.threshold)})
+    signature = raw_record_signature(list(input_example.columns), optional_columns or set(), model.threshold)
     return mlflow.pyfunc.log_model(
         name="model", python_model=model, signature=signature, input_example=input_example,
         pip_requirements=pip_requirements(), code_paths=[str(Path(pipeline_core.__file__).parent)],

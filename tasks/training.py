@@ -22,7 +22,14 @@ from pipeline_core.fingerprint import digest
 from pipeline_core.modeling.budget import deadline, promising
 from pipeline_core.modeling.concurrency import training_plan
 from pipeline_core.modeling.ensemble import build_ensemble
-from pipeline_core.modeling.holdout import TrainingData, holdout_predictions, prediction_reference, raw_holdout, study_name
+from pipeline_core.modeling.holdout import (
+    TrainingData,
+    holdout_predictions,
+    optional_raw_columns,
+    prediction_reference,
+    raw_holdout,
+    study_name,
+)
 from pipeline_core.modeling.metrics import confusion
 from pipeline_core.modeling.plots import write_evaluation_plots
 from pipeline_core.modeling.preprocessing import build_preprocessor
@@ -162,7 +169,7 @@ def log_result(config: PipelineConfig, data: TrainingData, result: ModelResult, 
     client.log_dict(run_id, confusion(data.split.y_test, predicted), "confusion_matrix.json")
     client.log_table(run_id, holdout_predictions(data, result.test_probabilities), artifact_file="holdout_predictions.json")
     with mlflow.start_run(run_id=run_id, nested=True):  # log_model attaches to the active run: this thread's, by id
-        info = registry.log_raw_record_model(pyfunc, raw_holdout(data).head(5))
+        info = registry.log_raw_record_model(pyfunc, raw_holdout(data).head(5), optional_raw_columns(data))
     return {"name": model, "metrics": result.metrics, "metrics_at_0.5": result.metrics_at_05, "threshold": result.threshold,
             "cv_mean": result.cv_mean, "cv_std": result.cv_std, "params": result.params, "run_id": run_id,
             "model_uri": info.model_uri, "seconds": round(result.seconds, 2), "tuned": result.tuned, "note": result.note,
@@ -215,7 +222,7 @@ def refit_on_all_rows(config: PipelineConfig, best: dict[str, Any], parent_run_i
         client.log_param(run.info.run_id, key, str(value))
     client.log_metric(run.info.run_id, "rows_fitted", float(len(split.y_train) + len(split.y_test)))
     with mlflow.start_run(run_id=run.info.run_id, nested=True):
-        info = registry.log_raw_record_model(pyfunc, raw_holdout(data).head(5))
+        info = registry.log_raw_record_model(pyfunc, raw_holdout(data).head(5), optional_raw_columns(data))
     client.set_terminated(run.info.run_id, "FINISHED")
     get_run_logger().info("%s refitted on %d rows (training + holdout); holdout metrics are from run %s", best["name"],
                           len(split.y_train) + len(split.y_test), best["run_id"])

@@ -27,8 +27,14 @@ def raw_holdout(data: TrainingData) -> pd.DataFrame:
     renames = data.metadata["cleaning_spec"]["renames"]  # raw name -> silver name
     target = data.preprocessing["target"]
     rows = data.gold[data.split.test_index.tolist()].select([pl.col(new).alias(raw) for raw, new in renames.items() if new != target])
-    # Integers as doubles in the signature: a missing value at inference time turns an int column into floats.
-    return rows.with_columns(pl.col(c).cast(pl.Float64) for c, t in rows.schema.items() if t.is_integer()).to_pandas()
+    return rows.to_pandas()
+
+
+def optional_raw_columns(data: TrainingData) -> set[str]:
+    """Raw columns a record may leave out when it is scored: the id, which no feature uses."""
+    renames = data.metadata["cleaning_spec"]["renames"]
+    id_column = data.preprocessing.get("id_column")
+    return {raw for raw, new in renames.items() if id_column and new == id_column}
 
 
 def prediction_reference(probabilities: np.ndarray, threshold: float) -> dict[str, Any]:

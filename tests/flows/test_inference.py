@@ -150,7 +150,8 @@ def test_scoring_training_rows_reproduces_training_probabilities(model_env, demo
 
 
 def test_stock_pyfunc_in_a_fresh_process_matches_the_cli(model_env, demo_dir, tmp_path):
-    """No skew, proof 2: `mlflow.pyfunc.load_model(...).predict(raw pandas)` equals `pipeline-cli predict`."""
+    """No skew, proof 2: `mlflow.pyfunc.load_model(...).predict(pd.read_csv(source))` equals `pipeline-cli predict`,
+    with the id column or without it, and from JSON records."""
     from typer.testing import CliRunner
 
     from pipeline_cli.main import app
@@ -169,11 +170,13 @@ def test_stock_pyfunc_in_a_fresh_process_matches_the_cli(model_env, demo_dir, tm
 import json, mlflow, pandas as pd
 mlflow.set_tracking_uri({uri!r}); mlflow.set_registry_uri({uri!r})
 model = mlflow.pyfunc.load_model("models:/{training['registered_model']}@champion")
-cols = model.metadata.get_input_schema().input_names()
-raw = pd.read_csv({str(tmp_path / 'batch.csv')!r}, dtype=str)
-frame = raw[cols].apply(pd.to_numeric, errors="coerce").astype("float64")
-out = model.predict(frame)
-print(json.dumps(dict(zip(raw["ID"], out["probability"].tolist()))))
+raw = pd.read_csv({str(tmp_path / 'batch.csv')!r})  # as pandas reads it: int64, float64, text, the target column too
+out = model.predict(raw)
+without_id = model.predict(raw.drop(columns=["ID"]))  # the id is optional in the signature
+records = model.predict(pd.DataFrame(json.loads(raw.head(20).to_json(orient="records"))))  # what a JSON client sends
+assert out["probability"].tolist() == without_id["probability"].tolist()
+assert records["probability"].tolist() == out["probability"].head(20).tolist()
+print(json.dumps(dict(zip(raw["ID"].astype(str), out["probability"].tolist()))))
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
