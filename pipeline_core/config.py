@@ -194,7 +194,7 @@ class TrainingConfig(StrictModel):
     ensemble: bool = Field(True, description="Add a greedy weighted ensemble of the models (on out-of-fold predictions) as a candidate.")
     refit_full: bool = Field(
         False, description="Refit the chosen model on training + holdout rows before registering it; its holdout metrics "
-                           "stay those measured before the refit.")
+                           "stay those scored before the refit.")
     calibration: Literal["none", "isotonic", "sigmoid"] = Field(
         "none", description="Calibrate each model's probabilities with a map fitted on its out-of-fold predictions.")
     # `register` in the YAML; the attribute has another name because pydantic models have a `register` method

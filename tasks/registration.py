@@ -42,7 +42,7 @@ def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[d
     current = registry.champion_version(client, name)
     champion_metrics = None
     if current is not None and current.tags.get("refit_full") == "true":
-        # a champion refitted on all rows has seen this holdout: compare with what was measured before its refit
+        # a champion refitted on all rows has seen this holdout: compare with its holdout scores from before the refit
         champion_metrics = dict(client.get_run(current.tags["holdout_run_id"]).data.metrics)
     elif current is not None:
         champion = mlflow.pyfunc.load_model(f"models:/{name}@{registry.CHAMPION}")

@@ -123,6 +123,13 @@ def train_and_log(config: PipelineConfig, data: TrainingData, model: str, parent
             "n_jobs": threads, "optuna_storage": storage}
 
 
+def served_model(data: TrainingData, pipeline: Any, threshold: float, holdout_probabilities: Any) -> RawRecordClassifier:
+    """The raw-record pyfunc of a fitted pipeline, with the holdout's probabilities as its output-drift reference."""
+    return RawRecordClassifier(pipeline, data.metadata["cleaning_spec"], data.metadata["feature_spec"],
+                               data.preprocessing["numeric_columns"], data.preprocessing["categorical_columns"], threshold,
+                               prediction_reference(holdout_probabilities, threshold))
+
+
 def log_result(config: PipelineConfig, data: TrainingData, result: ModelResult, parent_run_id: str, experiment_id: str,
                tags: dict[str, str]) -> dict[str, Any]:
     """A trained model's child run: params, metrics, trials, plots, reports, metadata and the raw-record model.
@@ -137,9 +144,7 @@ def log_result(config: PipelineConfig, data: TrainingData, result: ModelResult, 
     from sklearn.metrics import classification_report
 
     model, primary = result.name, config.training.primary_metric
-    pyfunc = RawRecordClassifier(result.pipeline, data.metadata["cleaning_spec"], data.metadata["feature_spec"],
-                                 data.preprocessing["numeric_columns"], data.preprocessing["categorical_columns"], result.threshold,
-                                 prediction_reference(result.test_probabilities, result.threshold))
+    pyfunc = served_model(data, result.pipeline, result.threshold, result.test_probabilities)
     client = mlflow.MlflowClient()
     run = client.create_run(experiment_id, tags={"mlflow.parentRunId": parent_run_id, "mlflow.runName": model, "model": model,
                                                  **run_tags(config, data)})
@@ -200,7 +205,7 @@ def refit_on_all_rows(config: PipelineConfig, best: dict[str, Any], parent_run_i
     hyperparameters, rounds, threshold, calibration and ensemble weights, logged in its own child run.
 
     Its holdout metrics are those of the model before the refit (the holdout is now training data):
-    the summary keeps them, and the run names where they were measured (``holdout_run_id``).
+    the summary keeps them, and the run names where they were scored (``holdout_run_id``).
     """
     import mlflow
     import numpy as np
@@ -211,9 +216,7 @@ def refit_on_all_rows(config: PipelineConfig, best: dict[str, Any], parent_run_i
     pipeline = clone(best["pipeline"]).fit(pd.concat([split.X_train, split.X_test], ignore_index=True),
                                           np.concatenate([split.y_train, split.y_test]))
     probabilities = np.asarray(best["holdout_probabilities"])
-    pyfunc = RawRecordClassifier(pipeline, data.metadata["cleaning_spec"], data.metadata["feature_spec"],
-                                 data.preprocessing["numeric_columns"], data.preprocessing["categorical_columns"], best["threshold"],
-                                 prediction_reference(probabilities, best["threshold"]))
+    pyfunc = served_model(data, pipeline, best["threshold"], probabilities)
     client = mlflow.MlflowClient()
     run = client.create_run(experiment_id, tags={"mlflow.parentRunId": parent_run_id, "mlflow.runName": f"{best['name']}-refit-full",
                                                  "model": best["name"], "refit_full": "true", "holdout_run_id": best["run_id"],

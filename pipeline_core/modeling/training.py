@@ -128,17 +128,12 @@ def _fit(name: str, pipeline: Any, X: pd.DataFrame, y: np.ndarray, X_val: pd.Dat
     from sklearn.exceptions import ConvergenceWarning
 
     resolve_balance(pipeline.named_steps["model"], y)
+    early = model_spec(name).fit_early_stopping
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return _fit_quietly(name, pipeline, X, y, X_val, y_val)
-
-
-def _fit_quietly(name: str, pipeline: Any, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame | None,
-                 y_val: np.ndarray | None) -> int | None:
-    early = model_spec(name).fit_early_stopping
-    if early is not None and X_val is not None:
-        return early(pipeline, X, y, X_val, y_val)
-    pipeline.fit(X, y)
+        if early is not None and X_val is not None:
+            return early(pipeline, X, y, X_val, y_val)
+        pipeline.fit(X, y)
     return None
 
 

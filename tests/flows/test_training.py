@@ -485,7 +485,7 @@ def test_one_time_budget_bounds_all_models_and_tunes_the_most_promising(tmp_path
     assert summary["seconds"] < budget + 30, summary["seconds"]
 
 
-def test_refit_full_registers_a_model_fitted_on_every_row_and_the_gate_compares_measured_holdouts(tmp_path, prefect_harness, demo_dir):
+def test_refit_full_registers_a_model_fitted_on_every_row_and_the_gate_compares_holdout_scores_from_before_the_refit(tmp_path, prefect_harness, demo_dir):
     from mlflow import MlflowClient
 
     from flows.layers import run_flow
@@ -511,6 +511,6 @@ def test_refit_full_registers_a_model_fitted_on_every_row_and_the_gate_compares_
     cfg = load_config(config)
     data = load_training_data(cfg, Store(cfg.store.root))
     assert refit.data.metrics["rows_fitted"] == len(data.split.y_train) + len(data.split.y_test) == data.gold.height
-    # the champion has seen this run's holdout: an identical retrain is compared with its measured holdout, and ties
+    # the champion has seen this run's holdout: an identical retrain is compared with its holdout scores from before the refit, and ties
     second = training_flow(str(config), quick, refresh=True)
     assert not second["promoted"] and f"champion's {best['metrics']['roc_auc']:.4f}" in second["reason"]
