@@ -84,10 +84,13 @@ def _run_flow(opts: Options, flow_module: str, flow_name: str, **kwargs: Any) ->
         import importlib
 
         from pipeline_core.config import load_config
+        from pipeline_core.redaction import conceal
 
         config = load_config(opts.config, opts.overrides)
         flow = getattr(importlib.import_module(flow_module), flow_name)
-        result = flow(opts.config, opts.overrides, **kwargs, config=config)
+        # Prefect stores a flow's parameters: locations go in without their credentials
+        shown = {k: conceal(v) if k == "predict_input" and v else v for k, v in kwargs.items()}
+        result = flow(opts.config, [conceal(o) for o in opts.overrides], **shown, config=config)
         return result if isinstance(result, list) else [result]
 
     execute(opts, body, render="layers")
@@ -166,13 +169,16 @@ def _predict(command: str, config: str, input_uri: str, output_uri: str, model: 
 
     def body() -> Any:
         from pipeline_core.config import load_config
+        from pipeline_core.redaction import conceal
 
         loaded = load_config(config, opts.overrides)
         from flows.inference import inference_flow
         from pipeline_core import progress
 
         def score() -> Any:
-            return inference_flow(config, input_uri, output_uri, model, opts.overrides, threshold, allow_empty, config=loaded)
+            # Prefect stores a flow's parameters: locations go in without their credentials
+            return inference_flow(config, conceal(input_uri), output_uri, model, [conceal(o) for o in opts.overrides], threshold,
+                                  allow_empty, config=loaded)
 
         if opts.json or opts.quiet:
             return score()

@@ -49,9 +49,11 @@ class _OneLine(logging.Filter):
 
 def prepare_environment(opts: Options) -> None:
     """Process settings that must be in place before prefect or polars is imported."""
+    from pipeline_core.redaction import install_log_redaction
     from pipeline_io.process_tuning import configure_polars_allocator
     from pipeline_io.workarounds import configure_prefect_environment
 
+    install_log_redaction()
     configure_polars_allocator()
     configure_prefect_environment()
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "pipeline_core")
@@ -166,12 +168,14 @@ def fail(exc: Exception, debug: bool, log_path: Path | None = None) -> NoReturn:
 
     if debug:
         raise exc
+    from pipeline_core.redaction import redact
+
     err = Console(stderr=True)
     if isinstance(exc, PipelineError):
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        err.print(f"error: {redact(str(exc))}", markup=False, highlight=False, soft_wrap=True)
     else:
         hint = f"; details in {log_path}" if log_path else ""
-        err.print(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback{hint})", markup=False, soft_wrap=True)
+        err.print(f"internal error: {type(exc).__name__}: {redact(str(exc))} (rerun with --debug for the traceback{hint})", markup=False, soft_wrap=True)
     raise typer.Exit(exit_code(exc)) from None
 
 

@@ -9,15 +9,21 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError, field_validator, model_validator
 
 from pipeline_core.errors import ConfigError
 from pipeline_core.modeling.specs import DEFAULT_MODELS, MODEL_SPECS
+from pipeline_core.redaction import redact, redact_optional
 
 Scalar = Union[bool, int, float, str]
+# A location that may carry credentials: used as given, shown and stored (config snapshots,
+# Prefect parameters, cache keys) without them.
+Location = Annotated[str, PlainSerializer(redact, when_used="json")]
+OptionalLocation = Annotated[str | None, PlainSerializer(redact_optional, when_used="json")]
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class StrictModel(BaseModel):
@@ -28,11 +34,15 @@ class HttpSettings(StrictModel):
     timeout_seconds: float = Field(30.0, gt=0, description="Per-request timeout.")
     retries: int = Field(3, ge=0, le=20, description="Retries on 5xx and connection errors (never on 4xx).")
     backoff_seconds: float = Field(1.0, ge=0, description="First retry delay; doubles on each retry.")
+    headers_from_env: dict[str, Annotated[str, Field(pattern=_ENV_NAME)]] = Field(
+        default_factory=dict,
+        description="Request headers whose values come from environment variables, e.g. {Authorization: SOURCE_TOKEN}; "
+                    "sent to dataset.source's host only (also for predict inputs on that host).")
 
 
 class DatasetConfig(StrictModel):
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Names the dataset's folders in the store.")
-    source: str = Field(..., min_length=1, description="Local path, http(s):// URL or s3:// URI of the raw data.")
+    source: Location = Field(..., min_length=1, description="Local path, http(s):// URL or s3:// URI of the raw data.")
     format: Literal["auto", "csv", "parquet", "sqlite"] = Field("auto", description="Source format; auto = from the file extension.")
     table: str | None = Field(None, description="SQLite table to read; default: the only table in the database.")
     id_column: str | None = Field(None, description="Row identifier, used for de-duplication and carried to predictions.")
@@ -45,7 +55,7 @@ class DatasetConfig(StrictModel):
 class S3Settings(StrictModel):
     """Where s3:// lives. Credentials come only from the environment (AWS_ACCESS_KEY_ID, ...)."""
 
-    endpoint_url: str | None = Field(None, description="S3-compatible endpoint; default: $AWS_ENDPOINT_URL, else AWS.")
+    endpoint_url: OptionalLocation = Field(None, description="S3-compatible endpoint; default: $AWS_ENDPOINT_URL, else AWS.")
     region: str | None = Field(None, description="Default: $AWS_REGION or $AWS_DEFAULT_REGION, else us-east-1.")
 
 
@@ -56,7 +66,7 @@ class RetentionConfig(StrictModel):
 
 
 class StoreConfig(StrictModel):
-    root: str = Field("data/store", min_length=1, description="Local folder or s3://bucket/prefix holding the layers.")
+    root: Location = Field("data/store", min_length=1, description="Local folder or s3://bucket/prefix holding the layers.")
     s3: S3Settings = Field(default_factory=S3Settings)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
@@ -125,7 +135,7 @@ class TuningConfig(StrictModel):
         None, gt=0, description="Optional cap on one model's tuning time, inside training.time_budget_seconds."
     )
     cv_folds: int = Field(5, ge=2, le=20)
-    storage: str | None = Field(
+    storage: OptionalLocation = Field(
         None, description="Optuna storage: an RDB URL (sqlite:///..., postgresql://...) or a journal file path; "
                           "default: in memory, or a journal file under the store root when n_workers > 1."
     )
@@ -230,7 +240,7 @@ class TrainingConfig(StrictModel):
 
 
 class MlflowConfig(StrictModel):
-    tracking_uri: str | None = Field(None, description="Default: sqlite:///<store.root>/mlflow.db (or ./results/mlflow.db for an s3 store).")
+    tracking_uri: OptionalLocation = Field(None, description="Default: sqlite:///<store.root>/mlflow.db (or ./results/mlflow.db for an s3 store).")
     experiment: str | None = Field(None, description="Default: the dataset name.")
     registered_model: str | None = Field(None, description="Default: <dataset name>-classifier. No '/', ':' or '@'.")
     min_metrics: dict[str, float] = Field(default_factory=dict, description="Holdout minimums a model must meet to become champion.")

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline_core.config import DatasetConfig, S3Settings
-from pipeline_core.errors import DataError, StorageError, TransientSourceError
+from pipeline_core.config import DatasetConfig, HttpSettings, S3Settings
+from pipeline_core.errors import ConfigError, DataError, StorageError, TransientSourceError
+from pipeline_core.redaction import redact, reveal
 from pipeline_io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def detect_format(source: str, declared: str = "auto") -> str:
     for ext, fmt in _EXTENSIONS.items():
         if path.endswith(ext):
             return fmt
-    raise DataError(f"{source}: cannot tell the format from the extension; set dataset.format to csv, parquet or sqlite")
+    raise DataError(f"{redact(source)}: cannot tell the format from the extension; set dataset.format to csv, parquet or sqlite")
 
 
 def file_fingerprint(path: str | os.PathLike[str], extra: str = "") -> str:
@@ -47,21 +48,42 @@ def file_fingerprint(path: str | os.PathLike[str], extra: str = "") -> str:
     return h.hexdigest()
 
 
-def fetch_http(url: str, dest: Path, timeout: float) -> Path:
+def _host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or ''}"
+
+
+def http_headers(http: HttpSettings, source: str, url: str) -> dict[str, str]:
+    """The configured ``headers_from_env``, read from the environment now, for a URL on ``source``'s host
+    (a token meant for the source's server is never sent to another)."""
+    if not http.headers_from_env or _host(url) != _host(source):
+        return {}
+    missing = [f"{name} (from {var})" for name, var in http.headers_from_env.items() if not os.environ.get(var)]
+    if missing:
+        raise ConfigError(f"dataset.http.headers_from_env: environment variable(s) for header {', '.join(missing)} not set; "
+                          "export them before the run")
+    return {name: os.environ[var] for name, var in http.headers_from_env.items()}
+
+
+def fetch_http(url: str, dest: Path, timeout: float, headers: dict[str, str] | None = None) -> Path:
     """Download one URL; 5xx and connection errors are transient, 4xx are final."""
     import httpx
 
+    shown = redact(url)
     try:
-        with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as resp, atomic_path(dest) as tmp:
+        with httpx.stream("GET", url, headers=headers, timeout=timeout, follow_redirects=True) as resp, atomic_path(dest) as tmp:
             if resp.status_code >= 500 or resp.status_code == 429:
-                raise TransientSourceError(f"{url}: server answered HTTP {resp.status_code}; will retry")
+                raise TransientSourceError(f"{shown}: server answered HTTP {resp.status_code}; will retry")
             if resp.status_code >= 400:
-                raise StorageError(f"{url}: HTTP {resp.status_code} {resp.reason_phrase}; check dataset.source (not retried)")
+                hint = "check dataset.source and dataset.http.headers_from_env" if resp.status_code in (401, 403) else "check the URL"
+                raise StorageError(f"{shown}: HTTP {resp.status_code} {resp.reason_phrase}; {hint} (not retried)")
             with open(tmp, "wb") as fh:
                 for chunk in resp.iter_bytes(1 << 20):
                     fh.write(chunk)
     except (httpx.TransportError, httpx.TimeoutException) as exc:
-        raise TransientSourceError(f"{url}: {type(exc).__name__}: {exc}; will retry") from None
+        raise TransientSourceError(f"{shown}: {type(exc).__name__}: {redact(str(exc))}; will retry") from None
     return dest
 
 
@@ -80,12 +102,15 @@ def fetch_s3(uri: str, dest: Path, s3: S3Settings) -> Path:
     return dest
 
 
-def fetch_to_local(uri: str, s3: S3Settings, staging: Path, timeout: float, what: str, hint: str = "") -> Path:
-    """A local path holding the bytes of ``uri`` (the file itself when it is local); ``what`` and
-    ``hint`` word the error for a missing local file."""
+def fetch_to_local(uri: str, s3: S3Settings, staging: Path, timeout: float, what: str, hint: str = "",
+                   headers: dict[str, str] | None = None) -> Path:
+    """A local path holding the bytes of ``uri`` (the file itself when it is local; a location
+    `pipeline_core.redaction.conceal` redacted is fetched from its original); ``what`` and ``hint``
+    word the error for a missing local file."""
+    uri = reveal(uri)
     if uri.startswith(("http://", "https://")):
         staging.mkdir(parents=True, exist_ok=True)
-        return fetch_http(uri, staging / (Path(uri.split("?", 1)[0]).name or "download"), timeout)
+        return fetch_http(uri, staging / (Path(uri.split("?", 1)[0]).name or "download"), timeout, headers)
     if uri.startswith("s3://"):
         staging.mkdir(parents=True, exist_ok=True)
         return fetch_s3(uri, staging / Path(uri).name, s3)
@@ -99,7 +124,8 @@ def fetch_to_local(uri: str, s3: S3Settings, staging: Path, timeout: float, what
 
 def fetch_source(dataset: DatasetConfig, s3: S3Settings, staging: Path) -> Path:
     """The configured source as a local file."""
-    return fetch_to_local(dataset.source, s3, staging, dataset.http.timeout_seconds, "source file", " (check dataset.source)")
+    headers = http_headers(dataset.http, dataset.source, dataset.source)
+    return fetch_to_local(dataset.source, s3, staging, dataset.http.timeout_seconds, "source file", " (check dataset.source)", headers)
 
 
 def sqlite_tables(path: Path) -> list[str]:

@@ -24,6 +24,7 @@ from prefect.logging import get_run_logger
 from pipeline_core.cleaning import LINEAGE_COLUMNS, RESERVED_COLUMNS, reserved_names, schema_diff, with_lineage
 from pipeline_core.config import PipelineConfig
 from pipeline_core.errors import DataError, StorageError
+from pipeline_core.redaction import redact
 from pipeline_io import delta, layout, sources
 from pipeline_io.store import Store, open_store
 from tasks.caching import retry_transient
@@ -88,17 +89,18 @@ def scan_bronze(store: Store, dataset: str, at: int, batches: list[str] | None =
 def ingest_batch(config: PipelineConfig, store: Store, local_path: Path, now: datetime | None = None) -> dict[str, Any]:
     """Append one bronze batch from a fetched source, unless identical content is already there."""
     ds = config.dataset
+    shown = redact(ds.source)  # what lineage stores and messages show: never credentials
     uri = layout.bronze_table(store, ds.name)
     refuse_parquet_layout(store, ds.name)
     fmt = sources.detect_format(ds.source, ds.format)
     frame = sources.scan_source(local_path, fmt, ds.table, ds.csv_separator)
     if clash := reserved_names(list(frame.collect_schema())):
-        raise DataError(f"{ds.source}: column(s) {', '.join(clash)} have names the pipeline uses for its own columns; "
+        raise DataError(f"{shown}: column(s) {', '.join(clash)} have names the pipeline uses for its own columns; "
                         f"rename them in the source (reserved: {', '.join(RESERVED_COLUMNS)})")
     fingerprint = sources.file_fingerprint(local_path, extra=f"table={ds.table or ''}")[:FINGERPRINT_CHARS]
     for batch_id in batch_ids(store, ds.name):
         if batch_id.endswith(fingerprint):
-            log.info("bronze: content of %s already ingested as batch %s; skipped", ds.source, batch_id)
+            log.info("bronze: content of %s already ingested as batch %s; skipped", shown, batch_id)
             return {"batch_id": batch_id, "status": "skipped", "rows": 0, "rows_in": 0, "rows_out": 0, "fingerprint": fingerprint,
                     "schema_change": {"added": [], "removed": [], "changed": {}}, "version": delta.version(store, uri)}
 
@@ -117,9 +119,9 @@ def ingest_batch(config: PipelineConfig, store: Store, local_path: Path, now: da
     run_id = delta.new_run_id()
     delta.fault_point("bronze:before-commit")
     try:
-        raw = with_lineage(frame, ds.source, batch_id, now.replace(tzinfo=None))
+        raw = with_lineage(frame, shown, batch_id, now.replace(tzinfo=None))
         version = delta.write(store, uri, raw.select(*LINEAGE_COLUMNS, *columns), mode="append", run_id=run_id,
-                              facts={"layer": "bronze", "batch_id": batch_id, "source": ds.source, "format": fmt})
+                              facts={"layer": "bronze", "batch_id": batch_id, "source": shown, "format": fmt})
     except pl.exceptions.PolarsError as exc:
         if current is None and not store.exists(f"{uri}/_delta_log"):
             store.remove(uri)  # a first write that never committed: nothing but its own files is there
@@ -129,7 +131,7 @@ def ingest_batch(config: PipelineConfig, store: Store, local_path: Path, now: da
     rows = int(delta.committed(store, uri, run_id)["operationMetrics"].get("num_added_rows", 0))
     if any(change.values()):
         log.warning("bronze: schema changed since the previous batch: %s", change)
-    return {"batch_id": batch_id, "dataset": ds.name, "source": ds.source, "format": fmt, "table": ds.table, "fingerprint": fingerprint,
+    return {"batch_id": batch_id, "dataset": ds.name, "source": shown, "format": fmt, "table": ds.table, "fingerprint": fingerprint,
             "rows": rows, "columns": columns, "schema_change": change, "ingested_at": now.isoformat(), "version": version,
             "status": "ingested", "rows_in": rows, "rows_out": rows}
 

@@ -27,6 +27,7 @@ from pipeline_core.drift import DriftAccumulator, reference_columns, report_mark
 from pipeline_core.errors import ConfigError, DataError
 from pipeline_core.modeling.concurrency import limit_threads
 from pipeline_core.outputs import fill_output_template
+from pipeline_core.redaction import redact, reveal
 from pipeline_core.scoring import (
     ScoredChunk,
     ScoringModel,
@@ -43,7 +44,7 @@ from pipeline_io.overlap import SerialWorker, map_ahead
 from pipeline_io.parquet import ParquetChunkWriter
 from pipeline_io.process_tuning import reuse_freed_memory
 from pipeline_io.s3 import is_s3
-from pipeline_io.sources import detect_format, fetch_to_local, scan_source
+from pipeline_io.sources import detect_format, fetch_to_local, http_headers, scan_source
 from pipeline_io.store import open_store
 from tasks.caching import retry_transient
 
@@ -93,6 +94,7 @@ def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, outp
     """Score INPUT into OUTPUT (+ quarantine) chunk by chunk; return the summary and the drift counts."""
     start = time.perf_counter()
     stamp = datetime.now(timezone.utc)
+    shown = redact(input_uri)
     output_uri = fill_output_template(output_uri, stamp)
     if not output_uri.endswith(".parquet"):
         raise ConfigError(f"OUTPUT {output_uri}: predictions are written as Parquet; give a path ending in .parquet")
@@ -108,13 +110,15 @@ def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, outp
     drift = DriftAccumulator(reference, getattr(inner, "prediction_reference", None))
     with tempfile.TemporaryDirectory(prefix="pipeline-inference-") as tmp:
         staging = Path(tmp)
-        local = fetch_to_local(input_uri, s3, staging, config.dataset.http.timeout_seconds, "input file")
+        http = config.dataset.http
+        local = fetch_to_local(input_uri, s3, staging, http.timeout_seconds, "input file",
+                               headers=http_headers(http, config.dataset.source, reveal(input_uri)))
         fmt = detect_format(str(local) if not is_s3(input_uri) else input_uri)
         source = scan_source(local, fmt, None, config.dataset.csv_separator, allow_empty=True)
         total, schema, chunks = read_chunks(source, config.inference.chunk_size)
-        check_input_columns(list(schema), model, input_uri)
+        check_input_columns(list(schema), model, shown)
         if total == 0 and not allow_empty:
-            raise DataError(f"{input_uri}: no rows to score; pass --allow-empty to write an empty output with the prediction columns")
+            raise DataError(f"{shown}: no rows to score; pass --allow-empty to write an empty output with the prediction columns")
         out_tmp, q_tmp = staged_path(output_uri, staging), staged_path(sibling(output_uri, ".quarantine.parquet"), staging)
         out, quarantine = ParquetChunkWriter(str(out_tmp)), ParquetChunkWriter(str(q_tmp))
         try:
@@ -152,7 +156,7 @@ def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, outp
             q_tmp.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
     return {
-        "input": input_uri, **published, "rows_in": total, "rows_scored": out.rows,
+        "input": shown, **published, "rows_in": total, "rows_scored": out.rows,
         "rows_quarantined": quarantine.rows, "positives": drift.positives,
         "positive_rate": round(drift.positives / out.rows, 6) if out.rows else None,
         "threshold": cut, "model": {"uri": model.uri, "name": model.name, "version": model.version, "run_id": model.run_id},

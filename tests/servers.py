@@ -17,14 +17,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def flaky_file_server(path: Path, failures: int = 0, status: int = 503) -> Iterator[tuple[str, list[int]]]:
-    """Serve ``path`` at /<name>; the first ``failures`` requests get ``status``. Yields (url, statuses sent)."""
+def flaky_file_server(path: Path, failures: int = 0, status: int = 503,
+                      require: tuple[str, str] | None = None) -> Iterator[tuple[str, list[int]]]:
+    """Serve ``path`` at /<name>; the first ``failures`` requests get ``status``; with ``require``
+    (header, value), requests without that header get 401. Yields (url, statuses sent)."""
     sent: list[int] = []
     body = path.read_bytes()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             code = status if len(sent) < failures or status == 404 else 200
+            if require and self.headers.get(require[0]) != require[1]:
+                code = 401
             sent.append(code)
             self.send_response(code)
             self.send_header("Content-Length", str(len(body) if code == 200 else 0))
