@@ -8,18 +8,55 @@ its files.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
+from prefect.serializers import JSONSerializer
+from prefect.settings import get_current_settings
 
 from pipeline_core.config import PipelineConfig
+from pipeline_core.errors import StorageError
 from pipeline_core.fingerprint import digest
 from pipeline_io import layout
 from pipeline_io.store import open_store
+
+# A persisted result record names its own serializer, so a rewritten file could name ``pickle`` and
+# run code when a cache hit reads it. Stage summaries are plain data: they are written with the
+# stdlib JSON serializer, and `refuse_foreign_result` checks a record before Prefect reads it.
+PLAIN_JSON = JSONSerializer(object_encoder=None, object_decoder=None)
+
+
+def persisted_as_plain_json() -> dict[str, Any]:
+    """Task options that persist a stage's summary as plain JSON."""
+    return {"persist_result": True, "result_serializer": PLAIN_JSON}
+
+
+def is_plain_json_record(content: bytes) -> bool:
+    """Whether a Prefect result record was written by `PLAIN_JSON` (so reading it runs no code)."""
+    try:
+        serializer = json.loads(content)["metadata"]["serializer"]
+        return (serializer.get("type") == "json" and serializer.get("jsonlib") == "json"
+                and serializer.get("object_decoder") is None and not serializer.get("loads_kwargs"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def refuse_foreign_result(stage_task: Any, config: PipelineConfig, input_fingerprint: str) -> None:
+    """Raise when the result a cache hit would read is not a plain JSON record (exit 4, naming the file)."""
+    settings = get_current_settings().results
+    if settings.default_storage_block:  # a remote result store is its owner's to protect
+        return
+    key = stage_task.cache_key_fn(None, {"config": config, "input_fingerprint": input_fingerprint})
+    path = Path(settings.local_storage_path).expanduser() / key
+    if path.is_file() and not is_plain_json_record(path.read_bytes()):
+        raise StorageError(f"{path}: a cached stage result that is not plain JSON was refused (it may have been replaced); "
+                           "delete the file, or rerun with --refresh")
 
 
 def stage_cache_key(stage: str, *sections: str, code_version: Any) -> Any:
@@ -75,6 +112,7 @@ def run_cached(stage_task: Any, config: PipelineConfig, input_fingerprint: str, 
     if refresh or options:
         get_run_logger().info("%s: %s requested; recomputing even if cached", layer, ", ".join(options) or "refresh")
         return stage_task.with_options(refresh_cache=True)(config, input_fingerprint=input_fingerprint, **options)
+    refuse_foreign_result(stage_task, config, input_fingerprint)
     state = stage_task(config, input_fingerprint=input_fingerprint, return_state=True)
     summary = state.result()
     if state.name != "Cached":

@@ -37,7 +37,7 @@ from pipeline_io.layer_records import current_gold_metadata, silver_report
 from pipeline_io.locks import layer_writer
 from pipeline_io.store import Store, open_store
 from pipeline_io.streaming import small_morsels
-from tasks.caching import stage_cache_key
+from tasks.caching import persisted_as_plain_json, stage_cache_key
 from tasks.code_version import code_version
 
 # Rows changed since the distribution statistics were computed, as a share of the table, before they are computed again.
@@ -167,7 +167,7 @@ def _publish(store: Store, paths: dict[str, str], s_paths: dict[str, str], metad
 @task(
     name="build-gold",
     cache_key_fn=stage_cache_key("gold", "dataset", "features", "preprocessing", code_version=gold_code_version),
-    persist_result=True,
+    **persisted_as_plain_json(),
 )
 def build_gold_task(config: PipelineConfig, input_fingerprint: str, full_refresh: bool = False, as_of: str | None = None) -> dict[str, Any]:
     start = time.perf_counter()

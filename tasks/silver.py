@@ -44,7 +44,7 @@ from pipeline_io.locks import layer_writer
 from pipeline_io.store import Store, open_store
 from pipeline_io.streaming import small_morsels
 from tasks.bronze import BATCH, bronze_state, scan_bronze
-from tasks.caching import stage_cache_key
+from tasks.caching import persisted_as_plain_json, stage_cache_key
 from tasks.code_version import code_version
 
 SAMPLE_ROWS = 100_000  # rows the cleaning spec's type inference looks at
@@ -216,7 +216,7 @@ def _refine(config: PipelineConfig, store: Store, full_refresh: bool) -> dict[st
 @task(
     name="refine-silver",
     cache_key_fn=stage_cache_key("silver", "dataset", "cleaning", code_version=silver_code_version),
-    persist_result=True,
+    **persisted_as_plain_json(),
 )
 def refine_silver(config: PipelineConfig, input_fingerprint: str, full_refresh: bool = False) -> dict[str, Any]:
     start = time.perf_counter()

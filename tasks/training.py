@@ -43,7 +43,7 @@ from pipeline_io import layout, registry, registry_state
 from pipeline_io.readers import gold_metadata, load_training_data
 from pipeline_io.store import open_store
 from pipeline_io.workarounds import api_visible_to_workers
-from tasks.caching import stage_cache_key
+from tasks.caching import persisted_as_plain_json, stage_cache_key
 from tasks.code_version import code_version
 from tasks.registration import export_model, lineage_tags, register_best
 from tasks.runners import model_task_runner
@@ -263,7 +263,7 @@ def train_model(config: PipelineConfig, model: str, parent_run_id: str, experime
 @task(
     name="train-and-register",
     cache_key_fn=stage_cache_key("training", *TRAINING_SECTIONS, code_version=training_code_version),
-    persist_result=True,
+    **persisted_as_plain_json(),
 )
 def train_stage(config: PipelineConfig, input_fingerprint: str, as_of: str | None = None) -> dict[str, Any]:
     """Every enabled model (several at once where the cores allow), a leaderboard, and the gated registry.

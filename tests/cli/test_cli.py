@@ -172,3 +172,40 @@ def test_loopback_hosts_need_nothing(host):
     from pipeline_cli.orchestration import is_loopback
 
     assert is_loopback(host)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_replaced_cached_result_is_refused_not_run(tmp_path, credit_config):
+    """A cache hit reads a persisted stage summary; one rewritten to name the pickle serializer must not run its payload."""
+    import base64
+    import os
+    import pickle
+
+    from prefect.settings import get_current_settings
+
+    assert invoke("run", "--config", credit_config, "--through", "gold", "--quiet").exit_code == 0
+    storage = Path(get_current_settings().results.local_storage_path)
+    record_path = max(storage.glob("gold-*"), key=lambda p: p.stat().st_mtime)
+    record = json.loads(record_path.read_bytes())
+    assert record["metadata"]["serializer"]["type"] == "json"
+    assert json.loads(record["result"])["layer"] == "gold"  # the summary itself is plain JSON
+    hit = invoke("features", "--config", credit_config, "--json")
+    assert hit.exit_code == 0 and json.loads(hit.stdout)["result"][0]["status"] == "cached"
+
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    record["metadata"]["serializer"] = {"type": "pickle", "picklelib": "pickle"}
+    record["result"] = base64.encodebytes(pickle.dumps(Payload())).decode()
+    record_path.write_text(json.dumps(record))
+    refused = invoke("features", "--config", credit_config)
+    assert refused.exit_code == 4, refused.output
+    assert refused.stderr.strip() == (f"error: {record_path}: a cached stage result that is not plain JSON was refused "
+                                      "(it may have been replaced); delete the file, or rerun with --refresh")
+    assert not marker.exists()
+    rebuilt = invoke("features", "--config", credit_config, "--refresh", "--json")  # the documented way out
+    assert rebuilt.exit_code == 0 and not marker.exists()
+    assert json.loads(record_path.read_bytes())["metadata"]["serializer"]["type"] == "json"
