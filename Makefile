@@ -7,21 +7,31 @@ DEMO   := data/demo/credit_default.csv
 BATCH  := data/demo/credit_default_new_batch.csv
 STAMP  := $(VENV)/.installed
 DEV    := $(VENV)/.installed-dev
+LOCK   := requirements/runtime.lock
+DEVLOCK := requirements/dev.lock
 
-.PHONY: install run test test-fast demo-data benchmark clean
+.PHONY: install lock run test test-fast demo-data benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# `make run` installs what the pipeline needs; `make test` adds the test tools (pytest, moto's server).
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# `make run` installs what the pipeline needs; `make test` adds the test tools (pytest, moto's server)
+# and the Dask runner. Both install the locked versions, checked against their hashes.
+$(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-$(DEV): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+$(DEV): $(STAMP) $(DEVLOCK)
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(DEVLOCK)
 	touch $(DEV)
+
+# Re-resolve the lock files from pyproject.toml (after changing a dependency); commit both.
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet "uv>=0.5,<1"
+	$(BIN)/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 --upgrade -q -o $(LOCK)
+	$(BIN)/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 --upgrade --extra dev -q -o $(DEVLOCK)
 
 install: $(STAMP)
 

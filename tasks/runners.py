@@ -19,7 +19,8 @@ def model_task_runner(config: PipelineConfig, plan: TrainingPlan) -> Any:
     try:
         from prefect_dask import DaskTaskRunner
     except ImportError:
-        raise ConfigError("training.concurrency.task_runner=dask needs prefect-dask: pip install prefect-dask") from None
+        raise ConfigError("training.concurrency.task_runner=dask needs the `dask` extra: pip install -e '.[dask]' "
+                          "(or pip install 'prefect-dask>=0.3.6,<0.4')") from None
     if concurrency.dask_address:
         return DaskTaskRunner(address=concurrency.dask_address)
     # One single-threaded worker process per concurrent model; each fit then takes plan.n_jobs threads.

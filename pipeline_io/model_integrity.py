@@ -1,0 +1,73 @@
+"""A registered model is loaded only as it was registered.
+
+The model's files live in the artifact store (a folder or a bucket), which more hands can write than
+the registry, and MLflow's Python model is a pickle: a replaced file would run its code when loaded.
+At registration the sha256 of every file of the version is recorded as a tag of the version; the
+pipeline downloads a version, checks every file against that record, and only then loads the copy
+it checked. A `runs:/` URI has no registered record and is loaded as given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from pipeline_core.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+DIGEST_TAG = "artifact_sha256"
+
+
+def file_digests(root: Path) -> dict[str, str]:
+    """{relative path: sha256} of every file under ``root``."""
+    digests = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        digests[path.relative_to(root).as_posix()] = h.hexdigest()
+    return digests
+
+
+def digest_mismatches(recorded: dict[str, str], found: dict[str, str]) -> list[str]:
+    """What differs between the recorded and the found files: changed, added or missing, by path."""
+    changed = [f"{p} (changed)" for p in recorded if p in found and found[p] != recorded[p]]
+    added = [f"{p} (added)" for p in found if p not in recorded]
+    missing = [f"{p} (missing)" for p in recorded if p not in found]
+    return changed + added + missing
+
+
+def _download(uri: str, dest: Path) -> Path:
+    import mlflow
+
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+
+
+def record_digests(client: Any, name: str, version: str, work_dir: Path) -> dict[str, str]:
+    """Record the digest of every file of a just-registered version on the version (``work_dir``: scratch space)."""
+    digests = file_digests(_download(f"models:/{name}/{version}", work_dir))
+    client.set_model_version_tag(name, version, DIGEST_TAG, json.dumps(digests, sort_keys=True, separators=(",", ":")))
+    return digests
+
+
+def verified_copy(client: Any, name: str, version: str, dest: Path, shown: str) -> Path:
+    """A local copy of a registered version whose files match the digests recorded at registration.
+
+    ``shown`` names the model in the error. A version registered before digests were recorded
+    is copied with a warning.
+    """
+    recorded = client.get_model_version(name, version).tags.get(DIGEST_TAG)
+    local = _download(f"models:/{name}/{version}", dest)
+    if recorded is None:
+        log.warning("%s: version %s has no recorded artifact digests (registered by an older release); loaded unchecked", shown, version)
+        return local
+    differences = digest_mismatches(json.loads(recorded), file_digests(local))
+    if differences:
+        raise StorageError(f"{shown}: the files of version {version} differ from those registered ({', '.join(differences[:3])}); "
+                           "refusing to load them; restore the artifact store or register a retrained model")
+    return local
