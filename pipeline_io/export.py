@@ -19,8 +19,8 @@ from typing import Any
 
 from pipeline_core.config import PipelineConfig
 from pipeline_core.errors import ConfigError, DataError
+from pipeline_io import model_integrity
 from pipeline_io.atomic import atomic_path
-from pipeline_io.workarounds import quiet_stderr
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,8 @@ def export_registered_model(config: PipelineConfig, outcome: dict[str, Any], bes
     target = root / f"{name}-v{version}"
     with atomic_path(target) as staging:
         staging.mkdir()
-        with quiet_stderr():  # MLflow draws a download progress bar on stderr
-            mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(staging / "model"))
-        pyfunc = mlflow.pyfunc.load_model(str(staging / "model"))
+        local = model_integrity.verified_copy(mlflow.MlflowClient(), name, version, staging / "model", f"models:/{name}/{version}")
+        pyfunc = mlflow.pyfunc.load_model(str(local))
         preprocessor = pyfunc.unwrap_python_model().pipeline.named_steps["pre"]
         skops.io.dump(preprocessor, staging / PREPROCESSOR_FILE)
         (staging / "model_metadata.json").write_text(json.dumps(export_metadata(config, outcome, best), indent=2, default=str))

@@ -45,7 +45,10 @@ def digest_mismatches(recorded: dict[str, str], found: dict[str, str]) -> list[s
 def _download(uri: str, dest: Path) -> Path:
     import mlflow
 
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+    from pipeline_io.workarounds import quiet_stderr
+
+    with quiet_stderr():  # MLflow draws a download progress bar on stderr
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
 
 
 def record_digests(client: Any, name: str, version: str, work_dir: Path) -> dict[str, str]:
@@ -71,3 +74,13 @@ def verified_copy(client: Any, name: str, version: str, dest: Path, shown: str) 
         raise StorageError(f"{shown}: the files of version {version} differ from those registered ({', '.join(differences[:3])}); "
                            "refusing to load them; restore the artifact store or register a retrained model")
     return local
+
+
+def load_verified(client: Any, name: str, version: str, shown: str) -> Any:
+    """The pyfunc of a registered version, loaded from a local copy checked by `verified_copy`."""
+    import tempfile
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="pipeline-model-") as tmp:
+        return mlflow.pyfunc.load_model(str(verified_copy(client, name, version, Path(tmp), shown)))

@@ -21,7 +21,7 @@ from pipeline_core.config import PipelineConfig
 from pipeline_core.errors import ConfigError, ModelError, StorageError
 from pipeline_core.modeling.specs import MODEL_SPECS
 from pipeline_core.scoring import ScoringModel
-from pipeline_io import layout
+from pipeline_io import layout, model_integrity
 from pipeline_io.s3 import s3_settings_from_env
 
 log = logging.getLogger(__name__)
@@ -268,7 +268,10 @@ def load_scoring_model(uri: str, client: Any) -> ScoringModel:
         raise ConfigError(f"--model {uri!r}: use models:/<name>/<version>, models:/<name>@<alias> or runs:/<run id>/model")
     name, version = _registry_version(client, uri)
     try:
-        pyfunc = mlflow.pyfunc.load_model(uri)
+        # a registered version is loaded only as it was registered; a run's model as given
+        pyfunc = model_integrity.load_verified(client, name, version, uri) if name and version else mlflow.pyfunc.load_model(uri)
+    except StorageError:
+        raise
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise ModelError(f"--model {uri}: cannot load it ({first}); `pipeline-cli models describe NAME` lists the versions") from None

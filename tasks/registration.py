@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -16,7 +17,7 @@ from pipeline_core.config import PipelineConfig
 from pipeline_core.modeling.holdout import TrainingData, raw_holdout
 from pipeline_core.modeling.metrics import classification_metrics
 from pipeline_core.modeling.promotion import gate_decision
-from pipeline_io import registry
+from pipeline_io import model_integrity, registry
 from pipeline_io.readers import load_training_data
 from pipeline_io.store import open_store
 from pipeline_io.workarounds import quiet_stderr
@@ -45,12 +46,14 @@ def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[d
         # a champion refitted on all rows has seen this holdout: compare with its holdout scores from before the refit
         champion_metrics = dict(client.get_run(current.tags["holdout_run_id"]).data.metrics)
     elif current is not None:
-        champion = mlflow.pyfunc.load_model(f"models:/{name}@{registry.CHAMPION}")
+        champion = model_integrity.load_verified(client, name, str(current.version), f"models:/{name}@{registry.CHAMPION}")
         proba = champion.predict(holdout)["probability"].to_numpy()
         champion_metrics = classification_metrics(data.split.y_test, proba, float(current.tags.get("threshold", 0.5)))
     with quiet_stderr() as said:
         version = mlflow.register_model(best["model_uri"], name)
     log.info("%s", said.getvalue().strip())
+    with tempfile.TemporaryDirectory(prefix="pipeline-digests-") as tmp:
+        model_integrity.record_digests(client, name, str(version.version), Path(tmp))
     client.set_model_version_tag(name, version.version, "threshold", str(best["threshold"]))
     client.set_model_version_tag(name, version.version, "run_id", best["run_id"])
     if best.get("refit_full"):
@@ -79,6 +82,8 @@ def register_each(config: PipelineConfig, data: TrainingData, ranked: list[dict[
     for r in ranked:
         with quiet_stderr():
             version = mlflow.register_model(r["model_uri"], f"{name}-{r['name']}")
+        with tempfile.TemporaryDirectory(prefix="pipeline-digests-") as tmp:
+            model_integrity.record_digests(client, version.name, str(version.version), Path(tmp))
         for key, value in {"threshold": str(r["threshold"]), "run_id": r["run_id"], **lineage_tags(data)}.items():
             client.set_model_version_tag(version.name, version.version, key, value)
         uris[r["name"]] = f"models:/{version.name}/{version.version}"

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -10,7 +11,7 @@ import pytest
 
 from pipeline_core.config import MonitoringConfig
 from pipeline_core.drift import DriftAccumulator, bin_counts, ks_statistic, psi
-from pipeline_core.errors import ConfigError, DataError, ModelError
+from pipeline_core.errors import ConfigError, DataError, ModelError, StorageError
 
 FAST = ["training.models={logistic_regression: {}}", "training.tuning.enabled=false", "training.tuning.cv_folds=3",
         "inference.chunk_size=700"]
@@ -388,3 +389,41 @@ def test_lineage_of_a_predictions_file_and_the_store_history(model_env, demo_dir
     dry = runner.invoke(app, ["store", "vacuum", "--config", str(config), *sets, "--dry-run", "--json"])
     assert dry.exit_code == 0, dry.output
     assert json.loads(dry.stdout)["result"]["dry_run"] is True
+
+
+def test_a_replaced_model_file_is_refused_not_run(model_env, demo_dir, tmp_path):
+    """The registered model is a pickle in the artifact store: a replaced file must be refused before it is unpickled."""
+    import json
+    import os
+    import pickle
+    from urllib.parse import unquote, urlparse
+
+    import mlflow
+
+    from pipeline_io.model_integrity import DIGEST_TAG
+
+    config, training, _ = model_env
+    client = mlflow.MlflowClient()
+    name, version = training["registered_model"], str(training["version"])
+    recorded = json.loads(client.get_model_version(name, version).tags[DIGEST_TAG])
+    assert "MLmodel" in recorded and all(len(d) == 64 for d in recorded.values())
+    folder = Path(unquote(urlparse(client.get_model_version_download_uri(name, version)).path))
+    pickled = next(folder.rglob("python_model.pkl"))
+    assert recorded[pickled.relative_to(folder).as_posix()] == __import__("hashlib").sha256(pickled.read_bytes()).hexdigest()
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    original = pickled.read_bytes()
+    try:
+        pickled.write_bytes(pickle.dumps(Payload()))
+        with pytest.raises(StorageError, match=f"the files of version {version} differ from those registered "
+                                               r"\(.*python_model.pkl \(changed\)\); refusing to load them"):
+            _predict(config, demo_dir / "credit.csv", tmp_path / "out.parquet", model_uri=f"models:/{name}/{version}")
+        assert not marker.exists() and not (tmp_path / "out.parquet").exists()
+    finally:
+        pickled.write_bytes(original)
+    scored = _predict(config, demo_dir / "credit.csv", tmp_path / "out.parquet", model_uri=f"models:/{name}/{version}")
+    assert scored["rows_scored"] > 0 and not marker.exists()
