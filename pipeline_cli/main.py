@@ -180,11 +180,15 @@ def _predict(command: str, config: str, input_uri: str, output_uri: str, model: 
             return inference_flow(config, conceal(input_uri), output_uri, model, [conceal(o) for o in opts.overrides], threshold,
                                   allow_empty, config=loaded)
 
-        if opts.json or opts.quiet:
+        from rich.console import Console
+
+        console = Console(stderr=True)  # the bar is for a person watching: never in piped output
+        if opts.json or opts.quiet or not console.is_terminal:
             return score()
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True) as bar:
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True,
+                      console=console) as bar:
             job = bar.add_task(f"{command}: loading model and input", total=None)
             progress.set_reporter(lambda stage, done, total: bar.update(job, description=f"{command}: {stage}", completed=done, total=total))
             try:

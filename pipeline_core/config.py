@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError, field_validator, model_validator
 
 from pipeline_core.errors import ConfigError
-from pipeline_core.modeling.specs import DEFAULT_MODELS, MODEL_SPECS
+from pipeline_core.modeling.specs import DEFAULT_MODELS, MODEL_SPECS, validate_space
 from pipeline_core.redaction import redact, redact_optional
 
 Scalar = Union[bool, int, float, str]
@@ -24,6 +24,7 @@ Scalar = Union[bool, int, float, str]
 Location = Annotated[str, PlainSerializer(redact, when_used="json")]
 OptionalLocation = Annotated[str | None, PlainSerializer(redact_optional, when_used="json")]
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_SQL_DIALECTS = ("sqlite", "postgresql", "mysql", "mariadb", "oracle", "mssql")  # what Optuna's RDBStorage opens through SQLAlchemy
 
 
 class StrictModel(BaseModel):
@@ -74,6 +75,12 @@ class StoreConfig(StrictModel):
 class RangeRule(StrictModel):
     min: float | None = None
     max: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "RangeRule":
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max}): no value could pass")
+        return self
 
 
 class CleaningConfig(StrictModel):
@@ -140,6 +147,17 @@ class TuningConfig(StrictModel):
                           "default: in memory, or a journal file under the store root when n_workers > 1."
     )
     n_workers: int = Field(1, ge=1, le=64, description="Optuna worker processes sharing one study per model.")
+
+    @field_validator("storage")
+    @classmethod
+    def _known_storage(cls, v: str | None) -> str | None:
+        # Optuna finds out only when the first study opens, after the data layers ran
+        if v is not None and "://" in v:
+            scheme = v.split("://", 1)[0]
+            if scheme.split("+", 1)[0].lower() not in _SQL_DIALECTS:
+                raise ValueError(f"unknown storage scheme {scheme!r}; use an RDB URL ({', '.join(f'{d}://' for d in _SQL_DIALECTS)}) "
+                                 "or a journal file path")
+        return v
 
 
 class ConcurrencyConfig(StrictModel):
@@ -236,6 +254,19 @@ class TrainingConfig(StrictModel):
             raise ValueError(f"unknown model(s) {unknown}; allowed: {', '.join(MODEL_SPECS)}")
         if not any(m.enabled for m in v.values()):
             raise ValueError("no model is enabled")
+        for name, model in v.items():
+            if model.search_space:
+                try:
+                    validate_space(name, model.search_space)
+                except ConfigError as exc:
+                    raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("export_dir")
+    @classmethod
+    def _local_folder(cls, v: str | None) -> str | None:
+        if v is not None and "://" in v:
+            raise ValueError("must be a local folder (the MLflow store holds the remote copy)")
         return v
 
 
@@ -243,7 +274,17 @@ class MlflowConfig(StrictModel):
     tracking_uri: OptionalLocation = Field(None, description="Default: sqlite:///<store.root>/mlflow.db (or ./results/mlflow.db for an s3 store).")
     experiment: str | None = Field(None, description="Default: the dataset name.")
     registered_model: str | None = Field(None, description="Default: <dataset name>-classifier. No '/', ':' or '@'.")
-    min_metrics: dict[str, float] = Field(default_factory=dict, description="Holdout minimums a model must meet to become champion.")
+    min_metrics: dict[Metric, float] = Field(
+        default_factory=dict, description="Holdout bounds a model must meet to become champion: minimums, maximums for fpr, fnr, brier, ece.")
+
+    @field_validator("min_metrics")
+    @classmethod
+    def _reachable(cls, v: dict[str, float]) -> dict[str, float]:
+        for metric, bound in v.items():
+            low = -1.0 if metric == "mcc" else 0.0
+            if not low <= bound <= 1:
+                raise ValueError(f"{metric}: {bound} is outside the metric's range [{low:g}, 1]")
+        return v
 
     @field_validator("registered_model")
     @classmethod

@@ -63,7 +63,13 @@ def staged_path(uri: str, staging: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StorageError(f"{target.parent}: cannot create the output folder ({exc.strerror})") from None
-    return temporary_sibling(target)
+    staged = temporary_sibling(target)
+    try:  # find out now, not after the work, that nothing can be written there (read-only, /proc, full)
+        staged.touch()
+        staged.unlink()
+    except OSError as exc:
+        raise StorageError(f"{target}: cannot write in {target.parent} ({exc.strerror}); choose another output location") from None
+    return staged
 
 
 def publish_staged(local: Path, uri: str, s3: S3Settings) -> str:
@@ -75,5 +81,8 @@ def publish_staged(local: Path, uri: str, s3: S3Settings) -> str:
             raise StorageError(f"{uri}: cannot write ({str(exc).splitlines()[0][:200]})") from None
         return uri
     target = Path(uri).expanduser().resolve()
-    os.replace(local, target)
+    try:
+        os.replace(local, target)
+    except OSError as exc:
+        raise StorageError(f"{target}: cannot write ({exc.strerror})") from None
     return str(target)

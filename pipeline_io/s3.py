@@ -56,3 +56,17 @@ def s3_filesystem(s3: S3Settings) -> Any:
         key=env["key"], secret=env["secret"], token=env["token"], client_kwargs=client_kwargs,
         skip_instance_cache=True, use_listings_cache=False, config_kwargs={"retries": {"max_attempts": 3}},
     )
+
+
+def unreachable(endpoint: str, timeout: float = 5.0) -> str | None:
+    """Why a TCP connection to an endpoint URL's host and port fails, or None when it connects."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__

@@ -128,9 +128,14 @@ def fetch_source(dataset: DatasetConfig, s3: S3Settings, staging: Path) -> Path:
     return fetch_to_local(dataset.source, s3, staging, dataset.http.timeout_seconds, "source file", " (check dataset.source)", headers)
 
 
+def read_only_uri(path: Path) -> str:
+    """A read-only SQLite URI for a file, percent-encoded: a '#' or '?' in the path stays part of the name."""
+    return Path(path).resolve().as_uri() + "?mode=ro"
+
+
 def sqlite_tables(path: Path) -> list[str]:
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        with sqlite3.connect(read_only_uri(path), uri=True) as conn:
             rows = conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name").fetchall()
     except sqlite3.DatabaseError as exc:
         raise DataError(f"{path}: not a readable SQLite database ({exc})") from None
@@ -174,15 +179,19 @@ def scan_source(path: Path, fmt: str, table: str | None = None, separator: str =
         return pl.scan_csv(path, infer_schema=False, separator=separator)
     if fmt == "parquet":
         try:
-            pl.read_parquet_schema(path)
+            schema = pl.read_parquet_schema(path)
         except Exception as exc:  # pyarrow and polars raise different types for a corrupt file
             raise DataError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from None
+        nested = [f"{name} ({dtype})" for name, dtype in schema.items() if dtype.is_nested()]
+        if nested:
+            raise DataError(f"{path}: nested column(s) {', '.join(nested)}: the pipeline reads flat tables; "
+                            "flatten or drop them before ingest (e.g. one column per struct field)")
         return pl.scan_parquet(path)
     if fmt == "sqlite":
         name = choose_table(path, table)
         # The name was checked against sqlite_master above; quoting keeps odd names intact.
         query = 'SELECT * FROM "{}"'.format(name.replace('"', '""'))
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        with sqlite3.connect(read_only_uri(path), uri=True) as conn:
             frame = pl.read_database(query, conn, infer_schema_length=None)
         if frame.height == 0 and not allow_empty:
             raise DataError(f"{path}: table '{name}' has no rows")

@@ -15,7 +15,7 @@ from typing import Any
 from pipeline_core.config import PipelineConfig, S3Settings
 from pipeline_core.errors import StorageError
 from pipeline_io.atomic import write_bytes_atomic
-from pipeline_io.s3 import is_s3, polars_storage_options, s3_filesystem
+from pipeline_io.s3 import is_s3, polars_storage_options, s3_filesystem, s3_settings_from_env, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,11 @@ class Store:
         except Exception as exc:  # botocore raises many types for one cause
             raise StorageError(f"store.root {self.root}: cannot reach bucket '{bucket}' ({exc})") from None
         if not ok:
+            # s3fs reports an endpoint that does not answer as a missing bucket: tell them apart
+            endpoint = s3_settings_from_env(self.s3_settings)["endpoint"]
+            if endpoint and (why := unreachable(endpoint)):
+                raise StorageError(f"store.root {self.root}: the S3 endpoint {endpoint} does not answer ({why}); "
+                                   "start it, or fix store.s3.endpoint_url / AWS_ENDPOINT_URL")
             raise StorageError(f"store.root {self.root}: bucket '{bucket}' does not exist; create it or fix store.root")
 
     # -- reads -----------------------------------------------------------------------

@@ -127,6 +127,11 @@ def resolve_cleaning_spec(
     for raw, new in renames.items():
         types[new] = declared.get(new) or infer_type(sample.get_column(raw), cleaning.numeric_parse_threshold)
 
+    ranges = {resolve(k, f"cleaning.ranges.{k}"): r.model_dump() for k, r in cleaning.ranges.items()}
+    text_ranged = [f"{k} ({types[n]})" for k, n in zip(cleaning.ranges, ranges) if types[n] not in ("int", "float")]
+    if text_ranged:
+        raise ConfigError(f"cleaning.ranges: column(s) {', '.join(text_ranged)} in {source} are not numeric; a range needs numbers: "
+                          "remove the rule, use cleaning.allowed_values, or declare the column in cleaning.types")
     not_null = [resolve(c, "cleaning.not_null") for c in cleaning.not_null]
     for required in (target, id_column):
         if required and required not in not_null:
@@ -137,7 +142,7 @@ def resolve_cleaning_spec(
         types=types,
         value_maps={resolve(k, f"cleaning.value_maps.{k}"): {str(a): b for a, b in m.items()} for k, m in cleaning.value_maps.items()},
         not_null=not_null,
-        ranges={resolve(k, f"cleaning.ranges.{k}"): r.model_dump() for k, r in cleaning.ranges.items()},
+        ranges=ranges,
         allowed_values={resolve(k, f"cleaning.allowed_values.{k}"): list(v) for k, v in cleaning.allowed_values.items()},
         id_column=id_column,
         target=target,

@@ -1,0 +1,278 @@
+"""Bad inputs and faults as a user meets them: each is one line naming the culprit, its exit code, and nothing written.
+
+Exit codes (README): 2 config or argument, 3 data, 4 storage or environment, 6 model.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pipeline_cli.main import app
+from tests.servers import flaky_file_server, free_port
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output[-1500:]
+    return lines[0]
+
+
+# -- config: `config validate` catches what `run` would reject, before anything is written ---------------
+
+CONFIG_CASES = [
+    ("dataset.name=bad name!", "dataset.name"),
+    ("dataset.format=xlsx", "dataset.format"),
+    ("dataset.csv_separator=;;", "dataset.csv_separator"),
+    ("dataset.http.timeout_seconds=0", "dataset.http.timeout_seconds"),
+    ("dataset.http.retries=-1", "dataset.http.retries"),
+    ("dataset.http.headers_from_env={Authorization: 'not a var'}", "dataset.http.headers_from_env.Authorization"),
+    ("dataset.target=", "dataset.target"),
+    ("dataset.positive_label=[1, 2]", "dataset.positive_label"),
+    ("store.root=", "store.root"),
+    ("store.retention.days=-1", "store.retention.days"),
+    ("cleaning.max_failure_rate=2", "cleaning.max_failure_rate"),
+    ("cleaning.types={LIMIT_BAL: decimal}", "cleaning.types.LIMIT_BAL"),
+    ("cleaning.ranges={AGE: {min: 90, max: 10}}", "cleaning.ranges.AGE"),
+    ("cleaning.deduplicate=perhaps", "cleaning.deduplicate"),
+    ("features.set=nope", "features.set"),
+    ("features.missing_indicators=some", "features.missing_indicators"),
+    ("preprocessing.max_categories=0", "preprocessing.max_categories"),
+    ("preprocessing.encoder=label", "preprocessing.encoder"),
+    ("training.test_size=0", "training.test_size"),
+    ("training.test_size=1.5", "training.test_size"),
+    ("training.seed=abc", "training.seed"),
+    ("training.primary_metric=auc", "training.primary_metric"),
+    ("training.tie_breakers=[nope]", "training.tie_breakers"),
+    ("training.models={svm: {}}", "unknown model(s) ['svm']"),
+    ("training.models={logistic_regression: {enabled: false}, lightgbm: {enabled: false}, xgboost: {enabled: false}, "
+     "random_forest: {enabled: false}}", "no model is enabled"),
+    ("training.models.xgboost.search_space={max_depth: {type: int, low: 5, high: 2}}", "training.models.xgboost.search_space.max_depth"),
+    ("training.models.xgboost.search_space={eta: {type: float, low: 0, high: 1, log: true}}", "a log scale needs low > 0"),
+    ("training.models.xgboost.search_space={booster: {type: categorical, choices: []}}", "needs a non-empty choices list"),
+    ("training.models.xgboost.search_space={depth: {type: normal}}", "type must be int, float or categorical"),
+    ("training.tuning.cv_folds=1", "training.tuning.cv_folds"),
+    ("training.tuning.n_trials=0", "training.tuning.n_trials"),
+    ("training.tuning.storage=notadb://x", "unknown storage scheme 'notadb'"),
+    ("training.tuning.n_workers=0", "training.tuning.n_workers"),
+    ("training.threshold.objective=precision", "training.threshold.objective"),
+    ("training.threshold.fp_cost=-1", "training.threshold.fp_cost"),
+    ("training.time_budget_seconds=-5", "training.time_budget_seconds"),
+    ("training.calibration=platt", "training.calibration"),
+    ("training.preset=turbo", "training.preset"),
+    ("training.register=some", "training.register"),
+    ("training.ensemble=maybe", "training.ensemble"),
+    ("training.n_jobs=0", "training.n_jobs"),
+    ("training.concurrency.task_runner=ray", "training.concurrency.task_runner"),
+    ("training.concurrency.max_models=0", "training.concurrency.max_models"),
+    ("training.export_dir=s3://b/x", "training.export_dir"),
+    ("mlflow.registered_model=a/b", "mlflow.registered_model"),
+    ("mlflow.registered_model=team@model", "mlflow.registered_model"),
+    ("mlflow.min_metrics={auc: 0.5}", "mlflow.min_metrics.auc"),
+    ("mlflow.min_metrics={roc_auc: 1.5}", "roc_auc: 1.5 is outside the metric's range [0, 1]"),
+    ("mlflow.min_metrics={mcc: -2}", "mcc: -2.0 is outside the metric's range [-1, 1]"),
+    ("inference.chunk_size=0", "inference.chunk_size"),
+    ("inference.model_alias=", "inference.model_alias"),
+    ("monitoring.psi_warn=-1", "monitoring.psi_warn"),
+    ("monitoring.ks_alert=2", "monitoring.ks_alert"),
+    ("monitoring.min_rows=0", "monitoring.min_rows"),
+    ("bogus.key=1", "unknown key 'bogus'"),
+    ("training.tuning.bogus=1", "unknown key 'training.tuning.bogus'"),
+    ("no-equals-sign", "--set"),
+]
+
+
+@pytest.mark.parametrize("override, culprit", CONFIG_CASES, ids=[c[0][:60] for c in CONFIG_CASES])
+def test_bad_config_value_is_one_line_exit_2_and_run_writes_nothing(tmp_path, credit_config, override, culprit):
+    checked = invoke("config", "validate", "--config", credit_config, "--set", override)
+    assert checked.exit_code == 2, checked.output
+    assert culprit in one_line(checked)
+    ran = invoke("run", "--config", credit_config, "--set", override)
+    assert ran.exit_code == 2 and one_line(ran) == one_line(checked)
+    assert not (tmp_path / "store").exists()
+
+
+# -- data: the source is read, refused with the file or column named, and the store is left as it was --------
+
+def _csv(tmp: Path, name: str, frame: pl.DataFrame) -> Path:
+    frame.write_csv(tmp / name)
+    return tmp / name
+
+
+def _sqlite(tmp: Path, name: str, tables: dict[str, pl.DataFrame]) -> Path:
+    path = tmp / name
+    with sqlite3.connect(path) as conn:
+        for table, frame in tables.items():
+            frame.to_pandas().to_sql(table, conn, index=False)
+    return path
+
+
+def _data_cases(tmp: Path, credit: pl.DataFrame) -> dict[str, tuple[list[str], int, str]]:
+    """{case: (overrides, exit code, text the one line must hold)}"""
+    head = credit.head(400)
+    (tmp / "empty.csv").write_text("")
+    (tmp / "header.csv").write_text(",".join(head.columns) + "\n")
+    (tmp / "dup.csv").write_text("ID,AGE,AGE\n1,30,31\n")
+    (tmp / "garbage.csv").write_bytes(bytes(range(256)) * 40)
+    (tmp / "notparquet.parquet").write_text("plain text, not parquet")
+    head.write_parquet(tmp / "whole.parquet")
+    (tmp / "trunc.parquet").write_bytes((tmp / "whole.parquet").read_bytes()[:300])
+    pl.DataFrame({"a": [[1, 2], [3]], "b": [{"x": 1}, {"x": 2}], "y": [0, 1]}).write_parquet(tmp / "nested.parquet")
+    (tmp / "data.xlsx").write_text("x")
+    (tmp / "folder.csv").mkdir()
+    (tmp / "notsqlite.db").write_text("not a database")
+    with sqlite3.connect(tmp / "notables.sqlite") as conn:  # a database file whose only table was dropped
+        conn.execute("CREATE TABLE t (x)")
+        conn.execute("DROP TABLE t")
+    _sqlite(tmp, "two.sqlite", {"a": head, "b": head})
+    target = "default payment next month"
+    return {
+        "missing file": ([f"dataset.source={tmp / 'nope.csv'}"], 3, "nope.csv: source file not found"),
+        "folder": ([f"dataset.source={tmp / 'folder.csv'}"], 3, "folder.csv: source file is not a file"),
+        "empty csv": ([f"dataset.source={tmp / 'empty.csv'}"], 3, "empty.csv: file is empty"),
+        "header only": ([f"dataset.source={tmp / 'header.csv'}"], 3, "header.csv: CSV has a header but no rows"),
+        "duplicated header": ([f"dataset.source={tmp / 'dup.csv'}"], 3, "column 'AGE' appears more than once"),
+        "not utf-8": ([f"dataset.source={tmp / 'garbage.csv'}"], 3, "garbage.csv: not a readable CSV file"),
+        "not parquet": ([f"dataset.source={tmp / 'notparquet.parquet'}"], 3, "notparquet.parquet: not a readable Parquet file"),
+        "truncated parquet": ([f"dataset.source={tmp / 'trunc.parquet'}"], 3, "trunc.parquet: not a readable Parquet file"),
+        "nested parquet": ([f"dataset.source={tmp / 'nested.parquet'}"], 3, "nested column(s) a (List(Int64)), b (Struct"),
+        "unknown extension": ([f"dataset.source={tmp / 'data.xlsx'}"], 3, "data.xlsx: cannot tell the format"),
+        "not sqlite": ([f"dataset.source={tmp / 'notsqlite.db'}"], 3, "notsqlite.db: not a readable SQLite database"),
+        "sqlite without tables": ([f"dataset.source={tmp / 'notables.sqlite'}"], 3, "SQLite database has no tables"),
+        "sqlite, several tables": ([f"dataset.source={tmp / 'two.sqlite'}"], 3, "several tables ['a', 'b']; set dataset.table"),
+        "sqlite, no such table": ([f"dataset.source={tmp / 'two.sqlite'}", "dataset.table=c"], 3, "no table 'c' (dataset.table)"),
+        "reserved _source": ([f"dataset.source={_csv(tmp, 'r1.csv', head.with_columns(pl.lit('x').alias('_source')))}"], 3,
+                             "column(s) _source have names the pipeline uses"),
+        "reserved _batch_id": ([f"dataset.source={_csv(tmp, 'r2.csv', head.with_columns(pl.lit('x').alias('_batch_id')))}"], 3,
+                               "column(s) _batch_id have names the pipeline uses"),
+        "reserved prediction": ([f"dataset.source={_csv(tmp, 'r3.csv', head.with_columns(pl.lit(1).alias('prediction')))}"], 3,
+                                "column(s) prediction have names the pipeline uses"),
+        "reserved probability": ([f"dataset.source={_csv(tmp, 'r4.csv', head.with_columns(pl.lit(0.5).alias('probability')))}"], 3,
+                                 "column(s) probability have names the pipeline uses"),
+        "s3 endpoint down": (["store.root=s3://bucket/store", f"store.s3.endpoint_url=http://127.0.0.1:{free_port()}"], 4,
+                             "does not answer"),
+        "header token not exported": (["dataset.source=http://127.0.0.1:9/credit.csv",
+                                       "dataset.http.headers_from_env={X-Token: PIPELINE_TEST_UNSET_TOKEN}"], 2,
+                                      "header X-Token (from PIPELINE_TEST_UNSET_TOKEN) not set"),
+        # found by silver, after bronze committed the batch: silver and gold stay absent
+        "target missing": ([f"dataset.source={_csv(tmp, 't1.csv', head.drop(target))}"], 3,
+                           f"dataset.target column '{target}' is missing"),
+        "id missing": ([f"dataset.source={_csv(tmp, 't2.csv', head.drop('ID'))}"], 3, "dataset.id_column column 'ID' is missing"),
+        "range on text": ([f"dataset.source={_csv(tmp, 't3.csv', head.with_columns(pl.lit('paris').alias('city')))}",
+                           "cleaning.ranges={city: {min: 0, max: 3}}"], 2, "cleaning.ranges: column(s) city (str)"),
+        "columns collide": ([f"dataset.source={_csv(tmp, 't4.csv', head.rename({'LIMIT_BAL': 'A B'}).with_columns(pl.lit(1).alias('a_b')))}"],
+                            3, "columns 'A B' and 'a_b' both become 'a_b'"),
+        "single class": ([f"dataset.source={_csv(tmp, 't5.csv', head.with_columns(pl.lit('0').alias(target)))}"], 3,
+                         "has a single class ['0']; a classifier needs both classes"),
+        "three classes": ([f"dataset.source={_csv(tmp, 't6.csv', head.with_columns((pl.col('ID').cast(pl.Int64) % 3).cast(pl.String).alias(target)))}"],
+                          3, "has 3 classes ['0', '1', '2']; only binary targets are supported"),
+        "unknown rename": (["cleaning.rename={NOPE: x}"], 2, "cleaning.rename: column(s) ['NOPE'] not in"),
+        "unknown not_null column": (["cleaning.not_null=[NOPE]"], 2, "cleaning.not_null: column 'NOPE' not found"),
+    }
+
+
+@pytest.fixture(scope="module")
+def data_cases(tmp_path_factory, demo_dir):
+    tmp = tmp_path_factory.mktemp("bad-data")
+    credit = pl.read_csv(demo_dir / "credit.csv", infer_schema=False)
+    return _data_cases(tmp, credit)
+
+
+DATA_CASE_NAMES = ["missing file", "folder", "empty csv", "header only", "duplicated header", "not utf-8", "not parquet",
+                   "truncated parquet", "nested parquet", "unknown extension", "not sqlite", "sqlite without tables",
+                   "sqlite, several tables", "sqlite, no such table", "reserved _source", "reserved _batch_id", "reserved prediction",
+                   "reserved probability", "s3 endpoint down", "header token not exported", "target missing", "id missing",
+                   "range on text", "columns collide", "single class", "three classes", "unknown rename", "unknown not_null column"]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.parametrize("case", DATA_CASE_NAMES)
+def test_bad_source_is_one_line_with_its_exit_code_and_no_layer_written(tmp_path, credit_config, data_cases, case):
+    overrides, code, text = data_cases[case]
+    args = [a for o in overrides for a in ("--set", o)]
+    result = invoke("run", "--config", credit_config, "--through", "gold", *args)
+    assert result.exit_code == code, result.output[-1500:]
+    assert text in one_line(result)
+    store = Path(yaml.safe_load(credit_config.read_text())["store"]["root"])
+    # the class count is gold's check: silver holds the cleaned rows by then
+    for layer in ("gold",) if case.endswith("class") or case.endswith("classes") else ("silver", "gold"):
+        assert not list((store / layer).rglob("_delta_log")), f"{layer} was written"
+
+
+# -- predict: a refused batch writes no output, no quarantine and no temporary file ---------------------------
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, prefect_harness, demo_dir):
+    from tests.conftest import shipped_config
+
+    tmp = tmp_path_factory.mktemp("predict-faults")
+    config = shipped_config("credit_default", demo_dir / "credit.csv", tmp)
+    quick = ["training.models={logistic_regression: {}}", "training.tuning.n_trials=2", "training.tuning.cv_folds=3",
+             "mlflow.min_metrics={}"]
+    result = invoke("run", "--config", config, "--quiet", *[a for o in quick for a in ("--set", o)])
+    assert result.exit_code == 0, result.output
+    head = pl.read_csv(demo_dir / "credit.csv", infer_schema=False).head(300)
+    inputs = tmp / "inputs"
+    inputs.mkdir()
+    head.drop("AGE").write_csv(inputs / "no_age.csv")
+    head.head(0).write_csv(inputs / "empty.csv")
+    head.write_parquet(inputs / "records.parquet")
+    (inputs / "trunc.parquet").write_bytes((inputs / "records.parquet").read_bytes()[:200])
+    pl.DataFrame({"a": [[1]], "ID": [1]}).write_parquet(inputs / "nested.parquet")
+    head.write_csv(inputs / "records.csv")
+    (inputs / "records.xlsx").write_text("x")
+    return config, inputs
+
+
+PREDICT_CASES = {
+    "missing column": (["{in}/no_age.csv", "{out}/p.parquet"], 3, "missing required column(s) AGE"),
+    "no rows": (["{in}/empty.csv", "{out}/p.parquet"], 3, "no rows to score; pass --allow-empty"),
+    "input is output": (["{in}/records.parquet", "{in}/records.parquet"], 2, "is the INPUT"),
+    "output not parquet": (["{in}/records.csv", "{out}/p.csv"], 2, "give a path ending in .parquet"),
+    "output under /proc": (["{in}/records.csv", "/proc/p.parquet"], 4, "/proc/p.parquet: cannot write in /proc"),
+    "input missing": (["{in}/nope.csv", "{out}/p.parquet"], 3, "nope.csv: input file not found"),
+    "input truncated": (["{in}/trunc.parquet", "{out}/p.parquet"], 3, "trunc.parquet: not a readable Parquet file"),
+    "input nested": (["{in}/nested.parquet", "{out}/p.parquet"], 3, "nested column(s) a (List(Int64))"),
+    "input format unknown": (["{in}/records.xlsx", "{out}/p.parquet"], 3, "records.xlsx: cannot tell the format"),
+    "model URI scheme": (["{in}/records.csv", "{out}/p.parquet", "--model", "model.pkl"], 2, "use models:/<name>/<version>"),
+    "alias unknown": (["{in}/records.csv", "{out}/p.parquet", "--model", "models:/credit-default-classifier@nope"], 6,
+                      "has no version with alias 'nope'"),
+    "version unknown": (["{in}/records.csv", "{out}/p.parquet", "--model", "models:/credit-default-classifier/99"], 6,
+                        "models:/credit-default-classifier/99: cannot load it"),
+    "model unknown": (["{in}/records.csv", "{out}/p.parquet", "--model", "models:/no-such-model@champion"], 6,
+                      "model 'no-such-model' has no version with alias 'champion'"),
+    "run unknown": (["{in}/records.csv", "{out}/p.parquet", "--model", "runs:/0123456789abcdef/model"], 6, "cannot load it"),
+    "http 404": (["{url}", "{out}/p.parquet"], 4, "HTTP 404"),
+}
+
+
+@pytest.mark.parametrize("case", list(PREDICT_CASES))
+def test_refused_batch_is_one_line_and_leaves_no_output(tmp_path, trained, demo_dir, case):
+    config, inputs = trained
+    args, code, text = PREDICT_CASES[case]
+    out = tmp_path / "out"
+    out.mkdir()
+    before = {p: p.read_bytes() for p in inputs.iterdir()}
+    with flaky_file_server(demo_dir / "credit.csv", status=404) as (url, _):
+        filled = [a.format(**{"in": inputs, "out": out, "url": url}) for a in args]
+        result = invoke("predict", "--config", config, *filled)
+    assert result.exit_code == code, result.output[-1500:]
+    assert text in one_line(result)
+    assert list(out.iterdir()) == []  # no predictions, quarantine, drift report or temporary file
+    assert {p: p.read_bytes() for p in inputs.iterdir()} == before
