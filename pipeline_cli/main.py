@@ -19,7 +19,6 @@ app = typer.Typer(
     name="pipeline-cli",
     help="Config-driven tabular binary-classification pipeline: bronze -> silver -> gold on Prefect.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 config_app = typer.Typer(help="Check a config file or print its JSON Schema.", no_args_is_help=True)
@@ -30,6 +29,20 @@ store_app = typer.Typer(help="The store's Delta tables: commit history and vacuu
 app.add_typer(demo_app, name="demo-data")
 app.add_typer(models_app, name="models")
 app.add_typer(store_app, name="store")
+
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"pipeline-cli {version('tabular-pipeline')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                               help="Print the installed version and exit.")] = False) -> None:
+    """Config-driven tabular binary-classification pipeline: bronze -> silver -> gold on Prefect."""
+
 
 ConfigOpt = Annotated[str, typer.Option("--config", "-c", help="Pipeline YAML config.")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: KEY.PATH=VALUE (repeatable).")]
@@ -146,8 +159,10 @@ def run(config: ConfigOpt, set_: SetOpt = None, through: ThroughOpt = "training"
 
 
 # The stage names of the design documents, kept as aliases.
+app.command("gold", help="Alias of `features` (builds the gold layer).")(features)
 app.command("feature-pipeline", help="Alias of `features`.")(features)
 app.command("training-pipeline", help="Alias of `train`.")(train)
+app.command("pipeline", help="Alias of `run`.")(run)
 app.command("full-pipeline", help="Alias of `run`.")(run)
 
 # Deployments of prefect.yaml and a local server for them (pipeline_cli/orchestration.py).

@@ -26,8 +26,16 @@ def invoke(*args):
 def test_help_lists_every_command():
     result = invoke("--help")
     assert result.exit_code == 0
-    for command in ("bronze", "silver", "features", "feature-pipeline", "run", "full-pipeline", "config", "demo-data"):
+    for command in ("bronze", "silver", "features", "gold", "feature-pipeline", "run", "pipeline", "full-pipeline", "config", "demo-data"):
         assert command in result.stdout
+    assert "--install-completion" in result.stdout
+
+
+def test_version_is_the_installed_one():
+    from importlib.metadata import version
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout == f"pipeline-cli {version('tabular-pipeline')}\n"
 
 
 def test_help_does_not_import_the_heavy_stack():
