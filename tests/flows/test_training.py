@@ -86,10 +86,10 @@ def test_unknown_model_name_lists_allowed():
 def test_invalid_search_space_names_key(space, message):
     from pipeline_core.modeling.training import check_training_config
 
-    cfg = parse_config({"dataset": {"name": "d", "source": "x.csv", "target": "y"},
-                        "training": {"models": {"logistic_regression": {"search_space": space}}}})
+    # refused when the config is read (so `config validate` catches it), before any training
     with pytest.raises(ConfigError, match=f"training.models.logistic_regression.search_space.*{message}"):
-        check_training_config(cfg)
+        check_training_config(parse_config({"dataset": {"name": "d", "source": "x.csv", "target": "y"},
+                                            "training": {"models": {"logistic_regression": {"search_space": space}}}}))
 
 
 def test_unknown_metric_names_are_config_errors_and_the_schema_lists_the_metrics():
