@@ -359,6 +359,14 @@ def models_promote(
     _registry("models-promote", config, set_, json_, debug, lambda t, c: t.promote(c, name, version, reason), "mapping")
 
 
+@models_app.command("rollback", help="Move champion back to the previous champion (recorded in the history).")
+def models_rollback(
+    name: str, config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False,
+    reason: Annotated[str, typer.Option("--reason", help="Why; kept in the history.")] = "manual rollback",
+) -> None:
+    _registry("models-rollback", config, set_, json_, debug, lambda t, c: t.rollback(c, name, reason), "mapping")
+
+
 RowsOpt = Annotated[int, typer.Option("--rows", "-n", min=10, help="Number of rows (before a few injected duplicates).")]
 SeedOpt = Annotated[int, typer.Option("--seed", "-s", help="Random seed: same seed, same file.")]
 

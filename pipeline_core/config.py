@@ -270,10 +270,20 @@ class TrainingConfig(StrictModel):
         return v
 
 
+class PromotionConfig(StrictModel):
+    """How sure the gate must be that a challenger beats the champion (both scored on the same holdout)."""
+
+    min_improvement: float = Field(0.0, ge=0, description="The primary metric must improve by more than this (in its own units).")
+    confidence: float = Field(0.95, ge=0, lt=1, description="Confidence of the paired bootstrap interval whose lower end must clear "
+                                                            "min_improvement; 0 = a plain comparison of the two scores.")
+    resamples: int = Field(1000, ge=100, le=100_000, description="Bootstrap resamples of the holdout rows.")
+
+
 class MlflowConfig(StrictModel):
     tracking_uri: OptionalLocation = Field(None, description="Default: sqlite:///<store.root>/mlflow.db (or ./results/mlflow.db for an s3 store).")
     experiment: str | None = Field(None, description="Default: the dataset name.")
     registered_model: str | None = Field(None, description="Default: <dataset name>-classifier. No '/', ':' or '@'.")
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     min_metrics: dict[Metric, float] = Field(
         default_factory=dict, description="Holdout bounds a model must meet to become champion: minimums, maximums for fpr, fnr, brier, ece.")
 

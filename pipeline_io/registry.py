@@ -143,11 +143,12 @@ def champion_version(client: Any, name: str) -> Any | None:
         return None
 
 
-def record_alias(client: Any, name: str, alias: str, version: str, metrics: dict[str, float], reason: str) -> dict[str, Any]:
+def record_alias(client: Any, name: str, alias: str, version: str, metrics: dict[str, float], reason: str,
+                 **facts: str) -> dict[str, Any]:
     """Move an alias and keep the move as a tag of the version (one tag per move, never rewritten)."""
     client.set_registered_model_alias(name, alias, version)
     entry = {"at": datetime.now(timezone.utc).isoformat(), "alias": alias, "version": str(version),
-             "metrics": {k: round(v, 6) for k, v in metrics.items()}, "reason": reason}
+             "metrics": {k: round(v, 6) for k, v in metrics.items()}, "reason": reason, **facts}
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     client.set_model_version_tag(name, version, f"{HISTORY_PREFIX}{stamp}:{alias}", json.dumps(entry))
     return entry
@@ -159,6 +160,37 @@ def alias_history(client: Any, name: str) -> list[dict[str, Any]]:
     for mv in client.search_model_versions(f"name = '{name}'"):
         entries += [json.loads(v) for k, v in mv.tags.items() if k.startswith(HISTORY_PREFIX)]
     return sorted(entries, key=lambda e: e["at"])
+
+
+def champion_line(history: list[dict[str, Any]]) -> list[str]:
+    """The champions in the order they took over, with rolled-back ones taken off: the last is the
+    current champion, the one before it is where a rollback goes."""
+    line: list[str] = []
+    for entry in history:
+        if entry["alias"] != CHAMPION:
+            continue
+        if entry.get("rollback_of") is not None and line and line[-1] == entry["rollback_of"]:
+            line.pop()
+        if not line or line[-1] != entry["version"]:
+            line.append(entry["version"])
+    return line
+
+
+def rollback(client: Any, name: str, reason: str) -> dict[str, Any]:
+    """Move `champion` back to the previous champion, kept in the history as a rollback."""
+    current = champion_version(client, name)
+    if current is None:
+        raise ModelError(f"model '{name}' has no champion to roll back; `pipeline-cli models list` shows the names")
+    line = champion_line(alias_history(client, name))
+    if len(line) < 2 or line[-1] != str(current.version):
+        raise ModelError(f"model '{name}': version {current.version} is the only champion it has had; nothing to roll back to "
+                         f"(`pipeline-cli models promote {name} VERSION` picks one by hand)")
+    target = line[-2]
+    mv = client.get_model_version(name, target)
+    metrics = client.get_run(mv.tags.get("run_id") or mv.run_id).data.metrics
+    entry = record_alias(client, name, CHAMPION, target, {k: v for k, v in metrics.items() if "_at_" not in k},
+                         f"rollback from version {current.version}: {reason}", rollback_of=str(current.version))
+    return {**entry, "previous": str(current.version)}
 
 
 def list_models(client: Any) -> list[dict[str, Any]]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from prefect.logging import get_run_logger
 from pipeline_core.config import PipelineConfig
 from pipeline_core.modeling.holdout import TrainingData, raw_holdout
 from pipeline_core.modeling.metrics import classification_metrics
-from pipeline_core.modeling.promotion import gate_decision
+from pipeline_core.modeling.promotion import gate_decision, paired_bootstrap
 from pipeline_io import model_integrity, registry
 from pipeline_io.readers import load_training_data
 from pipeline_io.store import open_store
@@ -31,8 +33,10 @@ def lineage_tags(data: TrainingData) -> dict[str, str]:
             "feature_version": meta["feature_version"]}
 
 
-def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[dict[str, Any]], parent_run_id: str) -> dict[str, Any]:
-    """Register the best model as `challenger`; move `champion` only through the gate."""
+def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[dict[str, Any]], parent_run_id: str,
+                      candidate_probabilities: Any = None) -> dict[str, Any]:
+    """Register the best model as `challenger`; move `champion` only through the gate (with the candidate's
+    holdout probabilities, a paired bootstrap against the champion's on the same rows)."""
     import mlflow
 
     cfg = config.training
@@ -41,14 +45,19 @@ def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[d
     client = mlflow.MlflowClient()
     holdout = raw_holdout(data)
     current = registry.champion_version(client, name)
-    champion_metrics = None
+    champion_metrics, evidence = None, None
     if current is not None and current.tags.get("refit_full") == "true":
         # a champion refitted on all rows has seen this holdout: compare with its holdout scores from before the refit
         champion_metrics = dict(client.get_run(current.tags["holdout_run_id"]).data.metrics)
     elif current is not None:
         champion = model_integrity.load_verified(client, name, str(current.version), f"models:/{name}@{registry.CHAMPION}")
         proba = champion.predict(holdout)["probability"].to_numpy()
-        champion_metrics = classification_metrics(data.split.y_test, proba, float(current.tags.get("threshold", 0.5)))
+        champion_threshold = float(current.tags.get("threshold", 0.5))
+        champion_metrics = classification_metrics(data.split.y_test, proba, champion_threshold)
+        gate = config.mlflow.promotion
+        if gate.confidence > 0 and candidate_probabilities is not None:
+            evidence = paired_bootstrap(data.split.y_test, candidate_probabilities, proba, cfg.primary_metric,
+                                        (best["threshold"], champion_threshold), gate.confidence, gate.resamples, cfg.seed)
     with quiet_stderr() as said:
         version = mlflow.register_model(best["model_uri"], name)
     log.info("%s", said.getvalue().strip())
@@ -62,12 +71,15 @@ def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[d
     for key, value in lineage_tags(data).items():  # which gold version (and table) the model learnt from
         client.set_model_version_tag(name, version.version, key, value)
     registry.record_alias(client, name, registry.CHALLENGER, version.version, best["metrics"], "best model of this training run")
-    promote, reason = gate_decision(best["metrics"], champion_metrics, cfg.primary_metric, config.mlflow.min_metrics)
+    promote, reason = gate_decision(best["metrics"], champion_metrics, cfg.primary_metric, config.mlflow.min_metrics,
+                                    evidence, config.mlflow.promotion.min_improvement)
+    if evidence is not None:  # the interval the decision rests on, kept with the version it judged
+        client.set_model_version_tag(name, version.version, "gate_evidence", json.dumps({**asdict(evidence), "champion": str(current.version)}))
     if promote:
         registry.record_alias(client, name, registry.CHAMPION, version.version, best["metrics"], reason)
     client.set_tag(parent_run_id, "registry_outcome", ("promoted: " if promote else "not promoted: ") + reason)
     return {"registered_model": name, "version": str(version.version), "best_model": best["name"], "promoted": promote,
-            "reason": reason, "champion_version": str(version.version) if promote else (str(current.version) if current else None),
+            "reason": reason, "evidence": asdict(evidence) if evidence else None, "champion_version": str(version.version) if promote else (str(current.version) if current else None),
             "leaderboard": [{k: r[k] for k in ("rank", "name", "metrics", "threshold", "cv_mean", "cv_std", "run_id", "seconds")} for r in ranked]}
 
 
@@ -106,7 +118,8 @@ def log_leaderboard(ranked: list[dict[str, Any]], primary: str) -> None:
 
 
 @task(name="register-best", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def register_best(config: PipelineConfig, ranked: list[dict[str, Any]], parent_run_id: str, gold_version: int) -> dict[str, Any]:
+def register_best(config: PipelineConfig, ranked: list[dict[str, Any]], parent_run_id: str, gold_version: int,
+                  candidate_probabilities: list[float] | None = None) -> dict[str, Any]:
     import mlflow
 
     registry.connect(config)
@@ -115,7 +128,7 @@ def register_best(config: PipelineConfig, ranked: list[dict[str, Any]], parent_r
         log_leaderboard(ranked, config.training.primary_metric)
         mlflow.log_dict(config.model_dump(mode="json", by_alias=True), "config_snapshot.json")
         mlflow.log_dict(data.metadata["feature_spec"], "feature_spec.json")
-    outcome = register_and_gate(config, data, ranked, parent_run_id)
+    outcome = register_and_gate(config, data, ranked, parent_run_id, candidate_probabilities)
     if config.training.registration == "all":
         outcome["model_versions"] = register_each(config, data, ranked)
     from prefect.artifacts import create_table_artifact

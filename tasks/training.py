@@ -319,7 +319,7 @@ def train_stage(config: PipelineConfig, input_fingerprint: str, as_of: str | Non
         if config.training.refit_full:
             ranked[0] = refit_on_all_rows(config, ranked[0], parent_id, experiment_id, gold["version"])
         slim = [{k: v for k, v in r.items() if k not in ("holdout_probabilities", "pipeline", "oof")} for r in ranked]
-        outcome = register_best(config, slim, parent_id, gold["version"])
+        outcome = register_best(config, slim, parent_id, gold["version"], ranked[0].get("holdout_probabilities"))
         if config.training.export_dir:
             export_path = export_model(config, outcome, slim)
     except BaseException:

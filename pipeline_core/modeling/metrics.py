@@ -7,6 +7,7 @@ warnings, so a leaderboard can always rank and compare models.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -178,3 +179,17 @@ def choose_threshold(
         chosen = _cost_threshold(y_true, y_prob, fp_cost, fn_cost)
     log.debug("threshold %.4f chosen by objective %s", chosen, objective)
     return chosen
+
+
+def metric_function(name: str) -> Callable[[np.ndarray, np.ndarray, float], float]:
+    """One metric as ``f(y_true, y_prob, threshold)``, for the many evaluations of a bootstrap
+    (`classification_metrics` computes all of them)."""
+    scores: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+        "roc_auc": lambda y, p: float(roc_auc_score(y, p)),
+        "pr_auc": lambda y, p: float(average_precision_score(y, p)),
+        "brier": lambda y, p: float(brier_score_loss(y, p, labels=[0, 1])),
+        "ece": expected_calibration_error,
+    }
+    if name in scores:
+        return lambda y, p, threshold: scores[name](y, p)
+    return lambda y, p, threshold: classification_metrics(y, p, threshold)[name]

@@ -3,8 +3,50 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any, Callable
 
+import numpy as np
+
+from pipeline_core.modeling.metrics import metric_function
 from pipeline_core.modeling.selection import LOWER_IS_BETTER
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """How much better the candidate scores than the champion on the same holdout rows, with a
+    paired bootstrap interval: positive is better, whichever way the metric points."""
+
+    metric: str
+    delta: float
+    low: float
+    high: float
+    confidence: float
+    resamples: int
+
+    def describe(self) -> str:
+        return (f"{self.metric} {self.delta:+.4f} against the champion "
+                f"({self.confidence:.0%} interval {self.low:+.4f} to {self.high:+.4f}, paired bootstrap of {self.resamples})")
+
+
+def paired_bootstrap(y_true: Any, candidate: Any, champion: Any, metric: str, thresholds: tuple[float, float],
+                     confidence: float = 0.95, resamples: int = 1000, seed: int = 0) -> Evidence:
+    """The candidate's improvement over the champion on one holdout, resampling rows for both at once
+    (each resample scores the same rows with both models, so their shared noise cancels)."""
+    from scipy.stats import bootstrap
+
+    score: Callable[[np.ndarray, np.ndarray, float], float] = metric_function(metric)
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    y, new, old = (np.asarray(a, dtype=float) for a in (y_true, candidate, champion))
+
+    def improvement(y_: np.ndarray, new_: np.ndarray, old_: np.ndarray) -> float:
+        return sign * (score(y_, new_, thresholds[0]) - score(y_, old_, thresholds[1]))
+
+    observed = improvement(y, new, old)
+    result = bootstrap((y, new, old), improvement, paired=True, vectorized=False, n_resamples=resamples,
+                       confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
+    low, high = result.confidence_interval
+    return Evidence(metric, float(observed), float(low), float(high), confidence, resamples)
 
 
 def _meets(value: float | None, bound: float, metric: str) -> bool:
@@ -15,14 +57,23 @@ def _meets(value: float | None, bound: float, metric: str) -> bool:
 
 
 def gate_decision(candidate: dict[str, float], champion: dict[str, float] | None, primary: str,
-                  minimums: dict[str, float]) -> tuple[bool, str]:
-    """Promote only a model that meets every bound and beats the champion on the primary metric."""
+                  minimums: dict[str, float], evidence: Evidence | None = None, min_improvement: float = 0.0) -> tuple[bool, str]:
+    """Promote only a model that meets every bound and beats the champion on the primary metric.
+
+    With ``evidence`` (a paired bootstrap on the same holdout) it must beat it by more than
+    ``min_improvement`` at the evidence's confidence: the interval's lower end is above it. Without
+    (the champion's holdout scores are all there is), a plain comparison of the two scores decides.
+    """
     missed = [f"{k}={candidate.get(k, float('nan')):.4f} {'>' if k in LOWER_IS_BETTER else '<'} {v}"
               for k, v in minimums.items() if not _meets(candidate.get(k), v, k)]
     if missed:
         return False, "below the configured minimum: " + ", ".join(missed)
     if champion is None:
         return True, "no champion yet and every minimum met"
+    if evidence is not None:
+        if evidence.low > min_improvement:
+            return True, f"{evidence.describe()}: better by more than {min_improvement:g}"
+        return False, f"{evidence.describe()}: not better by more than {min_improvement:g} at that confidence"
     better = candidate[primary] < champion[primary] if primary in LOWER_IS_BETTER else candidate[primary] > champion[primary]
     if better:
         return True, f"{primary} {candidate[primary]:.4f} beats the champion's {champion[primary]:.4f} on this holdout"

@@ -186,8 +186,15 @@ def test_training_registers_and_promotes(trained):
 def test_same_inputs_same_metrics_and_gate_keeps_champion(trained):
     _, first, second, third = trained
     assert [m["metrics"] for m in second["models"]] == [m["metrics"] for m in first["models"]]
-    assert second["version"] == "2" and not second["promoted"] and "does not beat" in second["reason"]
+    assert second["version"] == "2" and not second["promoted"] and "not better by more than 0 at that confidence" in second["reason"]
     assert second["champion_version"] == "1"
+    # the same model scored twice on the same rows: improvement 0, and so is every resample of it
+    evidence = second["evidence"]
+    assert (evidence["metric"], evidence["delta"], evidence["low"], evidence["high"]) == ("roc_auc", 0.0, 0.0, 0.0)
+    from mlflow import MlflowClient
+
+    tags = MlflowClient().get_model_version(second["registered_model"], "2").tags
+    assert json.loads(tags["gate_evidence"]) == {**evidence, "champion": "1"}
     assert third["version"] == "3" and not third["promoted"] and "below the configured minimum" in third["reason"]
 
 
@@ -379,6 +386,16 @@ def test_models_commands(trained, monkeypatch, tmp_path):
     assert (history[-1]["alias"], history[-1]["version"], history[-1]["reason"]) == ("champion", "2", "rollback drill")
     missing = run(app, ["models", "promote", name, "9", "--config", str(config)])
     assert missing.exit_code == 6 and "has no version 9" in missing.stderr
+    # rollback: champion goes back to the one before, and the move says what it undid
+    rolled = run(app, ["models", "rollback", name, "--config", str(config), "--reason", "live recall fell", "--json"])
+    assert rolled.exit_code == 0, rolled.output
+    entry = json.loads(rolled.stdout)["result"]
+    assert (entry["version"], entry["previous"], entry["rollback_of"]) == ("1", "2", "2")
+    assert entry["reason"] == "rollback from version 2: live recall fell"
+    listed = json.loads(run(app, ["models", "list", "--config", str(config), "--json"]).stdout)["result"]
+    assert listed[0]["aliases"]["champion"] == "1"
+    again = run(app, ["models", "rollback", name, "--config", str(config)])
+    assert again.exit_code == 6 and "version 1 is the only champion it has had" in again.stderr
 
 
 @pytest.mark.parametrize("model", ["logistic_regression", "random_forest", "xgboost", "lightgbm", "hist_gradient_boosting", "extra_trees"])
