@@ -86,3 +86,64 @@ def publish_staged(local: Path, uri: str, s3: S3Settings) -> str:
     except OSError as exc:
         raise StorageError(f"{target}: cannot write ({exc.strerror})") from None
     return str(target)
+
+
+class Publication:
+    """Files published as one unit: every one of them, or none, with the files they replaced restored.
+
+    Each `publish` first sets aside the file it replaces (renamed beside it, or copied to a backup key
+    on S3); `rollback` removes what this unit published and puts those back, `commit` drops them.
+    Used as a context manager it commits when the block succeeds and rolls back on any error,
+    an interrupt included.
+    """
+
+    def __init__(self, s3: S3Settings) -> None:
+        self.s3 = s3
+        self.published: list[tuple[str, str | None]] = []  # (target, where the replaced file waits)
+
+    def publish(self, local: Path, uri: str) -> str:
+        backup = None
+        if is_s3(uri):
+            fs = s3_filesystem(self.s3)
+            if fs.exists(uri):
+                backup = f"{uri.rsplit('/', 1)[0]}/.bak-{uuid.uuid4().hex}-{uri.rsplit('/', 1)[1]}"
+                fs.copy(uri, backup)
+        else:
+            target = Path(uri).expanduser().resolve()
+            if target.exists():
+                backup = str(target.with_name(f".bak-{uuid.uuid4().hex}-{target.name}"))
+                os.replace(target, backup)
+        self.published.append((uri, backup))  # before the move: a failed move is undone like a finished one
+        return publish_staged(local, uri, self.s3)
+
+    def rollback(self) -> None:
+        fs = s3_filesystem(self.s3) if any(is_s3(uri) for uri, _ in self.published) else None
+        for uri, backup in reversed(self.published):
+            if is_s3(uri):
+                if fs.exists(uri):
+                    fs.rm(uri)
+                if backup:
+                    fs.mv(backup, uri)
+            else:
+                Path(uri).expanduser().resolve().unlink(missing_ok=True)
+                if backup:
+                    os.replace(backup, Path(uri).expanduser().resolve())
+        self.published.clear()
+
+    def commit(self) -> None:
+        fs = s3_filesystem(self.s3) if any(is_s3(uri) and backup for uri, backup in self.published) else None
+        for uri, backup in self.published:
+            if backup and is_s3(uri):
+                fs.rm(backup)
+            elif backup:
+                Path(backup).unlink(missing_ok=True)
+        self.published.clear()
+
+    def __enter__(self) -> "Publication":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self.commit()
+        else:
+            self.rollback()

@@ -39,7 +39,7 @@ from pipeline_core.scoring import (
     score_chunk,
 )
 from pipeline_io import layout, records, registry
-from pipeline_io.atomic import publish_staged, staged_path
+from pipeline_io.atomic import Publication, staged_path
 from pipeline_io.overlap import SerialWorker, map_ahead
 from pipeline_io.parquet import ParquetChunkWriter
 from pipeline_io.process_tuning import reuse_freed_memory
@@ -90,8 +90,12 @@ def same_location(a: str, b: str) -> bool:
 
 
 def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, output_uri: str, *, gold_metadata: dict[str, Any] | None,
-               threshold: float | None = None, allow_empty: bool = False, progress: Progress | None = None) -> dict[str, Any]:
-    """Score INPUT into OUTPUT (+ quarantine) chunk by chunk; return the summary and the drift counts."""
+               threshold: float | None = None, allow_empty: bool = False, progress: Progress | None = None,
+               record: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, Any]:
+    """Score INPUT into OUTPUT (+ quarantine) chunk by chunk; return the summary and the drift counts.
+
+    ``record`` (the batch's monitoring record) is written with the files: when it fails, the files
+    are taken back and the ones they replaced restored."""
     start = time.perf_counter()
     stamp = datetime.now(timezone.utc)
     shown = redact(input_uri)
@@ -145,20 +149,31 @@ def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, outp
             report = drift_summary(drift, config, gold_metadata, model)
             title = f"Drift of {Path(output_uri).name} ({model.name or model.uri} v{model.version or '-'})"
             reports = {".drift.json": json.dumps(report, indent=2, default=str), ".drift.md": report_markdown(report, title)}
-            published = {"quarantine": publish_staged(q_tmp, sibling(output_uri, ".quarantine.parquet"), s3)}
+            staged = {"quarantine": (q_tmp, sibling(output_uri, ".quarantine.parquet"))}
             for suffix, text in reports.items():
                 path = staged_path(sibling(output_uri, suffix), staging)
                 path.write_text(text)
-                published[suffix.strip(".").replace(".", "_")] = publish_staged(path, sibling(output_uri, suffix), s3)
-            published["output"] = publish_staged(out_tmp, output_uri, s3)  # last: predictions appear only when all is done
+                staged[suffix.strip(".").replace(".", "_")] = (path, sibling(output_uri, suffix))
+            staged["output"] = (out_tmp, output_uri)  # last: predictions appear only when all is done
+            # predictions, quarantine, drift reports and the batch's monitoring record: all of them or none
+            with Publication(s3) as unit:
+                published = {key: unit.publish(local, uri) for key, (local, uri) in staged.items()}
+                summary = batch_summary(shown, published, total, out.rows, quarantine.rows, drift.positives, cut, model, stamp,
+                                        time.perf_counter() - start, report)
+                if record is not None:
+                    summary["record"] = record(summary)
         finally:
             out_tmp.unlink(missing_ok=True)
             q_tmp.unlink(missing_ok=True)
-    seconds = time.perf_counter() - start
+    return summary
+
+
+def batch_summary(shown: str, published: dict[str, str], total: int, scored: int, quarantined: int, positives: int, cut: float,
+                  model: ScoringModel, stamp: datetime, seconds: float, report: dict[str, Any]) -> dict[str, Any]:
     return {
-        "input": shown, **published, "rows_in": total, "rows_scored": out.rows,
-        "rows_quarantined": quarantine.rows, "positives": drift.positives,
-        "positive_rate": round(drift.positives / out.rows, 6) if out.rows else None,
+        "input": shown, **published, "rows_in": total, "rows_scored": scored,
+        "rows_quarantined": quarantined, "positives": positives,
+        "positive_rate": round(positives / scored, 6) if scored else None,
         "threshold": cut, "model": {"uri": model.uri, "name": model.name, "version": model.version, "run_id": model.run_id},
         "inference_timestamp": stamp.isoformat(), "seconds": round(seconds, 3),
         "rows_per_second": round(total / seconds, 1) if seconds else None,
@@ -188,8 +203,8 @@ def score_batch(config: PipelineConfig, input_uri: str, output_uri: str, model_u
     meta_uri = layout.gold_paths(store, config.dataset.name)["metadata"]
     gold_metadata = store.read_json(meta_uri) if store.exists(meta_uri) else None  # the reference of the drift checks
     summary = score_file(config, model, input_uri, output_uri, gold_metadata=gold_metadata, threshold=threshold,
-                                   allow_empty=allow_empty, progress=lambda done, total: progress.report("scoring", done, total))
-    summary["record"] = records.record_batch(store, config.dataset.name, summary)
+                         allow_empty=allow_empty, progress=lambda done, total: progress.report("scoring", done, total),
+                         record=lambda s: records.record_batch(store, config.dataset.name, s))
     get_run_logger().info("scored %d of %d rows (%d quarantined) with %s in %.1fs; drift: %s", summary["rows_scored"],
                           summary["rows_in"], summary["rows_quarantined"], model.uri, summary["seconds"], summary["drift_status"])
     return summary

@@ -427,3 +427,29 @@ def test_a_replaced_model_file_is_refused_not_run(model_env, demo_dir, tmp_path)
         pickled.write_bytes(original)
     scored = _predict(config, demo_dir / "credit.csv", tmp_path / "out.parquet", model_uri=f"models:/{name}/{version}")
     assert scored["rows_scored"] > 0 and not marker.exists()
+
+
+def test_outputs_and_the_monitoring_record_are_published_together_or_not_at_all(model_env, demo_dir, tmp_path, monkeypatch):
+    """A failure after the files are out (here the monitoring record) takes them back and restores the previous ones."""
+    from pipeline_io import records
+
+    config, _, _ = model_env
+    first = _predict(config, demo_dir / "credit.csv", tmp_path / "scored.parquet")
+    published = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert set(published) == {"scored.parquet", "scored.quarantine.parquet", "scored.drift.json", "scored.drift.md"}
+    assert first["record"]
+
+    def refuse(*args, **kwargs):
+        raise StorageError("monitoring store is read-only")
+
+    monkeypatch.setattr(records, "record_batch", refuse)
+    with pytest.raises(StorageError, match="read-only"):
+        _predict(config, demo_dir / "credit.csv", tmp_path / "scored.parquet", threshold=0.9)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == published  # the first run's files, and nothing else
+    with pytest.raises(StorageError, match="read-only"):
+        _predict(config, demo_dir / "credit.csv", tmp_path / "fresh.parquet")
+    assert {p.name for p in tmp_path.iterdir()} == set(published)  # no partial second set
+    monkeypatch.undo()
+    again = _predict(config, demo_dir / "credit.csv", tmp_path / "scored.parquet", threshold=0.9)
+    assert again["threshold"] == 0.9 and pl.read_parquet(tmp_path / "scored.parquet")["prediction"].sum() < first["positives"]
+    assert {p.name for p in tmp_path.iterdir()} == set(published)  # replaced in place; no backup left behind
