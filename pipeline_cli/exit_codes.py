@@ -5,7 +5,8 @@ from __future__ import annotations
 from pipeline_core.errors import ConfigError, DataError, DriftDetected, ModelError, PipelineError, StorageError
 
 INTERNAL_ERROR = 1
-INTERRUPTED = 130
+INTERRUPTED = 130  # 128 + SIGINT
+TERMINATED = 143  # 128 + SIGTERM
 EXIT_CODES: dict[type[PipelineError], int] = {
     ConfigError: 2,
     DataError: 3,

@@ -10,6 +10,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +19,8 @@ from typing import Any, Callable, NoReturn
 
 import typer
 
-from pipeline_cli.exit_codes import INTERRUPTED, exit_code
+from pipeline_cli.exit_codes import INTERRUPTED, TERMINATED, exit_code
+from pipeline_core.errors import Terminated
 
 LOG_DIR = Path("results/logs")
 FLOW_RENDERS = ("layers", "inference")  # commands that run a Prefect flow: log file, spinner
@@ -126,6 +129,42 @@ def _with_status(out: Any, command: str, log_path: Any, body: Callable[[], Any])
             progress.set_reporter(None)
 
 
+STOP_GRACE_SECONDS = 10.0
+
+
+@contextmanager
+def stoppable() -> Iterator[None]:
+    """SIGTERM and SIGINT stop the command within `STOP_GRACE_SECONDS`.
+
+    The main thread unwinds (the training run is marked failed, outputs are taken back); model
+    threads start no further fold or trial; a fit already running in one cannot be interrupted,
+    so after the grace period the process exits without waiting for it.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        from pipeline_core.modeling.tuning import STOP_REQUESTED
+
+        STOP_REQUESTED.set()
+        code = TERMINATED if signum == signal.SIGTERM else INTERRUPTED
+        watchdog = threading.Timer(STOP_GRACE_SECONDS, lambda: os._exit(code))
+        watchdog.daemon = True
+        watchdog.start()
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def execute(opts: Options, body: Callable[[], Any], render: str, after: Callable[[Any], None] | None = None) -> None:
     """Run ``body``, render its result, then ``after(result)`` (which may raise a domain error):
     every domain error becomes one line on stderr and its exit code (`exit_codes`)."""
@@ -140,15 +179,19 @@ def execute(opts: Options, body: Callable[[], Any], render: str, after: Callable
     try:
         if render in FLOW_RENDERS:
             log_path = configure_logging(opts)
-            if opts.quiet or opts.json or render == "inference":  # inference draws its own progress bar
-                result = body()
-            else:
-                result = _with_status(out, opts.command, log_path, body)
+            with stoppable():
+                if opts.quiet or opts.json or render == "inference":  # inference draws its own progress bar
+                    result = body()
+                else:
+                    result = _with_status(out, opts.command, log_path, body)
         else:
             result = body()
     except KeyboardInterrupt:
         err.print("interrupted; nothing half-written was kept")
         raise typer.Exit(INTERRUPTED) from None
+    except Terminated:
+        err.print("terminated; nothing half-written was kept")
+        raise typer.Exit(TERMINATED) from None
     except Exception as exc:
         fail(exc, opts.debug, log_path)
     elapsed = time.perf_counter() - start

@@ -32,3 +32,7 @@ class ModelError(PipelineError):
 
 class DriftDetected(PipelineError):
     """A monitored batch crossed a drift threshold (raised where the user asked to fail on drift)."""
+
+
+class Terminated(BaseException):
+    """The process was asked to stop (SIGTERM): raised in the main thread like Ctrl-C's KeyboardInterrupt."""

@@ -71,6 +71,40 @@ def one_process_at_a_time(uri: str) -> Iterator[None]:
         yield
 
 
+OWNER_TAG = "pipeline.owner"  # "<host>:<pid>" of the process that opened a run
+
+
+def owner_tags() -> dict[str, str]:
+    import socket
+
+    return {OWNER_TAG: f"{socket.gethostname()}:{os.getpid()}"}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def close_orphaned_runs(client: Any, experiment_id: str) -> list[str]:
+    """Runs of this host left RUNNING by a process that is gone (a hard kill): marked KILLED, with the reason."""
+    import socket
+
+    host = socket.gethostname()
+    closed = []
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000):
+        owner_host, _, pid = run.data.tags.get(OWNER_TAG, "").rpartition(":")
+        if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+            client.set_tag(run.info.run_id, "killed_reason", f"process {pid} ended without closing the run; marked on the next start")
+            client.set_terminated(run.info.run_id, "KILLED")
+            closed.append(run.info.run_id)
+    return closed
+
+
 def registered_model_name(config: PipelineConfig) -> str:
     return config.mlflow.registered_model or f"{config.dataset.name}-classifier"
 

@@ -26,3 +26,14 @@ def model_task_runner(config: PipelineConfig, plan: TrainingPlan) -> Any:
     # One single-threaded worker process per concurrent model; each fit then takes plan.n_jobs threads.
     return DaskTaskRunner(cluster_kwargs={"n_workers": plan.concurrent_models, "threads_per_worker": 1,
                                           "processes": True, "dashboard_address": ":0"})
+
+
+def wait_all(futures: list[Any]) -> None:
+    """Wait for every future, waking twice a second: a signal is delivered to whichever thread the
+    kernel picks, and the main thread runs Python's handler only once it wakes
+    (`pipeline_cli.runtime.stoppable`)."""
+    from prefect.futures import wait
+
+    pending = list(futures)
+    while pending:
+        pending = list(wait(pending, timeout=0.5).not_done)

@@ -15,9 +15,11 @@ from typing import Any
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import TerminationSignal
 from prefect.logging import get_run_logger
 
 from pipeline_core.config import PipelineConfig
+from pipeline_core.errors import Terminated
 from pipeline_core.fingerprint import digest
 from pipeline_core.modeling.budget import deadline, promising
 from pipeline_core.modeling.concurrency import training_plan
@@ -37,7 +39,7 @@ from pipeline_core.modeling.selection import rank_models
 from pipeline_core.modeling.specs import feature_importance
 from pipeline_core.modeling.training import Evaluation, ModelResult, check_training_config, default_params, evaluate
 from pipeline_core.modeling.training import train_model as fit_model
-from pipeline_core.modeling.tuning import TimeBudget, WorkerMap
+from pipeline_core.modeling.tuning import STOP_REQUESTED, TimeBudget, WorkerMap
 from pipeline_core.serving import RawRecordClassifier
 from pipeline_io import layout, registry, registry_state
 from pipeline_io.readers import gold_metadata, load_training_data
@@ -46,7 +48,7 @@ from pipeline_io.workarounds import api_visible_to_workers
 from tasks.caching import persisted_as_plain_json, stage_cache_key
 from tasks.code_version import code_version
 from tasks.registration import export_model, lineage_tags, register_best
-from tasks.runners import model_task_runner
+from tasks.runners import model_task_runner, wait_all
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,7 @@ def run_tags(config: PipelineConfig, data: TrainingData) -> dict[str, str]:
         "data_fingerprint": data.metadata["fingerprint"],
         "config_hash": digest(config.model_dump(mode="json"))[:16],
         "git_commit": git_commit(),
+        **registry.owner_tags(),
     }
 
 
@@ -273,7 +276,6 @@ def train_stage(config: PipelineConfig, input_fingerprint: str, as_of: str | Non
     model reads the same gold version: the current one, or the one current ``as_of``.
     """
     import mlflow
-    from prefect.futures import wait
 
 
     start = time.perf_counter()
@@ -287,31 +289,39 @@ def train_stage(config: PipelineConfig, input_fingerprint: str, as_of: str | Non
                           plan.tuning_workers)
     gold = gold_metadata(open_store(config), config.dataset.name, as_of)
     client, experiment_id = registry.connect(config)
-    parent = client.create_run(experiment_id, tags={"mlflow.runName": f"training-{config.dataset.name}", "dataset": config.dataset.name,
+    if orphans := registry.close_orphaned_runs(client, experiment_id):
+        get_run_logger().warning("marked %d run(s) left open by a killed process as KILLED: %s", len(orphans), ", ".join(orphans))
+    parent = client.create_run(experiment_id, tags={**registry.owner_tags(), "mlflow.runName": f"training-{config.dataset.name}",
+                                                    "dataset": config.dataset.name,
                                                     "gold_fingerprint": gold["fingerprint"], "gold_version": str(gold["version"]),
                                                     "gold_table": gold["tables"]["features"]})
     parent_id = parent.info.run_id
     export_path = None
     try:
         with api_visible_to_workers(config.training.concurrency.task_runner == "dask"), runner:
-            # rung 0: every model's defaults (see pipeline_core.modeling.budget)
-            first = [runner.submit(evaluate_defaults, {"config": config, "model": name, "gold_version": gold["version"],
-                                                       "n_jobs": plan.n_jobs, "deadline": ends}) for name in models]
-            wait(first)
-            defaults = {name: f.result() for name, f in zip(models, first)}
-            tuned = promising({n: d.cv_mean for n, d in defaults.items()}, plan.concurrent_models,
-                              config.training.primary_metric) if config.training.tuning.enabled else []
-            get_run_logger().info("tuning %s until the time budget ends; the other models keep their defaults",
-                                  ", ".join(tuned) or "no model")
-            # rung 1: the most promising models tuned until the deadline, then every model's final fit
-            futures = [runner.submit(train_model, {"config": config, "model": name, "parent_run_id": parent_id,
-                                                   "experiment_id": experiment_id, "gold_version": gold["version"],
-                                                   "n_jobs": plan.n_jobs, "defaults": defaults[name], "tune": name in tuned,
-                                                   "deadline": ends})
-                       for name in sorted(models, key=lambda n: n in tuned)]  # quick final fits first, then tuning
-            wait(futures)
-            by_name = {r["name"]: r for r in (f.result() for f in futures)}
-            results = [by_name[name] for name in models]  # config order: the same list a sequential run builds
+            STOP_REQUESTED.clear()
+            try:
+                # rung 0: every model's defaults (see pipeline_core.modeling.budget)
+                first = [runner.submit(evaluate_defaults, {"config": config, "model": name, "gold_version": gold["version"],
+                                                           "n_jobs": plan.n_jobs, "deadline": ends}) for name in models]
+                wait_all(first)
+                defaults = {name: f.result() for name, f in zip(models, first)}
+                tuned = promising({n: d.cv_mean for n, d in defaults.items()}, plan.concurrent_models,
+                                  config.training.primary_metric) if config.training.tuning.enabled else []
+                get_run_logger().info("tuning %s until the time budget ends; the other models keep their defaults",
+                                      ", ".join(tuned) or "no model")
+                # rung 1: the most promising models tuned until the deadline, then every model's final fit
+                futures = [runner.submit(train_model, {"config": config, "model": name, "parent_run_id": parent_id,
+                                                       "experiment_id": experiment_id, "gold_version": gold["version"],
+                                                       "n_jobs": plan.n_jobs, "defaults": defaults[name], "tune": name in tuned,
+                                                       "deadline": ends})
+                           for name in sorted(models, key=lambda n: n in tuned)]  # quick final fits first, then tuning
+                wait_all(futures)
+                by_name = {r["name"]: r for r in (f.result() for f in futures)}
+                results = [by_name[name] for name in models]  # config order: the same list a sequential run builds
+            except (KeyboardInterrupt, Terminated, TerminationSignal):
+                STOP_REQUESTED.set()  # model threads start no further fold, so leaving the runner does not wait out the budget
+                raise
         if config.training.ensemble and len(results) > 1:
             ensemble = weighted_ensemble(config, results, parent_id, experiment_id, gold["version"])
             results += [ensemble] if ensemble else []
@@ -322,8 +332,8 @@ def train_stage(config: PipelineConfig, input_fingerprint: str, as_of: str | Non
         outcome = register_best(config, slim, parent_id, gold["version"], ranked[0].get("holdout_probabilities"))
         if config.training.export_dir:
             export_path = export_model(config, outcome, slim)
-    except BaseException:
-        client.set_terminated(parent_id, "FAILED")
+    except BaseException as exc:
+        client.set_terminated(parent_id, "KILLED" if isinstance(exc, (KeyboardInterrupt, Terminated, TerminationSignal)) else "FAILED")
         raise
     client.set_terminated(parent_id, "FINISHED")
     settled = registry_state.settled_view(config, client, outcome["registered_model"])

@@ -45,6 +45,10 @@ FINAL_FIT_FOLDS = 1.5
 UNBOUNDED_TRIALS = 20  # trials per model when neither a time budget nor training.tuning.n_trials bounds tuning
 
 
+# Set when the process is asked to stop (SIGTERM, Ctrl-C): no further fold or trial starts in any thread.
+STOP_REQUESTED = threading.Event()
+
+
 @dataclass
 class TimeBudget:
     """A wall-clock deadline (epoch seconds, shared by processes) and the fold times seen so far.
@@ -66,7 +70,9 @@ class TimeBudget:
         return float(np.mean(self.fold_seconds)) if self.fold_seconds else 0.0
 
     def allows_fold(self) -> bool:
-        """Room for one more fold of average length and the final fit."""
+        """Room for one more fold of average length and the final fit (none once a stop is requested)."""
+        if STOP_REQUESTED.is_set():
+            return False
         left = self.remaining()
         return left > 0 and left >= self.mean_fold() * (1 + FINAL_FIT_FOLDS)
 

@@ -217,3 +217,64 @@ def test_a_replaced_cached_result_is_refused_not_run(tmp_path, credit_config):
     rebuilt = invoke("features", "--config", credit_config, "--refresh", "--json")  # the documented way out
     assert rebuilt.exit_code == 0 and not marker.exists()
     assert json.loads(record_path.read_bytes())["metadata"]["serializer"]["type"] == "json"
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_sigterm_stops_training_in_seconds_and_a_hard_kill_is_marked_on_the_next_start(tmp_path, credit_config):
+    """SIGTERM mid-tuning: exit 143 with one line, within the grace period, the MLflow run KILLED; after a
+    SIGKILL the run stays RUNNING until the next training marks it KILLED with the reason."""
+    import os
+    import signal
+    import time
+
+    import mlflow
+    from prefect.settings import PREFECT_API_URL
+
+    assert invoke("run", "--config", credit_config, "--through", "gold", "--quiet").exit_code == 0
+    store = Path(yaml.safe_load(credit_config.read_text())["store"]["root"])
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_HOME": str(tmp_path / "home")}
+    cli = Path(sys.executable).with_name("pipeline-cli")
+
+    def training(seconds: int) -> subprocess.Popen:
+        return subprocess.Popen([str(cli), "train", "--config", str(credit_config), "--refresh", "--set",
+                                 "training.models={logistic_regression: {}}", "--set", f"training.time_budget_seconds={seconds}"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+
+    def parent_runs(status: str) -> list[str]:
+        """Read-only, straight from the database: an MLflow client here would race the child creating its schema."""
+        import sqlite3
+
+        try:
+            with sqlite3.connect(f"{(store / 'mlflow.db').as_uri()}?mode=ro", uri=True, timeout=30) as conn:
+                rows = conn.execute("SELECT run_uuid FROM runs WHERE status = ? AND name LIKE 'training-%'", (status,)).fetchall()
+        except sqlite3.OperationalError:  # not created yet
+            return []
+        return [r[0] for r in rows]
+
+    def when_tuning(proc: subprocess.Popen) -> None:
+        for _ in range(240):
+            if parent_runs("RUNNING"):
+                time.sleep(2)  # into the tuning
+                return
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.5)
+        raise AssertionError("training never started")
+
+    proc = training(120)
+    when_tuning(proc)
+    proc.send_signal(signal.SIGTERM)
+    sent = time.time()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and time.time() - sent < 15
+    assert err.strip().splitlines() == ["terminated; nothing half-written was kept"]
+    assert len(parent_runs("KILLED")) == 1 and not parent_runs("RUNNING")
+
+    hard = training(120)
+    when_tuning(hard)
+    hard.kill()
+    hard.communicate()
+    [orphan] = parent_runs("RUNNING")
+    assert invoke("train", "--config", credit_config, "--refresh", "--quiet", "--set", "training.models={logistic_regression: {}}",
+                  "--set", "training.time_budget_seconds=5").exit_code == 0
+    killed = mlflow.get_run(orphan)
+    assert killed.info.status == "KILLED" and "ended without closing the run" in killed.data.tags["killed_reason"]
