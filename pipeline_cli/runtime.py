@@ -148,9 +148,9 @@ def stoppable() -> Iterator[None]:
         return
 
     def stop(signum: int, frame: Any) -> None:
-        from pipeline_core.modeling.tuning import STOP_REQUESTED
+        from pipeline_core.modeling.tuning import request_stop
 
-        STOP_REQUESTED.set()
+        request_stop()
         code = TERMINATED if signum == signal.SIGTERM else INTERRUPTED
         watchdog = threading.Timer(STOP_GRACE_SECONDS, lambda: os._exit(code))
         watchdog.daemon = True

@@ -39,7 +39,7 @@ from pipeline_core.modeling.selection import rank_models
 from pipeline_core.modeling.specs import feature_importance
 from pipeline_core.modeling.training import Evaluation, ModelResult, check_training_config, default_params, evaluate
 from pipeline_core.modeling.training import train_model as fit_model
-from pipeline_core.modeling.tuning import STOP_REQUESTED, TimeBudget, WorkerMap
+from pipeline_core.modeling.tuning import TimeBudget, WorkerMap, clear_stop, request_stop
 from pipeline_core.serving import RawRecordClassifier
 from pipeline_io import layout, registry, registry_state
 from pipeline_io.readers import gold_metadata, load_training_data
@@ -299,7 +299,7 @@ def train_stage(config: PipelineConfig, input_fingerprint: str, as_of: str | Non
     export_path = None
     try:
         with api_visible_to_workers(config.training.concurrency.task_runner == "dask"), runner:
-            STOP_REQUESTED.clear()
+            clear_stop()
             try:
                 # rung 0: every model's defaults (see pipeline_core.modeling.budget)
                 first = [runner.submit(evaluate_defaults, {"config": config, "model": name, "gold_version": gold["version"],
@@ -320,7 +320,7 @@ def train_stage(config: PipelineConfig, input_fingerprint: str, as_of: str | Non
                 by_name = {r["name"]: r for r in (f.result() for f in futures)}
                 results = [by_name[name] for name in models]  # config order: the same list a sequential run builds
             except (KeyboardInterrupt, Terminated, TerminationSignal):
-                STOP_REQUESTED.set()  # model threads start no further fold, so leaving the runner does not wait out the budget
+                request_stop()  # model threads start no further fold, so leaving the runner does not wait out the budget
                 raise
         if config.training.ensemble and len(results) > 1:
             ensemble = weighted_ensemble(config, results, parent_id, experiment_id, gold["version"])

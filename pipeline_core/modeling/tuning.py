@@ -46,7 +46,20 @@ UNBOUNDED_TRIALS = 20  # trials per model when neither a time budget nor trainin
 
 
 # Set when the process is asked to stop (SIGTERM, Ctrl-C): no further fold or trial starts in any thread.
-STOP_REQUESTED = threading.Event()
+# Reached through the functions below: code that Dask pickles by value must not hold the Event itself.
+_STOP_REQUESTED = threading.Event()
+
+
+def request_stop() -> None:
+    _STOP_REQUESTED.set()
+
+
+def clear_stop() -> None:
+    _STOP_REQUESTED.clear()
+
+
+def stop_requested() -> bool:
+    return _STOP_REQUESTED.is_set()
 
 
 @dataclass
@@ -71,7 +84,7 @@ class TimeBudget:
 
     def allows_fold(self) -> bool:
         """Room for one more fold of average length and the final fit (none once a stop is requested)."""
-        if STOP_REQUESTED.is_set():
+        if stop_requested():
             return False
         left = self.remaining()
         return left > 0 and left >= self.mean_fold() * (1 + FINAL_FIT_FOLDS)

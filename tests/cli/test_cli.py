@@ -224,10 +224,8 @@ def test_sigterm_stops_training_in_seconds_and_a_hard_kill_is_marked_on_the_next
     """SIGTERM mid-tuning: exit 143 with one line, within the grace period, the MLflow run KILLED; after a
     SIGKILL the run stays RUNNING until the next training marks it KILLED with the reason."""
     import os
-    import signal
     import time
 
-    import mlflow
     from prefect.settings import PREFECT_API_URL
 
     assert invoke("run", "--config", credit_config, "--through", "gold", "--quiet").exit_code == 0
@@ -235,10 +233,13 @@ def test_sigterm_stops_training_in_seconds_and_a_hard_kill_is_marked_on_the_next
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_HOME": str(tmp_path / "home")}
     cli = Path(sys.executable).with_name("pipeline-cli")
 
+    started: list[subprocess.Popen] = []
+
     def training(seconds: int) -> subprocess.Popen:
-        return subprocess.Popen([str(cli), "train", "--config", str(credit_config), "--refresh", "--set",
+        started.append(subprocess.Popen([str(cli), "train", "--config", str(credit_config), "--refresh", "--set",
                                  "training.models={logistic_regression: {}}", "--set", f"training.time_budget_seconds={seconds}"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path))
+        return started[-1]
 
     def parent_runs(status: str) -> list[str]:
         """Read-only, straight from the database: an MLflow client here would race the child creating its schema."""
@@ -260,6 +261,20 @@ def test_sigterm_stops_training_in_seconds_and_a_hard_kill_is_marked_on_the_next
             time.sleep(0.5)
         raise AssertionError("training never started")
 
+    try:
+        stop_and_kill(training, when_tuning, parent_runs, credit_config, store)
+    finally:
+        for proc in started:  # a failed assertion must not leave a training running
+            if proc.poll() is None:
+                proc.kill()
+
+
+def stop_and_kill(training, when_tuning, parent_runs, credit_config, store: Path) -> None:
+    import signal
+    import time
+
+    import mlflow
+
     proc = training(120)
     when_tuning(proc)
     proc.send_signal(signal.SIGTERM)
@@ -274,6 +289,7 @@ def test_sigterm_stops_training_in_seconds_and_a_hard_kill_is_marked_on_the_next
     hard.kill()
     hard.communicate()
     [orphan] = parent_runs("RUNNING")
+    mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
     assert invoke("train", "--config", credit_config, "--refresh", "--quiet", "--set", "training.models={logistic_regression: {}}",
                   "--set", "training.time_budget_seconds=5").exit_code == 0
     killed = mlflow.get_run(orphan)
