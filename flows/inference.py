@@ -8,6 +8,8 @@ from prefect import flow
 
 from flows.layers import resolved_config
 from pipeline_core.config import PipelineConfig
+from pipeline_core.drift import DRIFT
+from pipeline_io import events
 from tasks import scoring
 
 
@@ -22,4 +24,9 @@ def inference_flow(config_path: str, input_uri: str, output_uri: str, model_uri:
     config = resolved_config(config_path, overrides, config)
     summary = scoring.score_batch(config, input_uri, output_uri, model_uri, threshold, allow_empty)
     summary["mlflow_run_id"] = scoring.publish_drift(config, summary)
+    if summary["drift_status"] == DRIFT:
+        model = summary["model"]
+        events.emit(events.DRIFT_DETECTED, config.dataset.name,
+                    {"output": summary["output"], "alerts": summary["drift"].get("alerts", [])[:20], "rows": summary["rows_scored"]},
+                    model.get("name"), model.get("version"))
     return {"layer": "inference", "status": "ran", **summary}

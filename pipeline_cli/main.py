@@ -239,11 +239,14 @@ def monitor(config: ConfigOpt, set_: SetOpt = None,
     def body() -> Any:
         from pipeline_core import monitoring
         from pipeline_core.config import load_config
-        from pipeline_io import records
+        from pipeline_io import outcomes, records
         from pipeline_io.store import Store
 
         cfg = load_config(config, opts.overrides)
-        return [monitoring.batch_row(r) for r in records.recent_batches(Store(cfg.store.root, cfg.store.s3), cfg.dataset.name, last)]
+        store = Store(cfg.store.root, cfg.store.s3)
+        realized = outcomes.latest_performance(store, cfg.dataset.name)
+        return [monitoring.batch_row(r, realized.get(str(r.get("output"))), cfg.training.primary_metric)
+                for r in records.recent_batches(store, cfg.dataset.name, last)]
 
     def drifted(rows: list[dict[str, Any]]) -> None:
         from pipeline_core.errors import DriftDetected
@@ -252,6 +255,26 @@ def monitor(config: ConfigOpt, set_: SetOpt = None,
             raise DriftDetected("drift: a recent batch crossed a monitoring threshold (see the table or --json)")
 
     execute(opts, body, render="monitor", after=drifted)
+
+
+@app.command("feedback", help="Record outcomes (id + label) for scored batches: realized metrics per batch and model version.")
+def feedback(labels: Annotated[str, typer.Argument(help="Labels: CSV, Parquet, SQLite, http(s):// or s3:// with the id column and the label.")],
+             config: ConfigOpt, set_: SetOpt = None,
+             label_column: Annotated[Optional[str], typer.Option("--label-column", help="Column holding the outcome (default: dataset.target).")] = None,
+             json_: JsonOpt = False, quiet: QuietOpt = False, verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
+    opts = Options(command="feedback", config=config, overrides=set_ or [], json=json_, quiet=quiet, verbose=verbose, debug=debug)
+
+    def body() -> Any:
+        from pipeline_core.config import load_config
+        from pipeline_core.redaction import conceal
+
+        loaded = load_config(config, opts.overrides)
+        from flows.feedback import feedback_flow
+
+        # Prefect stores a flow's parameters: locations go in without their credentials
+        return feedback_flow(config, conceal(labels), [conceal(o) for o in opts.overrides], label_column, config=loaded)
+
+    execute(opts, body, render="feedback")
 
 
 @app.command("lineage", help="Where predictions (a predictions file) or a model version came from, back to the bronze batches.")

@@ -237,15 +237,45 @@ def monitor(console: Console, rows: list[dict[str, Any]], elapsed: float, log_pa
         console.print("no scored batches yet; `pipeline-cli predict` records one per run")
         return
     table = Table(title="Recent batches (newest first)", title_justify="left")
-    for col in ("When (UTC)", "Model", "Rows", "Quarantined", "Positive rate", "Max PSI (feature)", "Pred. PSI", "Drift"):
+    metric = rows[0].get("realized_metric", "roc_auc")
+    for col in ("When (UTC)", "Model", "Rows", "Quarantined", "Positive rate", "Max PSI (feature)", "Pred. PSI", "Drift",
+                f"Realized {metric} (labelled)"):
         table.add_column(col)
     for r in rows:
         style = _DRIFT_STYLE.get(r["status"], "white")
         psi = f"{r['max_psi']:.3f} ({r['max_psi_feature']})" if r["max_psi"] is not None else "-"
         pred = f"{r['prediction_psi']:.3f}" if r["prediction_psi"] is not None else "-"
         rate = f"{r['positive_rate']:.1%}" if r["positive_rate"] is not None else "-"
-        table.add_row(r["at"][:19], r["model"], f"{r['rows']:,}", f"{r['quarantined']:,}", rate, psi, pred, f"[{style}]{r['status']}[/]")
+        realized = f"{r['realized']:.4f} ({r['labelled']:,})" if r.get("realized") is not None else "-"
+        table.add_row(r["at"][:19], r["model"], f"{r['rows']:,}", f"{r['quarantined']:,}", rate, psi, pred, f"[{style}]{r['status']}[/]",
+                      realized)
     console.print(table)
     latest = rows[0]
     for alert in latest["alerts"][:8]:
         console.print(f"  latest: {alert}", highlight=False)
+
+
+def feedback(console: Console, data: dict[str, Any], elapsed: float, log_path: Path | None) -> None:
+    console.print(f"outcomes for {data['matched_ids']:,} of {data['labelled_ids']:,} labelled ids "
+                  f"({data['unmatched_ids']:,} match no scored row) in {elapsed:.1f}s", highlight=False)
+    if data["batches"]:
+        table = Table(title="Realized performance per batch", title_justify="left")
+        for col in ("Batch (predictions)", "Model", "Labelled", "ROC-AUC", "F1", "Brier"):
+            table.add_column(col)
+        for b in data["batches"]:
+            m = b["metrics"]
+            table.add_row(Path(b["output"]).name, f"{b['model_name']} v{b['model_version']}", f"{b['labelled_rows']:,}",
+                          f"{m['roc_auc']:.4f}", f"{m['f1']:.4f}", f"{m['brier']:.4f}")
+        console.print(table)
+    for name in data.get("missing_outputs", []):
+        console.print(f"[yellow]predictions file gone, not joined:[/] {name}", highlight=False)
+    if data.get("champion"):
+        c = data["champion"]
+        console.print(f"champion v{c['version']}: realized {c['realized']:.4f} on {c['labelled_rows']:,} rows, holdout {c['holdout']:.4f}",
+                      highlight=False)
+    for event in data.get("events", []):
+        console.print(f"[yellow]event:[/] {event}", highlight=False)
+    if data.get("rollback"):
+        console.print(f"[red]champion rolled back[/] to v{data['rollback']['version']}: {data['rollback']['reason']}", highlight=False)
+    if log_path:
+        console.print(f"log: {log_path}", style="dim")

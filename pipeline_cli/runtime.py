@@ -23,7 +23,7 @@ from pipeline_cli.exit_codes import INTERRUPTED, TERMINATED, exit_code
 from pipeline_core.errors import Terminated
 
 LOG_DIR = Path("results/logs")
-FLOW_RENDERS = ("layers", "inference")  # commands that run a Prefect flow: log file, spinner
+FLOW_RENDERS = ("layers", "inference", "feedback")  # commands that run a Prefect flow: log file, spinner
 
 
 @dataclass

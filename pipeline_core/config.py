@@ -321,6 +321,11 @@ class MonitoringConfig(StrictModel):
     unseen_rate: float = Field(0.05, ge=0, le=1, description="Share of values in categories unseen in training that counts as drift.")
     prediction_psi_alert: float = Field(0.25, ge=0, description="PSI of the probability distribution against training that counts as drift.")
     min_rows: int = Field(100, ge=1, description="Below this many scored rows the batch is reported but not judged.")
+    degraded_margin: float = Field(0.05, ge=0, description="Outcomes: the champion's realized primary metric below its holdout "
+                                                           "score by more than this emits pipeline.performance.degraded.")
+    rollback_margin: float | None = Field(None, ge=0, description="Outcomes: the champion's realized primary metric below the "
+                                                                  "previous champion's by more than this rolls champion back; "
+                                                                  "default: never automatically.")
 
 
 class PipelineConfig(StrictModel):

@@ -7,8 +7,8 @@ from typing import Any
 from pipeline_core.drift import DRIFT
 
 
-def batch_row(record: dict[str, Any]) -> dict[str, Any]:
-    """One line of the `monitor` table."""
+def batch_row(record: dict[str, Any], realized: dict[str, Any] | None = None, metric: str = "roc_auc") -> dict[str, Any]:
+    """One line of the `monitor` table; ``realized``: the batch's newest outcomes, if any arrived."""
     drift = record.get("drift", {})
     worst = max(drift.get("features", []), key=lambda f: f["psi"], default=None)
     model = record.get("model", {})
@@ -19,6 +19,8 @@ def batch_row(record: dict[str, Any]) -> dict[str, Any]:
         "status": record.get("drift_status"), "max_psi": round(worst["psi"], 4) if worst else None,
         "max_psi_feature": worst["name"] if worst else None,
         "prediction_psi": drift.get("prediction", {}).get("psi"), "alerts": drift.get("alerts", []),
+        "labelled": realized["labelled_rows"] if realized else 0, "realized_metric": metric,
+        "realized": realized["metrics"].get(metric) if realized else None,
     }
 
 

@@ -292,6 +292,22 @@ def log_inference_run(experiment_id: str, summary: dict[str, Any], markdown: str
     return run_id
 
 
+def log_outcome_run(experiment_id: str, batch: dict[str, Any], primary: str) -> str:
+    """One run per batch that got outcomes: its realized metrics, tagged with the model version and the batch."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    run = client.create_run(experiment_id, tags={
+        "mlflow.runName": f"outcomes-{Path(batch['output']).stem}"[:250], "kind": "outcomes", "model_name": batch["model_name"],
+        "model_version": batch["model_version"], "output": batch["output"][:500], "inference_timestamp": batch["inference_timestamp"],
+        "primary_metric": primary})
+    run_id = run.info.run_id
+    client.log_batch(run_id, metrics=[_metric(f"realized_{k}", v) for k, v in batch["metrics"].items()]
+                     + [_metric("labelled_rows", batch["labelled_rows"]), _metric("labelled_positives", batch["positives"])])
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
 def _metric(key: str, value: float) -> Any:
     import time
 

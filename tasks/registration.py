@@ -19,7 +19,7 @@ from pipeline_core.config import PipelineConfig
 from pipeline_core.modeling.holdout import TrainingData, raw_holdout
 from pipeline_core.modeling.metrics import classification_metrics
 from pipeline_core.modeling.promotion import gate_decision, paired_bootstrap
-from pipeline_io import model_integrity, registry
+from pipeline_io import events, model_integrity, registry
 from pipeline_io.readers import load_training_data
 from pipeline_io.store import open_store
 from pipeline_io.workarounds import quiet_stderr
@@ -140,6 +140,10 @@ def register_best(config: PipelineConfig, ranked: list[dict[str, Any]], parent_r
         table=leaderboard_rows(ranked, list(ranked[0]["metrics"])),
         description=f"{outcome['registered_model']} v{outcome['version']}: {'promoted' if outcome['promoted'] else 'not promoted'} ({outcome['reason']})",
     )
+    if outcome["promoted"]:
+        events.emit(events.MODEL_PROMOTED, config.dataset.name,
+                    {"reason": outcome["reason"], "metrics": ranked[0]["metrics"], "evidence": outcome["evidence"]},
+                    outcome["registered_model"], outcome["version"])
     get_run_logger().info("registry: %s v%s %s (%s)", outcome["registered_model"], outcome["version"],
                           "promoted to champion" if outcome["promoted"] else "kept as challenger", outcome["reason"])
     return outcome

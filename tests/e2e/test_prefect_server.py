@@ -161,6 +161,30 @@ def test_deploy_creates_every_deployment_of_prefect_yaml(deployed):
         assert d["pull_steps"] == [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
 
 
+def test_a_drift_event_makes_the_automation_create_a_training_run(server, deployed):
+    """prefect.yaml's trigger is a real automation: the event scoring emits on drift creates a training run."""
+    training = deployed["training-weekly"]
+    automations = server.api("POST", "/automations/filter", {})
+    [linked] = [a for a in automations if any(act.get("deployment_id") == training["id"] for act in a["actions"])]
+    assert set(linked["trigger"]["expect"]) == {"pipeline.drift.detected", "pipeline.performance.degraded"}
+    before = server.api("POST", "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [training["id"]]}}})
+    code = ("from pipeline_io.events import emit, DRIFT_DETECTED\n"
+            "emit(DRIFT_DETECTED, 'credit_default', {'output': 'x.parquet', 'alerts': ['PSI of AGE 0.4'], 'rows': 500}, 'm', '1')\n")
+    sent = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=server.env, cwd=REPO, timeout=60)
+    assert sent.returncode == 0, sent.stderr[-2000:]
+    deadline = time.monotonic() + 90
+    while True:
+        runs = server.api("POST", "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [training["id"]]}}})
+        new = [r for r in runs if r["id"] not in {b["id"] for b in before} and r["parameters"].get("refresh") is True]
+        if new:
+            break
+        assert time.monotonic() < deadline, "the automation created no training run within 90 s"
+        time.sleep(2)
+    assert new[0]["parameters"]["config_path"] == "configs/credit_default.yaml"
+    for run in new:  # not for the worker of the next test to pick up
+        httpx.delete(f"{server.api_url}/flow_runs/{run['id']}", timeout=10).raise_for_status()
+
+
 def test_a_worker_runs_the_triggered_feature_pipeline(server, deployed, tmp_path, demo_dir):
     config = shipped_config("credit_default", demo_dir / "credit.csv", tmp_path)
     worker = server.spawn("-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process", log=tmp_path / "worker.log")

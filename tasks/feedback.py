@@ -1,0 +1,123 @@
+"""Outcomes close the loop: labels that arrive after scoring become realized performance per batch and
+model version, in the store and in MLflow; a degraded champion emits an event and, when configured,
+is rolled back to the previous one."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+
+from pipeline_core.config import PipelineConfig
+from pipeline_core.errors import ConfigError, DataError
+from pipeline_core.outcomes import degradation, join_outcomes, labels_frame, realized_metrics
+from pipeline_core.redaction import redact
+from pipeline_io import events, layout, outcomes, records, registry
+from pipeline_io.sources import detect_format, fetch_to_local, http_headers, scan_source
+from pipeline_io.store import open_store
+from tasks.caching import retry_transient
+
+
+def read_labels(config: PipelineConfig, labels_uri: str, label_column: str | None) -> tuple[Any, str]:
+    """The raw labels file and its label column, checked for the id and label columns."""
+    ds = config.dataset
+    if not ds.id_column:
+        raise ConfigError("dataset.id_column: outcomes are joined to scored rows by id; the dataset has none")
+    column = label_column or ds.target
+    with tempfile.TemporaryDirectory(prefix="pipeline-feedback-") as tmp:
+        local = fetch_to_local(labels_uri, config.store.s3, Path(tmp), ds.http.timeout_seconds, "labels file",
+                               headers=http_headers(ds.http, ds.source, labels_uri))
+        raw = scan_source(local, detect_format(labels_uri), None, ds.csv_separator).collect()
+    missing = [c for c in (ds.id_column, column) if c not in raw.columns]
+    if missing:
+        raise DataError(f"{redact(labels_uri)}: missing column(s) {', '.join(missing)}; the labels need the id column "
+                        f"'{ds.id_column}' and the label column '{column}' (--label-column)")
+    return raw, column
+
+
+def _previous_champion_score(client: Any, name: str, metric: str, known: dict[str, dict[str, Any]], current: str) -> tuple[str, float] | None:
+    """The previous champion and its score: realized on outcomes when it has some, else its holdout score."""
+    line = registry.champion_line(registry.alias_history(client, name))
+    if len(line) < 2 or line[-1] != current:
+        return None
+    previous = line[-2]
+    realized = [r for r in known.values() if r["model_name"] == name and r["model_version"] == previous]
+    if realized:
+        rows = sum(r["labelled_rows"] for r in realized)
+        return previous, sum(r["metrics"][metric] * r["labelled_rows"] for r in realized) / rows
+    mv = client.get_model_version(name, previous)
+    return previous, float(client.get_run(mv.tags.get("run_id") or mv.run_id).data.metrics[metric])
+
+
+@task(name="record-outcomes", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 8], retry_condition_fn=retry_transient)
+def record_outcomes(config: PipelineConfig, labels_uri: str, label_column: str | None = None) -> dict[str, Any]:
+    """Join the labels to every recorded batch by id; keep each batch's realized metrics; act on a degraded champion."""
+    logger = get_run_logger()
+    raw, column = read_labels(config, labels_uri, label_column)
+    store = open_store(config)
+    name_ds = config.dataset.name
+    meta_uri = layout.gold_paths(store, name_ds)["metadata"]
+    if not store.exists(meta_uri):
+        raise DataError(f"no gold layer for dataset '{name_ds}' in {config.store.root}: train and score before sending outcomes")
+    # the positive value is the one gold mapped to 1 when the model was trained
+    labels = labels_frame(raw, config.dataset.id_column, column, store.read_json(meta_uri)["positive_label"])
+    primary = config.training.primary_metric
+    batches, unmatched, gone = [], set(labels["id"].to_list()), []
+    for record in records.recent_batches(store, name_ds, last=10**9):
+        scored = outcomes.scored_rows(store, record["output"], config.dataset.id_column)
+        if scored is None:
+            gone.append(record["output"])
+            continue
+        joined = join_outcomes(scored, labels)
+        if joined.height == 0:
+            continue
+        unmatched -= set(joined["id"].to_list())
+        model = record.get("model") or {}
+        batches.append({"output": record["output"], "model_name": model.get("name") or "", "model_version": str(model.get("version") or ""),
+                        "inference_timestamp": record["inference_timestamp"], **realized_metrics(joined, record["threshold"])})
+    summary: dict[str, Any] = {"layer": "feedback", "status": "ran", "labels": redact(labels_uri), "labelled_ids": labels.height,
+                               "matched_ids": labels.height - len(unmatched), "unmatched_ids": len(unmatched),
+                               "batches": batches, "missing_outputs": gone, "events": [], "rollback": None}
+    if not batches:
+        logger.warning("feedback: none of the %d labelled ids matches a scored row of a recorded batch", labels.height)
+        return {**summary, "status": "unmatched"}
+    summary["table"] = outcomes.record_performance(store, name_ds, batches)
+    client, experiment_id = registry.connect(config)
+    for batch in batches:
+        registry.log_outcome_run(experiment_id, batch, primary)
+    logger.info("feedback: %d of %d labelled ids matched rows of %d batch(es)", summary["matched_ids"], labels.height, len(batches))
+
+    name = registry.registered_model_name(config)
+    champion = registry.champion_version(client, name)
+    if champion is None:
+        return summary
+    version = str(champion.version)
+    own = [b for b in batches if b["model_name"] == name and b["model_version"] == version]
+    if not own:
+        return summary
+    # the champion's realized score: its batches' scores, weighted by their labelled rows
+    labelled = sum(b["labelled_rows"] for b in own)
+    realized = sum(b["metrics"][primary] * b["labelled_rows"] for b in own) / labelled
+    holdout = float(client.get_run(champion.tags.get("run_id") or champion.run_id).data.metrics[primary])
+    summary["champion"] = {"version": version, "labelled_rows": labelled, "realized": realized, "holdout": holdout}
+    if (short := degradation(realized, holdout, primary, config.monitoring.degraded_margin)) is not None:
+        payload = {"metric": primary, "realized": realized, "holdout": holdout, "shortfall": short, "labelled_rows": labelled}
+        events.emit(events.PERFORMANCE_DEGRADED, name_ds, payload, name, version)
+        summary["events"].append(events.PERFORMANCE_DEGRADED)
+        logger.warning("feedback: champion v%s realized %s %.4f, %.4f short of its holdout %.4f", version, primary, realized, short, holdout)
+    margin = config.monitoring.rollback_margin
+    if margin is not None:
+        known = outcomes.latest_performance(store, name_ds)
+        previous = _previous_champion_score(client, name, primary, known, version)
+        if previous is not None and (short := degradation(realized, previous[1], primary, margin)) is not None:
+            reason = (f"realized {primary} {realized:.4f} on {labelled} labelled rows is {short:.4f} below version {previous[0]}'s "
+                      f"{previous[1]:.4f} (monitoring.rollback_margin {margin:g})")
+            summary["rollback"] = registry.rollback(client, name, reason)
+            events.emit(events.MODEL_ROLLED_BACK, name_ds, {"from": version, "to": previous[0], "reason": reason}, name, previous[0])
+            summary["events"].append(events.MODEL_ROLLED_BACK)
+            logger.warning("feedback: champion rolled back from v%s to v%s: %s", version, previous[0], reason)
+    return summary

@@ -1,0 +1,148 @@
+"""Outcomes close the loop: realized metrics per batch and model version, a degraded champion's event, automatic rollback."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import polars as pl
+import pytest
+
+from pipeline_core.errors import ConfigError, DataError
+from pipeline_core.modeling.metrics import classification_metrics
+from pipeline_core.outcomes import degradation, join_outcomes, labels_frame
+
+QUICK = ["training.models={logistic_regression: {}}", "training.tuning.n_trials=2", "training.tuning.cv_folds=3",
+         "mlflow.min_metrics={}"]
+TARGET = "default payment next month"
+
+
+def test_labels_are_mapped_like_the_target_and_joined_by_id_as_text():
+    raw = pl.DataFrame({"ID": [1, 2, 3, 3, None, 5], "y": ["yes", "no", "no", "yes", "yes", None]})
+    labels = labels_frame(raw, "ID", "y", "yes")
+    assert labels.to_dicts() == [{"id": "1", "label": 1}, {"id": "2", "label": 0}, {"id": "3", "label": 1}]  # last label wins
+    scored = pl.DataFrame({"id": [" 1", "2", "4"], "probability": [0.9, 0.2, 0.5], "prediction": [1, 0, 1]})
+    assert join_outcomes(scored, labels)["id"].to_list() == ["1", "2"]
+
+
+def test_degradation_respects_the_metric_direction_and_margin():
+    assert degradation(0.70, 0.80, "roc_auc", 0.05) == pytest.approx(0.10)
+    assert degradation(0.78, 0.80, "roc_auc", 0.05) is None
+    assert degradation(0.30, 0.20, "brier", 0.05) == pytest.approx(0.10)
+    assert degradation(0.10, 0.20, "brier", 0.05) is None
+
+
+def _events(name: str, timeout: float = 20.0) -> list[dict]:
+    """Events of one name from the harness server (its event persister writes them shortly after)."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    deadline = time.time() + timeout
+    while True:
+        found = httpx.post(f"{PREFECT_API_URL.value()}/events/filter", json={"filter": {"event": {"name": [name]}}, "limit": 50},
+                           timeout=10).json()["events"]
+        if found or time.time() > deadline:
+            return found
+        time.sleep(1)
+
+
+def test_outcomes_give_realized_metrics_and_a_degraded_champion_is_rolled_back(tmp_path, prefect_harness, demo_dir):
+    import mlflow
+
+    from flows.feedback import feedback_flow
+    from flows.inference import inference_flow
+    from flows.layers import run_flow
+    from flows.training import training_flow
+    from pipeline_core.config import load_config
+    from pipeline_io import outcomes, registry
+    from pipeline_io.store import Store
+    from tests.conftest import shipped_config
+
+    config = shipped_config("credit_default", demo_dir / "credit.csv", tmp_path)
+    run_flow(str(config), QUICK)
+    source = pl.read_csv(demo_dir / "credit.csv", infer_schema=False)
+    batch = tmp_path / "batch.csv"
+    source.head(1500).write_csv(batch)
+    scored = inference_flow(str(config), str(batch), str(tmp_path / "scored.parquet"), overrides=QUICK)
+
+    # late, partial outcomes: 60% of the scored ids, plus ids never scored
+    labelled = source.head(900).select("ID", TARGET)
+    extra = pl.DataFrame({"ID": ["999001", "999002"], TARGET: ["0", "1"]})
+    pl.concat([labelled, extra]).write_csv(tmp_path / "labels.csv")
+    fed = feedback_flow(str(config), str(tmp_path / "labels.csv"), QUICK)
+    [got] = fed["batches"]
+    # by hand: the predictions file joined to the labels (quarantined rows were not scored, so they have no outcome here)
+    predictions = pl.read_parquet(tmp_path / "scored.parquet").with_columns(pl.col("ID").cast(pl.String))
+    expected = predictions.join(labelled.unique("ID", keep="last").with_columns(pl.col(TARGET).cast(pl.Int8).alias("y")), on="ID")
+    want = classification_metrics(expected["y"].to_numpy(), expected["probability"].to_numpy(), scored["threshold"])
+    matched = expected["ID"].n_unique()
+    assert 800 < matched <= 900 and (fed["labelled_ids"], fed["matched_ids"], fed["unmatched_ids"]) == (902, matched, 902 - matched)
+    assert got["labelled_rows"] == expected.height
+    assert got["metrics"] == pytest.approx(want, abs=1e-12)
+    assert (got["model_version"], fed["events"], fed["rollback"]) == ("1", [], None)  # healthy: nothing to act on
+    cfg = load_config(config, QUICK)
+    stored = outcomes.latest_performance(Store(cfg.store.root), cfg.dataset.name)
+    assert stored[got["output"]]["metrics"]["roc_auc"] == pytest.approx(want["roc_auc"])
+    runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.kind = 'outcomes'", output_format="list")
+    assert runs[0].data.metrics["realized_roc_auc"] == pytest.approx(want["roc_auc"])
+
+    # a second champion, retrained on other rows and promoted by hand, scores a batch whose outcomes turn out badly
+    training_flow(str(config), [*QUICK, "training.seed=7"], refresh=True)
+    client = mlflow.MlflowClient()
+    name = registry.registered_model_name(cfg)
+    registry.promote(client, name, "2", "try the retrained model")
+    later = tmp_path / "later.csv"
+    source.slice(1500, 1500).write_csv(later)
+    inference_flow(str(config), str(later), str(tmp_path / "scored2.parquet"), overrides=QUICK)
+    # its outcomes contradict its predictions (the first batch's outcomes stand)
+    flipped = source.slice(1500, 900).select("ID", TARGET).with_columns((1 - pl.col(TARGET).cast(pl.Int8)).cast(pl.String).alias(TARGET))
+    flipped.write_csv(tmp_path / "bad.csv")
+    bad = feedback_flow(str(config), str(tmp_path / "bad.csv"), [*QUICK, "monitoring.rollback_margin=0.05"])
+    assert bad["champion"]["version"] == "2" and bad["champion"]["realized"] < 0.5
+    assert bad["events"] == ["pipeline.performance.degraded", "pipeline.model.rolled-back"]
+    assert bad["rollback"]["version"] == "1" and bad["rollback"]["rollback_of"] == "2"
+    assert "below version 1's" in bad["rollback"]["reason"]
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    degraded = _events("pipeline.performance.degraded")
+    assert degraded and degraded[0]["payload"]["metric"] == "roc_auc" and degraded[0]["related"][0]["pipeline.model.version"] == "2"
+    assert _events("pipeline.model.rolled-back")[0]["payload"]["to"] == "1"
+    # monitor: realized performance beside drift, per batch, newest first
+    from typer.testing import CliRunner
+
+    from pipeline_cli.main import app
+
+    shown = CliRunner().invoke(app, ["monitor", "--config", str(config), *[a for o in QUICK for a in ("--set", o)], "--json"])
+    rows = json.loads(shown.stdout)["result"]
+    [latest_batch] = [b for b in bad["batches"] if b["model_version"] == "2"]
+    assert rows[0]["realized"] == pytest.approx(latest_batch["metrics"]["roc_auc"]) and rows[0]["labelled"] == latest_batch["labelled_rows"]
+    assert rows[1]["realized"] == pytest.approx(want["roc_auc"]) and rows[0]["realized_metric"] == "roc_auc"
+
+
+def test_labels_without_the_id_or_label_column_and_datasets_without_ids_are_refused(tmp_path, prefect_harness, demo_dir):
+    from flows.feedback import feedback_flow
+    from tests.conftest import shipped_config
+
+    config = shipped_config("credit_default", demo_dir / "credit.csv", tmp_path)
+    pl.DataFrame({"customer": [1], TARGET: [1]}).write_csv(tmp_path / "noid.csv")
+    with pytest.raises(DataError, match="noid.csv: missing column\\(s\\) ID; the labels need the id column 'ID'"):
+        feedback_flow(str(config), str(tmp_path / "noid.csv"), QUICK)
+    with pytest.raises(ConfigError, match="dataset.id_column: outcomes are joined to scored rows by id"):
+        feedback_flow(str(config), str(tmp_path / "noid.csv"), [*QUICK, "dataset.id_column=null"])
+    from typer.testing import CliRunner
+
+    from pipeline_cli.main import app
+
+    result = CliRunner().invoke(app, ["feedback", str(tmp_path / "noid.csv"), "--config", str(config)])
+    assert result.exit_code == 3 and result.stderr.strip().count("\n") == 0 and "missing column(s) ID" in result.stderr
+
+
+def test_realized_metrics_match_a_direct_computation_on_random_rows():
+    from pipeline_core.outcomes import realized_metrics
+
+    rng = np.random.default_rng(0)
+    frame = pl.DataFrame({"id": [str(i) for i in range(500)], "probability": rng.random(500), "prediction": 0,
+                          "label": rng.integers(0, 2, 500).astype(np.int8)})
+    out = realized_metrics(frame, 0.4)
+    assert out["labelled_rows"] == 500 and out["positives"] == int(frame["label"].sum())
+    assert json.dumps(out["metrics"]) == json.dumps(classification_metrics(frame["label"].to_numpy(), frame["probability"].to_numpy(), 0.4))
