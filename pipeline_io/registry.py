@@ -15,14 +15,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline_core.config import PipelineConfig
 from pipeline_core.errors import ConfigError, ModelError, StorageError
 from pipeline_core.modeling.specs import MODEL_SPECS
-from pipeline_core.scoring import ScoringModel
 from pipeline_io import layout, model_integrity
 from pipeline_io.s3 import s3_settings_from_env
+
+if TYPE_CHECKING:  # the scoring stack (scikit-learn, the models) is loaded only by the commands that score
+    from pipeline_core.scoring import ScoringModel
 
 log = logging.getLogger(__name__)
 
@@ -362,4 +364,6 @@ def load_scoring_model(uri: str, client: Any) -> ScoringModel:
         raise ModelError(f"--model {uri}: not a model logged by this pipeline (it lacks the raw-record cleaning and features)")
     schema = pyfunc.metadata.get_input_schema()
     columns = schema.input_names() if schema is not None else list(inner.cleaning["renames"])
+    from pipeline_core.scoring import ScoringModel
+
     return ScoringModel(uri, name, version, pyfunc.metadata.run_id, inner, [str(c) for c in columns])
