@@ -257,6 +257,54 @@ def monitor(config: ConfigOpt, set_: SetOpt = None,
     execute(opts, body, render="monitor", after=drifted)
 
 
+@app.command("serve-model", help="Serve a registered model over HTTP (MLflow's scoring server) from a copy checked against its registration.")
+def serve_model(config: ConfigOpt, set_: SetOpt = None, model: ModelOpt = None,
+                host: Annotated[str, typer.Option("--host", help="Interface to listen on (non-loopback needs --allow-remote).")] = "127.0.0.1",
+                port: Annotated[int, typer.Option("--port", help="Port of the scoring server.")] = 5001,
+                allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Listen on a non-loopback --host (no authentication).")] = False,
+                debug: DebugOpt = False) -> None:
+    """`mlflow models serve --env-manager local` on a verified local copy: POST raw records to /invocations."""
+    opts = Options(command="serve-model", config=config, overrides=set_ or [], debug=debug, log_file=False)
+
+    def body() -> Any:
+        import os
+        import subprocess
+        import tempfile
+        from pathlib import Path
+
+        from pipeline_core.config import load_config
+        from pipeline_core.errors import ConfigError, ModelError
+        from pipeline_io import model_integrity, registry
+
+        if not orchestration.is_loopback(host) and not allow_remote:
+            raise ConfigError(f"--host {host}: the scoring server has no authentication; put it behind an authenticating proxy "
+                              "and pass --allow-remote, or use 127.0.0.1")
+        cfg = load_config(config, opts.overrides)
+        client, _ = registry.connect(cfg)
+        uri = model or registry.default_model_uri(cfg)
+        name, version = registry.registered_version(client, uri)
+        if not (name and version):
+            raise ModelError(f"--model {uri}: serve a registered version (models:/NAME/VERSION or models:/NAME@ALIAS)")
+        with tempfile.TemporaryDirectory(prefix="pipeline-serve-") as tmp:
+            local = model_integrity.verified_copy(client, name, version, Path(tmp), uri)
+            print(f"serving {name} v{version} (files checked against its registration) on http://{host}:{port}/invocations; "
+                  "Ctrl-C stops", file=sys.stderr, flush=True)
+            # MLflow starts `uvicorn` by name: this interpreter's scripts first, activated or not
+            env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+            server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", str(local), "--env-manager", "local",
+                                       "-h", host, "-p", str(port)], env=env)
+            try:
+                code = server.wait()
+            except KeyboardInterrupt:
+                server.terminate()
+                code = server.wait(timeout=30)
+        if code not in (0, -15, 143):
+            raise ModelError(f"the scoring server for {name} v{version} exited with code {code}")
+        return {"model": f"{name}/{version}", "exit_code": code}
+
+    execute(opts, body, render="mapping")
+
+
 @app.command("feedback", help="Record outcomes (id + label) for scored batches: realized metrics per batch and model version.")
 def feedback(labels: Annotated[str, typer.Argument(help="Labels: CSV, Parquet, SQLite, http(s):// or s3:// with the id column and the label.")],
              config: ConfigOpt, set_: SetOpt = None,

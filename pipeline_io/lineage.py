@@ -38,7 +38,7 @@ def model_version(client: Any, ref: str) -> Any:
     """The registry entry behind models:/NAME/VERSION or models:/NAME@ALIAS."""
     if not ref.startswith("models:/"):
         raise ModelError(f"{ref!r}: give a predictions file or a registered model as models:/NAME/VERSION or models:/NAME@ALIAS")
-    name, version = registry._registry_version(client, ref)
+    name, version = registry.registered_version(client, ref)
     if version is None:
         raise ModelError(f"{ref!r}: name a version, e.g. models:/{name}/1 or models:/{name}@champion")
     try:

@@ -328,7 +328,7 @@ def default_model_uri(config: PipelineConfig) -> str:
     return f"models:/{registered_model_name(config)}@{config.inference.model_alias}"
 
 
-def _registry_version(client: Any, uri: str) -> tuple[str | None, str | None]:
+def registered_version(client: Any, uri: str) -> tuple[str | None, str | None]:
     """(name, version) that a models:/ URI points at; (None, None) for runs:/."""
     if not uri.startswith("models:/"):
         return None, None
@@ -350,7 +350,7 @@ def load_scoring_model(uri: str, client: Any) -> ScoringModel:
 
     if not uri.startswith(MODEL_SCHEMES):
         raise ConfigError(f"--model {uri!r}: use models:/<name>/<version>, models:/<name>@<alias> or runs:/<run id>/model")
-    name, version = _registry_version(client, uri)
+    name, version = registered_version(client, uri)
     try:
         # a registered version is loaded only as it was registered; a run's model as given
         pyfunc = model_integrity.load_verified(client, name, version, uri) if name and version else mlflow.pyfunc.load_model(uri)

@@ -453,3 +453,47 @@ def test_outputs_and_the_monitoring_record_are_published_together_or_not_at_all(
     again = _predict(config, demo_dir / "credit.csv", tmp_path / "scored.parquet", threshold=0.9)
     assert again["threshold"] == 0.9 and pl.read_parquet(tmp_path / "scored.parquet")["prediction"].sum() < first["positives"]
     assert {p.name for p in tmp_path.iterdir()} == set(published)  # replaced in place; no backup left behind
+
+
+def test_serve_model_answers_raw_json_records_like_predict(model_env, demo_dir, tmp_path):
+    """`pipeline-cli serve-model`: MLflow's scoring server on a checked copy of the champion, raw records in, predict's numbers out."""
+    import os
+    import signal
+    import time
+
+    import httpx
+
+    from tests.servers import free_port
+
+    config, _, _ = model_env
+    port = free_port()
+    cli = Path(sys.executable).with_name("pipeline-cli")
+    args = [a for o in FAST for a in ("--set", o)]
+    refused = subprocess.run([str(cli), "serve-model", "--config", str(config), "--host", "0.0.0.0", *args],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "has no authentication" in refused.stderr
+    server = subprocess.Popen([str(cli), "serve-model", "--config", str(config), "--port", str(port), *args],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        for _ in range(120):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, server.communicate()
+            time.sleep(1)
+        raw = pl.read_csv(demo_dir / "credit.csv").head(50)  # typed as JSON carries them: numbers, not text
+        records = [{k: v for k, v in row.items() if k != "ID"} for row in raw.to_dicts()]  # the id is optional
+        answer = httpx.post(f"http://127.0.0.1:{port}/invocations", json={"dataframe_records": records}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        served = dict(zip(raw["ID"].cast(pl.String).to_list(), (p["probability"] for p in answer.json()["predictions"])))
+        raw.write_csv(tmp_path / "fifty.csv")
+        _predict(config, tmp_path / "fifty.csv", tmp_path / "fifty.parquet")
+        cli = pl.read_parquet(tmp_path / "fifty.parquet").select(pl.col("ID").cast(pl.String), "probability")
+        assert cli.height >= 45  # the rest were quarantined by predict
+        for row in cli.iter_rows(named=True):
+            assert served[row["ID"]] == pytest.approx(row["probability"], abs=1e-12)
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        server.wait(timeout=60)
