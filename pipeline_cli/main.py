@@ -90,6 +90,14 @@ def training_overrides(n_workers: int | None, task_runner: str | None, dask_addr
     return out
 
 
+def _concealed(value: str) -> str:
+    """A command-line location as a flow parameter: Prefect stores parameters, so it goes in without its
+    credentials (the flow gets the original back from this process's memory, `pipeline_core.redaction`)."""
+    from pipeline_core.redaction import conceal
+
+    return conceal(value)
+
+
 def _run_flow(opts: Options, flow_module: str, flow_name: str, **kwargs: Any) -> None:
     """Load the config once (failing fast, before any Prefect start-up) and run one flow with it."""
 
@@ -97,13 +105,11 @@ def _run_flow(opts: Options, flow_module: str, flow_name: str, **kwargs: Any) ->
         import importlib
 
         from pipeline_core.config import load_config
-        from pipeline_core.redaction import conceal
 
         config = load_config(opts.config, opts.overrides)
         flow = getattr(importlib.import_module(flow_module), flow_name)
-        # Prefect stores a flow's parameters: locations go in without their credentials
-        shown = {k: conceal(v) if k == "predict_input" and v else v for k, v in kwargs.items()}
-        result = flow(opts.config, [conceal(o) for o in opts.overrides], **shown, config=config)
+        shown = {k: _concealed(v) if k == "predict_input" and v else v for k, v in kwargs.items()}
+        result = flow(opts.config, list(map(_concealed, opts.overrides)), **shown, config=config)
         return result if isinstance(result, list) else [result]
 
     execute(opts, body, render="layers")
@@ -184,15 +190,13 @@ def _predict(command: str, config: str, input_uri: str, output_uri: str, model: 
 
     def body() -> Any:
         from pipeline_core.config import load_config
-        from pipeline_core.redaction import conceal
 
         loaded = load_config(config, opts.overrides)
         from flows.inference import inference_flow
         from pipeline_core import progress
 
         def score() -> Any:
-            # Prefect stores a flow's parameters: locations go in without their credentials
-            return inference_flow(config, conceal(input_uri), output_uri, model, [conceal(o) for o in opts.overrides], threshold,
+            return inference_flow(config, _concealed(input_uri), output_uri, model, list(map(_concealed, opts.overrides)), threshold,
                                   allow_empty, config=loaded)
 
         from rich.console import Console
@@ -314,13 +318,11 @@ def feedback(labels: Annotated[str, typer.Argument(help="Labels: CSV, Parquet, S
 
     def body() -> Any:
         from pipeline_core.config import load_config
-        from pipeline_core.redaction import conceal
 
         loaded = load_config(config, opts.overrides)
         from flows.feedback import feedback_flow
 
-        # Prefect stores a flow's parameters: locations go in without their credentials
-        return feedback_flow(config, conceal(labels), [conceal(o) for o in opts.overrides], label_column, config=loaded)
+        return feedback_flow(config, _concealed(labels), list(map(_concealed, opts.overrides)), label_column, config=loaded)
 
     execute(opts, body, render="feedback")
 
