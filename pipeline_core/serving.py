@@ -2,7 +2,8 @@
 
 It carries the cleaning spec, the feature spec and the fitted preprocessing+estimator, and
 calls the very same `clean_rows` and `engineer_features` as the data layers, so any stock
-MLflow client gets exactly the pipeline's predictions.
+MLflow client gets exactly the pipeline's predictions. `pipeline_io.model_format` writes it as
+files (JSON and skops) and is the pyfunc's loader module.
 """
 
 from __future__ import annotations
@@ -16,11 +17,6 @@ import polars as pl
 from pipeline_core.cleaning import CleaningSpec, clean_rows
 from pipeline_core.features import FeatureSpec, engineer_features
 from pipeline_core.modeling.training import to_pandas_features
-
-try:  # mlflow is needed to log or load the model, not to build or test its logic
-    from mlflow.pyfunc import PythonModel
-except ImportError:  # pragma: no cover
-    PythonModel = object  # type: ignore[assignment,misc]
 
 
 def feature_rows(raw: pl.DataFrame | pl.LazyFrame, cleaning: dict[str, Any], features: dict[str, Any]) -> pl.LazyFrame:
@@ -43,8 +39,8 @@ def raw_to_features(raw: pd.DataFrame, cleaning: dict[str, Any], features: dict[
     return to_pandas_features(feature_frame(frame, cleaning, features), numeric, categorical)
 
 
-class RawRecordClassifier(PythonModel):  # type: ignore[misc,valid-type]
-    """predict(raw records) -> DataFrame(probability, prediction).
+class RawRecordClassifier:
+    """predict(raw records) -> DataFrame(probability, prediction): what MLflow's pyfunc calls.
 
     ``prediction_reference`` (quantile bins of the holdout probabilities) lets batch inference
     judge drift of the model's output against training.
@@ -73,9 +69,11 @@ class RawRecordClassifier(PythonModel):  # type: ignore[misc,valid-type]
         X = raw_to_features(raw, self.cleaning, self.features, self.numeric, self.categorical)
         return self.pipeline.predict_proba(X)[:, 1]
 
-    # No type hints on predict: MLflow would derive a schema from them and override the logged signature.
-    # A pandas type hint: MLflow then validates input against the logged signature, not the hint.
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def get_raw_model(self) -> RawRecordClassifier:
+        """What `PyFuncModel.get_raw_model()` returns: this object, for the pipeline's own scoring."""
+        return self
+
+    def predict(self, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         threshold = float((params or {}).get("threshold", self.threshold))
         proba = self.predict_proba(model_input)
         return pd.DataFrame({"probability": proba, "prediction": (proba >= threshold).astype("int64")})

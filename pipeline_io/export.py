@@ -44,8 +44,7 @@ def export_registered_model(config: PipelineConfig, outcome: dict[str, Any], bes
     with atomic_path(target) as staging:
         staging.mkdir()
         local = model_integrity.verified_copy(mlflow.MlflowClient(), name, version, staging / "model", f"models:/{name}/{version}")
-        pyfunc = mlflow.pyfunc.load_model(str(local))
-        preprocessor = pyfunc.unwrap_python_model().pipeline.named_steps["pre"]
+        preprocessor = mlflow.pyfunc.load_model(str(local)).get_raw_model().pipeline.named_steps["pre"]
         skops.io.dump(preprocessor, staging / PREPROCESSOR_FILE)
         (staging / "model_metadata.json").write_text(json.dumps(export_metadata(config, outcome, best), indent=2, default=str))
         (staging / "config_snapshot.json").write_text(json.dumps(config.model_dump(mode="json", by_alias=True), indent=2))

@@ -1,10 +1,10 @@
 """A registered model is loaded only as it was registered.
 
 The model's files live in the artifact store (a folder or a bucket), which more hands can write than
-the registry, and MLflow's Python model is a pickle: a replaced file would run its code when loaded.
-At registration the sha256 of every file of the version is recorded as a tag of the version; the
-pipeline downloads a version, checks every file against that record, and only then loads the copy
-it checked. A `runs:/` URI has no registered record and is loaded as given.
+the registry. They are data (`pipeline_io.model_format`: JSON and skops with a type allow-list), and
+at registration the sha256 of every file of the version is recorded as a tag of the version; the
+pipeline downloads a version, checks every file against that record and the format, and only then
+loads the copy it checked. A `runs:/` URI has no registered record: only its format is checked.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_core.errors import StorageError
+from pipeline_io import model_format
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,13 @@ def _download(uri: str, dest: Path) -> Path:
 
 
 def record_digests(client: Any, name: str, version: str, work_dir: Path) -> dict[str, str]:
-    """Record the digest of every file of a just-registered version on the version (``work_dir``: scratch space)."""
-    digests = file_digests(_download(f"models:/{name}/{version}", work_dir))
+    """Record the digest of every file of a just-registered version, and its format, on the version
+    (``work_dir``: scratch space)."""
+    local = _download(f"models:/{name}/{version}", work_dir)
+    model_format.check_loadable(local, f"models:/{name}/{version}")
+    digests = file_digests(local)
     client.set_model_version_tag(name, version, DIGEST_TAG, json.dumps(digests, sort_keys=True, separators=(",", ":")))
+    client.set_model_version_tag(name, version, model_format.FORMAT_TAG, model_format.FORMAT)
     return digests
 
 
@@ -67,12 +72,14 @@ def verified_copy(client: Any, name: str, version: str, dest: Path, shown: str) 
     recorded = client.get_model_version(name, version).tags.get(DIGEST_TAG)
     local = _download(f"models:/{name}/{version}", dest)
     if recorded is None:
-        log.warning("%s: version %s has no recorded artifact digests (registered by an older release); loaded unchecked", shown, version)
-        return local
-    differences = digest_mismatches(json.loads(recorded), file_digests(local))
-    if differences:
-        raise StorageError(f"{shown}: the files of version {version} differ from those registered ({', '.join(differences[:3])}); "
-                           "refusing to load them; restore the artifact store or register a retrained model")
+        log.warning("%s: version %s has no recorded artifact digests (registered by an older release); its files are not checked",
+                    shown, version)
+    else:
+        differences = digest_mismatches(json.loads(recorded), file_digests(local))
+        if differences:
+            raise StorageError(f"{shown}: the files of version {version} differ from those registered ({', '.join(differences[:3])}); "
+                               "refusing to load them; restore the artifact store or register a retrained model")
+    model_format.check_loadable(local, shown)
     return local
 
 
@@ -84,3 +91,15 @@ def load_verified(client: Any, name: str, version: str, shown: str) -> Any:
 
     with tempfile.TemporaryDirectory(prefix="pipeline-model-") as tmp:
         return mlflow.pyfunc.load_model(str(verified_copy(client, name, version, Path(tmp), shown)))
+
+
+def load_unregistered(uri: str) -> Any:
+    """The pyfunc behind a ``runs:/`` URI, loaded only if it is in the pipeline's model format."""
+    import tempfile
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="pipeline-model-") as tmp:
+        local = _download(uri, Path(tmp))
+        model_format.check_loadable(local, uri)
+        return mlflow.pyfunc.load_model(str(local))

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_PREFIX = "alias_move:"
-_REQUIREMENTS = ["mlflow", "scikit-learn", "polars", "pandas", "numpy", "pyarrow", "pydantic", "pyyaml",
+# tabular-pipeline is the model's loader (`pipeline_io.model_format`): no code travels with the model
+_REQUIREMENTS = ["tabular-pipeline", "mlflow", "scikit-learn", "skops", "polars", "pandas", "numpy", "pyarrow", "pydantic", "pyyaml",
                  *sorted({spec.package for spec in MODEL_SPECS.values()} - {"scikit-learn"})]
 
 
@@ -160,16 +161,20 @@ def raw_record_signature(columns: list[str], optional: set[str], threshold: floa
 
 
 def log_raw_record_model(model: Any, input_example: Any, optional_columns: set[str] | None = None) -> Any:
-    """Log the pyfunc with signature, input example, explicit requirements and the core package as code."""
+    """Log the pyfunc (files in `model_format`, loaded by that module) with signature, input example and requirements."""
+    import tempfile
+
     import mlflow
 
-    import pipeline_core
+    from pipeline_io import model_format
 
     signature = raw_record_signature(list(input_example.columns), optional_columns or set(), model.threshold)
-    return mlflow.pyfunc.log_model(
-        name="model", python_model=model, signature=signature, input_example=input_example,
-        pip_requirements=pip_requirements(), code_paths=[str(Path(pipeline_core.__file__).parent)],
-    )
+    with tempfile.TemporaryDirectory(prefix="pipeline-model-") as tmp:
+        data = model_format.write_model_files(model, Path(tmp) / "raw_record_model")
+        return mlflow.pyfunc.log_model(
+            name="model", loader_module=model_format.LOADER_MODULE, data_path=str(data), signature=signature,
+            input_example=input_example, pip_requirements=pip_requirements(),
+        )
 
 
 def champion_version(client: Any, name: str) -> Any | None:
@@ -346,20 +351,19 @@ def registered_version(client: Any, uri: str) -> tuple[str | None, str | None]:
 
 def load_scoring_model(uri: str, client: Any) -> ScoringModel:
     """The pyfunc behind a models:/ or runs:/ URI, with its registry name, version and input columns."""
-    import mlflow
 
     if not uri.startswith(MODEL_SCHEMES):
         raise ConfigError(f"--model {uri!r}: use models:/<name>/<version>, models:/<name>@<alias> or runs:/<run id>/model")
     name, version = registered_version(client, uri)
     try:
-        # a registered version is loaded only as it was registered; a run's model as given
-        pyfunc = model_integrity.load_verified(client, name, version, uri) if name and version else mlflow.pyfunc.load_model(uri)
-    except StorageError:
+        # a registered version is loaded only as it was registered; a run's model as given, if in the safe format
+        pyfunc = model_integrity.load_verified(client, name, version, uri) if name and version else model_integrity.load_unregistered(uri)
+    except (StorageError, ModelError):
         raise
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise ModelError(f"--model {uri}: cannot load it ({first}); `pipeline-cli models describe NAME` lists the versions") from None
-    inner = pyfunc.unwrap_python_model()
+    inner = pyfunc.get_raw_model()
     if not all(hasattr(inner, a) for a in ("cleaning", "features", "pipeline", "threshold")):
         raise ModelError(f"--model {uri}: not a model logged by this pipeline (it lacks the raw-record cleaning and features)")
     schema = pyfunc.metadata.get_input_schema()

@@ -19,7 +19,7 @@ from pipeline_core.config import PipelineConfig
 from pipeline_core.modeling.holdout import TrainingData, raw_holdout
 from pipeline_core.modeling.metrics import classification_metrics
 from pipeline_core.modeling.promotion import gate_decision, paired_bootstrap
-from pipeline_io import events, model_integrity, registry
+from pipeline_io import events, model_format, model_integrity, registry
 from pipeline_io.readers import load_training_data
 from pipeline_io.store import open_store
 from pipeline_io.workarounds import quiet_stderr
@@ -49,6 +49,11 @@ def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[d
     if current is not None and current.tags.get("refit_full") == "true":
         # a champion refitted on all rows has seen this holdout: compare with its holdout scores from before the refit
         champion_metrics = dict(client.get_run(current.tags["holdout_run_id"]).data.metrics)
+    elif current is not None and current.tags.get(model_format.FORMAT_TAG) != model_format.FORMAT:
+        # an older release's pickled champion is never loaded: its own recorded holdout scores stand in
+        log.warning("champion %s v%s predates the safe model format: compared by the metrics recorded with it, not rescored",
+                    name, current.version)
+        champion_metrics = dict(client.get_run(current.run_id).data.metrics)
     elif current is not None:
         champion = model_integrity.load_verified(client, name, str(current.version), f"models:/{name}@{registry.CHAMPION}")
         proba = champion.predict(holdout)["probability"].to_numpy()

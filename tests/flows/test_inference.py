@@ -1,6 +1,7 @@
 """Batch inference and drift: pure drift maths, then scoring through the flow and the CLI on a trained model."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -392,41 +393,66 @@ def test_lineage_of_a_predictions_file_and_the_store_history(model_env, demo_dir
 
 
 def test_a_replaced_model_file_is_refused_not_run(model_env, demo_dir, tmp_path):
-    """The registered model is a pickle in the artifact store: a replaced file must be refused before it is unpickled."""
+    """The registered model's files live in the artifact store: a replaced file is refused before anything is built."""
+    import hashlib
     import json
-    import os
-    import pickle
     from urllib.parse import unquote, urlparse
 
     import mlflow
+    import skops.io
 
+    from pipeline_io.model_format import FORMAT, FORMAT_TAG, PIPELINE_FILE, SPEC_FILE
     from pipeline_io.model_integrity import DIGEST_TAG
+    from tests.unit.test_model_format import Payload
 
     config, training, _ = model_env
     client = mlflow.MlflowClient()
     name, version = training["registered_model"], str(training["version"])
-    recorded = json.loads(client.get_model_version(name, version).tags[DIGEST_TAG])
-    assert "MLmodel" in recorded and all(len(d) == 64 for d in recorded.values())
+    tags = client.get_model_version(name, version).tags
+    recorded = json.loads(tags[DIGEST_TAG])
+    assert tags[FORMAT_TAG] == FORMAT and "MLmodel" in recorded and all(len(d) == 64 for d in recorded.values())
     folder = Path(unquote(urlparse(client.get_model_version_download_uri(name, version)).path))
-    pickled = next(folder.rglob("python_model.pkl"))
-    assert recorded[pickled.relative_to(folder).as_posix()] == __import__("hashlib").sha256(pickled.read_bytes()).hexdigest()
+    assert not list(folder.rglob("*.pkl"))  # nothing in the model is a pickle
+    assert {p.name for p in folder.rglob("*") if p.is_file()} >= {"MLmodel", SPEC_FILE, PIPELINE_FILE}
+    fitted = next(folder.rglob(PIPELINE_FILE))
+    assert recorded[fitted.relative_to(folder).as_posix()] == hashlib.sha256(fitted.read_bytes()).hexdigest()
     marker = tmp_path / "payload-ran"
-
-    class Payload:
-        def __reduce__(self):
-            return os.system, (f"touch {marker}",)
-
-    original = pickled.read_bytes()
+    original = fitted.read_bytes()
     try:
-        pickled.write_bytes(pickle.dumps(Payload()))
+        skops.io.dump({"model": Payload(str(marker))}, fitted)
         with pytest.raises(StorageError, match=f"the files of version {version} differ from those registered "
-                                               r"\(.*python_model.pkl \(changed\)\); refusing to load them"):
+                                               rf"\(.*{PIPELINE_FILE} \(changed\)\); refusing to load them"):
             _predict(config, demo_dir / "credit.csv", tmp_path / "out.parquet", model_uri=f"models:/{name}/{version}")
         assert not marker.exists() and not (tmp_path / "out.parquet").exists()
     finally:
-        pickled.write_bytes(original)
+        fitted.write_bytes(original)
     scored = _predict(config, demo_dir / "credit.csv", tmp_path / "out.parquet", model_uri=f"models:/{name}/{version}")
     assert scored["rows_scored"] > 0 and not marker.exists()
+
+
+def test_a_pickled_model_from_an_older_release_is_never_unpickled(model_env, demo_dir, tmp_path):
+    """A cloudpickled pyfunc (what earlier releases registered) is refused by its MLmodel, before MLflow reads the pickle."""
+    import mlflow
+
+    from pipeline_core.errors import ModelError
+
+    config, _, _ = model_env
+    marker = tmp_path / "payload-ran"
+
+    class Pickled(mlflow.pyfunc.PythonModel):
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+        def predict(self, context, model_input, params=None):
+            return model_input
+
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="model", python_model=Pickled(), pip_requirements=["mlflow"])
+    legacy = mlflow.register_model(info.model_uri, "legacy-pickled")
+    for uri in (f"models:/legacy-pickled/{legacy.version}", info.model_uri):
+        with pytest.raises(ModelError, match=r"not in this pipeline's model format \(a pickled Python model, which is never loaded\)"):
+            _predict(config, demo_dir / "credit.csv", tmp_path / "out.parquet", model_uri=uri)
+    assert not marker.exists() and not (tmp_path / "out.parquet").exists()
 
 
 def test_outputs_and_the_monitoring_record_are_published_together_or_not_at_all(model_env, demo_dir, tmp_path, monkeypatch):

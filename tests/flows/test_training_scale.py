@@ -323,6 +323,6 @@ def test_export_loads_as_the_registered_model(workers_and_export, scaled):
     pre = skops.io.load(path, trusted=untrusted)
     features = to_pandas_features(data.gold[data.split.test_index[:25].tolist()], data.preprocessing["numeric_columns"],
                                             data.preprocessing["categorical_columns"])
-    reference = mlflow.pyfunc.load_model(meta["model_uri"]).unwrap_python_model().pipeline.named_steps["pre"]
+    reference = mlflow.pyfunc.load_model(meta["model_uri"]).get_raw_model().pipeline.named_steps["pre"]
     np.testing.assert_array_equal(pre.transform(features), reference.transform(features))
     np.testing.assert_array_equal(load_preprocessor(path).transform(features), pre.transform(features))
