@@ -39,39 +39,39 @@ def _show_version(value: bool) -> None:
 
 
 @app.callback()
-def _main(version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+def _main(version: Annotated[bool, typer.Option("--version", metavar="", callback=_show_version, is_eager=True,
                                                help="Print the installed version and exit.")] = False) -> None:
     """Config-driven tabular binary-classification pipeline: bronze -> silver -> gold on Prefect."""
 
 
-ConfigOpt = Annotated[str, typer.Option("--config", "-c", help="Pipeline YAML config.")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: KEY.PATH=VALUE (repeatable).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON summary instead of tables.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Also print Prefect's run logs.")]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")]
+ConfigOpt = Annotated[str, typer.Option("--config", "-c", metavar="FILE", help="Pipeline YAML config.")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY.PATH=VALUE", help="Override a config value: KEY.PATH=VALUE (repeatable).")]
+JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print a machine-readable JSON summary instead of tables.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="Print errors only.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", metavar="", help="Also print Prefect's run logs.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", metavar="", help="Show full tracebacks.")]
 
 
-ThroughOpt = Annotated[str, typer.Option("--through", help="Last stage to run: bronze, silver, gold or training.")]
+ThroughOpt = Annotated[str, typer.Option("--through", metavar="STAGE", help="Last stage to run: bronze, silver, gold or training.")]
 PredictOpt = Annotated[Optional[tuple[str, str]], typer.Option("--predict", metavar="INPUT OUTPUT", help="After training, score INPUT into OUTPUT (Parquet) with the champion.")]
 NWorkersOpt = Annotated[Optional[int], typer.Option(
-    "--n-workers", min=1, help="Optuna worker processes sharing one study per model (training.tuning.n_workers).")]
+    "--n-workers", metavar="N", min=1, help="Optuna worker processes sharing one study per model (training.tuning.n_workers).")]
 TaskRunnerOpt = Annotated[Optional[str], typer.Option(
-    "--task-runner", help="Where model tasks run: thread or dask (training.concurrency.task_runner).")]
+    "--task-runner", metavar="thread|dask", help="Where model tasks run: thread or dask (training.concurrency.task_runner).")]
 DaskAddressOpt = Annotated[Optional[str], typer.Option(
-    "--dask-address", help="Scheduler of an existing Dask cluster, e.g. tcp://host:8786 (implies --task-runner dask).")]
+    "--dask-address", metavar="URL", help="Scheduler of an existing Dask cluster, e.g. tcp://host:8786 (implies --task-runner dask).")]
 RefreshOpt = Annotated[bool, typer.Option(
-    "--refresh", help="Recompute cached stages even when their inputs, config and code are unchanged.")]
+    "--refresh", metavar="", help="Recompute cached stages even when their inputs, config and code are unchanged.")]
 FullRefreshOpt = Annotated[bool, typer.Option(
-    "--full-refresh", help="Rebuild silver and gold from every bronze batch, not only from the new ones.")]
+    "--full-refresh", metavar="", help="Rebuild silver and gold from every bronze batch, not only from the new ones.")]
 SilverAsOfOpt = Annotated[Optional[str], typer.Option(
     "--as-of", metavar="VERSION|TIME", help="Build gold from silver as it was: a silver version, or an ISO time (2026-11-28T09:00:00Z).")]
 GoldAsOfOpt = Annotated[Optional[str], typer.Option(
     "--as-of", metavar="VERSION|TIME", help="Train on gold as it was: a gold version, or an ISO time (2026-11-28T09:00:00Z).")]
 PresetOpt = Annotated[Optional[str], typer.Option(
-    "--preset", help="fast (defaults + ensemble, no tuning), balanced or best (training.preset; the config's own keys win).")]
+    "--preset", metavar="fast|balanced|best", help="fast (defaults + ensemble, no tuning), balanced or best (training.preset; the config's own keys win).")]
 ExportOpt = Annotated[Optional[str], typer.Option(
-    "--export", help="Also export the registered best model to this local folder, e.g. results/artifacts.")]
+    "--export", metavar="DIR", help="Also export the registered best model to this local folder, e.g. results/artifacts.")]
 
 
 def training_overrides(n_workers: int | None, task_runner: str | None, dask_address: str | None, export: str | None,
@@ -177,11 +177,11 @@ app.command("deploy", context_settings={"allow_extra_args": True, "ignore_unknow
 app.add_typer(orchestration.server_app, name="server")
 
 
-ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model URI: models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/model (default: the configured champion).")]
-ThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="Decision threshold (default: the one chosen in training).")]
-AllowEmptyOpt = Annotated[bool, typer.Option("--allow-empty", help="On an input without rows, write an empty output with the prediction columns.")]
-InputArg = Annotated[str, typer.Argument(help="Raw records: CSV, Parquet, SQLite, http(s):// or s3://.")]
-OutputArg = Annotated[str, typer.Argument(help="Predictions Parquet, local or s3:// ({timestamp} and {date} are filled in).")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", metavar="URI", help="Model URI: models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/model (default: the configured champion).")]
+ThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", metavar="P", min=0.0, max=1.0, help="Decision threshold (default: the one chosen in training).")]
+AllowEmptyOpt = Annotated[bool, typer.Option("--allow-empty", metavar="", help="On an input without rows, write an empty output with the prediction columns.")]
+InputArg = Annotated[str, typer.Argument(metavar="INPUT", help="Raw records: CSV, Parquet, SQLite, http(s):// or s3://.")]
+OutputArg = Annotated[str, typer.Argument(metavar="OUTPUT", help="Predictions Parquet, local or s3:// ({timestamp} and {date} are filled in).")]
 
 
 def _predict(command: str, config: str, input_uri: str, output_uri: str, model: str | None, set_: list[str] | None,
@@ -226,7 +226,7 @@ def predict(input_uri: InputArg, output_uri: OutputArg, config: ConfigOpt, model
 
 
 @app.command("inference-pipeline", help="Score with an explicit model: inference-pipeline MODEL_URI INPUT OUTPUT --config F.")
-def inference_pipeline(model_uri: Annotated[str, typer.Argument(help="models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/model.")],
+def inference_pipeline(model_uri: Annotated[str, typer.Argument(metavar="MODEL_URI", help="models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/model.")],
                        input_uri: InputArg, output_uri: OutputArg, config: ConfigOpt, set_: SetOpt = None, threshold: ThresholdOpt = None,
                        allow_empty: AllowEmptyOpt = False, json_: JsonOpt = False, quiet: QuietOpt = False,
                        verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
@@ -235,8 +235,8 @@ def inference_pipeline(model_uri: Annotated[str, typer.Argument(help="models:/NA
 
 @app.command("monitor", help="Recent scored batches and their drift; --fail-on-drift exits 5 when one of them drifted.")
 def monitor(config: ConfigOpt, set_: SetOpt = None,
-            last: Annotated[int, typer.Option("--last", "-n", min=1, help="How many recent batches to show (and check).")] = 10,
-            fail_on_drift: Annotated[bool, typer.Option("--fail-on-drift", help="Exit 5 when a shown batch crossed a drift threshold.")] = False,
+            last: Annotated[int, typer.Option("--last", "-n", metavar="N", min=1, help="How many recent batches to show (and check).")] = 10,
+            fail_on_drift: Annotated[bool, typer.Option("--fail-on-drift", metavar="", help="Exit 5 when a shown batch crossed a drift threshold.")] = False,
             json_: JsonOpt = False, debug: DebugOpt = False) -> None:
     opts = Options(command="monitor", config=config, overrides=set_ or [], json=json_, debug=debug, log_file=False)
 
@@ -263,9 +263,9 @@ def monitor(config: ConfigOpt, set_: SetOpt = None,
 
 @app.command("serve-model", help="Serve a registered model over HTTP (MLflow's scoring server) from a copy checked against its registration.")
 def serve_model(config: ConfigOpt, set_: SetOpt = None, model: ModelOpt = None,
-                host: Annotated[str, typer.Option("--host", help="Interface to listen on (non-loopback needs --allow-remote).")] = "127.0.0.1",
-                port: Annotated[int, typer.Option("--port", help="Port of the scoring server.")] = 5001,
-                allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Listen on a non-loopback --host (no authentication).")] = False,
+                host: Annotated[str, typer.Option("--host", metavar="HOST", help="Interface to listen on (non-loopback needs --allow-remote).")] = "127.0.0.1",
+                port: Annotated[int, typer.Option("--port", metavar="PORT", help="Port of the scoring server.")] = 5001,
+                allow_remote: Annotated[bool, typer.Option("--allow-remote", metavar="", help="Listen on a non-loopback --host (no authentication).")] = False,
                 debug: DebugOpt = False) -> None:
     """`mlflow models serve --env-manager local` on a verified local copy: POST raw records to /invocations."""
     opts = Options(command="serve-model", config=config, overrides=set_ or [], debug=debug, log_file=False)
@@ -310,9 +310,9 @@ def serve_model(config: ConfigOpt, set_: SetOpt = None, model: ModelOpt = None,
 
 
 @app.command("feedback", help="Record outcomes (id + label) for scored batches: realized metrics per batch and model version.")
-def feedback(labels: Annotated[str, typer.Argument(help="Labels: CSV, Parquet, SQLite, http(s):// or s3:// with the id column and the label.")],
+def feedback(labels: Annotated[str, typer.Argument(metavar="LABELS", help="Labels: CSV, Parquet, SQLite, http(s):// or s3:// with the id column and the label.")],
              config: ConfigOpt, set_: SetOpt = None,
-             label_column: Annotated[Optional[str], typer.Option("--label-column", help="Column holding the outcome (default: dataset.target).")] = None,
+             label_column: Annotated[Optional[str], typer.Option("--label-column", metavar="COLUMN", help="Column holding the outcome (default: dataset.target).")] = None,
              json_: JsonOpt = False, quiet: QuietOpt = False, verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
     opts = Options(command="feedback", config=config, overrides=set_ or [], json=json_, quiet=quiet, verbose=verbose, debug=debug)
 
@@ -328,7 +328,7 @@ def feedback(labels: Annotated[str, typer.Argument(help="Labels: CSV, Parquet, S
 
 
 @app.command("lineage", help="Where predictions (a predictions file) or a model version came from, back to the bronze batches.")
-def lineage(target: Annotated[str, typer.Argument(help="A predictions Parquet file, or models:/NAME/VERSION or models:/NAME@ALIAS.")],
+def lineage(target: Annotated[str, typer.Argument(metavar="TARGET", help="A predictions Parquet file, or models:/NAME/VERSION or models:/NAME@ALIAS.")],
             config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False) -> None:
     opts = Options(command="lineage", config=config, overrides=set_ or [], json=json_, debug=debug, log_file=False)
 
@@ -341,12 +341,12 @@ def lineage(target: Annotated[str, typer.Argument(help="A predictions Parquet fi
     execute(opts, body, render="lineage")
 
 
-TableOpt = Annotated[Optional[str], typer.Option("--table", help="Only this table: bronze, silver, quarantine, gold or monitoring.")]
+TableOpt = Annotated[Optional[str], typer.Option("--table", metavar="TABLE", help="Only this table: bronze, silver, quarantine, gold or monitoring.")]
 
 
 @store_app.command("history", help="The newest commits of the dataset's tables: version, time, operation, rows, run.")
 def store_history(config: ConfigOpt, set_: SetOpt = None, table: TableOpt = None,
-                  limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Commits per table.")] = 10,
+                  limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", min=1, help="Commits per table.")] = 10,
                   json_: JsonOpt = False, debug: DebugOpt = False) -> None:
     opts = Options(command="store-history", config=config, overrides=set_ or [], json=json_, debug=debug, log_file=False)
 
@@ -364,7 +364,7 @@ def store_history(config: ConfigOpt, set_: SetOpt = None, table: TableOpt = None
 
 @store_app.command("vacuum", help="Delete the files of table versions older than store.retention.days (they can no longer be read as of).")
 def store_vacuum(config: ConfigOpt, set_: SetOpt = None,
-                 dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count the files that would be deleted.")] = False,
+                 dry_run: Annotated[bool, typer.Option("--dry-run", metavar="", help="Only count the files that would be deleted.")] = False,
                  json_: JsonOpt = False, debug: DebugOpt = False) -> None:
     opts = Options(command="store-vacuum", config=config, overrides=set_ or [], json=json_, debug=debug, log_file=False)
 
@@ -427,7 +427,7 @@ def models_history(name: str, config: ConfigOpt, set_: SetOpt = None, json_: Jso
 @models_app.command("promote", help="Make VERSION the champion by hand (recorded in the history).")
 def models_promote(
     name: str, version: str, config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False,
-    reason: Annotated[str, typer.Option("--reason", help="Why; kept in the history.")] = "manual promotion",
+    reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why; kept in the history.")] = "manual promotion",
 ) -> None:
     _registry("models-promote", config, set_, json_, debug, lambda t, c: t.promote(c, name, version, reason), "mapping")
 
@@ -435,18 +435,18 @@ def models_promote(
 @models_app.command("rollback", help="Move champion back to the previous champion (recorded in the history).")
 def models_rollback(
     name: str, config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False,
-    reason: Annotated[str, typer.Option("--reason", help="Why; kept in the history.")] = "manual rollback",
+    reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why; kept in the history.")] = "manual rollback",
 ) -> None:
     _registry("models-rollback", config, set_, json_, debug, lambda t, c: t.rollback(c, name, reason), "mapping")
 
 
-RowsOpt = Annotated[int, typer.Option("--rows", "-n", min=10, help="Number of rows (before a few injected duplicates).")]
-SeedOpt = Annotated[int, typer.Option("--seed", "-s", help="Random seed: same seed, same file.")]
+RowsOpt = Annotated[int, typer.Option("--rows", "-n", metavar="N", min=10, help="Number of rows (before a few injected duplicates).")]
+SeedOpt = Annotated[int, typer.Option("--seed", "-s", metavar="N", help="Random seed: same seed, same file.")]
 
 
 @demo_app.command("credit-default", help="Credit-card default data (UCI schema) as CSV.")
 def demo_credit(
-    out: Annotated[str, typer.Option("--out", "-o", help="CSV file to write.")] = "data/demo/credit_default.csv",
+    out: Annotated[str, typer.Option("--out", "-o", metavar="FILE", help="CSV file to write.")] = "data/demo/credit_default.csv",
     rows: RowsOpt = 30_000, seed: SeedOpt = 42, json_: JsonOpt = False, debug: DebugOpt = False,
 ) -> None:
     _demo("credit_default_frame", "write_csv", out, rows, seed, json_, debug)
@@ -454,7 +454,7 @@ def demo_credit(
 
 @demo_app.command("phishing", help="Phishing-websites data as a SQLite database (table 'websites').")
 def demo_phishing(
-    out: Annotated[str, typer.Option("--out", "-o", help="SQLite file to write.")] = "data/demo/phishing.sqlite",
+    out: Annotated[str, typer.Option("--out", "-o", metavar="FILE", help="SQLite file to write.")] = "data/demo/phishing.sqlite",
     rows: RowsOpt = 10_000, seed: SeedOpt = 42, json_: JsonOpt = False, debug: DebugOpt = False,
 ) -> None:
     _demo("phishing_frame", "write_sqlite", out, rows, seed, json_, debug)

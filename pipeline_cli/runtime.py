@@ -165,12 +165,17 @@ def stoppable() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+PIPED_WIDTH = 200
+
+
 def execute(opts: Options, body: Callable[[], Any], render: str, after: Callable[[Any], None] | None = None) -> None:
     """Run ``body``, render its result, then ``after(result)`` (which may raise a domain error):
     every domain error becomes one line on stderr and its exit code (`exit_codes`)."""
     from rich.console import Console
 
     out = Console()
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out = Console(width=PIPED_WIDTH)  # rich assumes 80 columns when piped and would cut the tables' columns
     err = Console(stderr=True)
     prepare_environment(opts)
     body = _flows_without_heartbeats(body)
