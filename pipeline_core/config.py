@@ -59,6 +59,13 @@ class S3Settings(StrictModel):
     endpoint_url: OptionalLocation = Field(None, description="S3-compatible endpoint; default: $AWS_ENDPOINT_URL, else AWS.")
     region: str | None = Field(None, description="Default: $AWS_REGION or $AWS_DEFAULT_REGION, else us-east-1.")
 
+    @field_validator("endpoint_url")
+    @classmethod
+    def _http_endpoint(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:9000")
+        return v
+
 
 class RetentionConfig(StrictModel):
     """How long old table versions stay readable (time travel, --as-of) before `store vacuum` may delete their files."""
@@ -307,7 +314,8 @@ class MlflowConfig(StrictModel):
 
 class InferenceConfig(StrictModel):
     chunk_size: int = Field(100_000, ge=1, description="Rows scored at a time; bounds memory, not the input size.")
-    model_alias: str = Field("champion", min_length=1, description="Registry alias scored when no --model is given.")
+    model_alias: str = Field("champion", pattern=r"^[A-Za-z0-9_-]+$",
+                             description="Registry alias scored when no --model is given (letters, digits, '_' and '-').")
     quarantine_rules: bool = Field(True, description="Quarantine rows that break the silver rules (ranges, allowed values, not-null) as well as uncastable ones.")
 
 
@@ -326,6 +334,13 @@ class MonitoringConfig(StrictModel):
     rollback_margin: float | None = Field(None, ge=0, description="Outcomes: the champion's realized primary metric below the "
                                                                   "previous champion's by more than this rolls champion back; "
                                                                   "default: never automatically.")
+
+    @model_validator(mode="after")
+    def _warn_before_alert(self) -> MonitoringConfig:
+        if self.psi_warn > self.psi_alert:
+            raise ValueError(f"monitoring.psi_warn ({self.psi_warn}) is above monitoring.psi_alert ({self.psi_alert}); "
+                             "a warning comes before drift")
+        return self
 
 
 class PipelineConfig(StrictModel):
@@ -378,7 +393,10 @@ def _format_error(source: str, err: ValidationError) -> str:
         elif e["type"] == "missing":
             parts.append(f"missing required key '{path}'")
         else:
-            parts.append(f"key '{path}': {e['msg']} (got {e.get('input')!r})")
+            given = e.get("input")
+            # a section's own check names the key inside it; the whole section would not fit on the line
+            got = "" if isinstance(given, (dict, list)) and e["type"] == "value_error" else f" (got {given!r})"
+            parts.append(f"key '{path}': {e['msg']}{got}")
     more = f" (+{len(err.errors()) - 3} more)" if len(err.errors()) > 3 else ""
     return f"{source}: " + "; ".join(parts) + more
 
@@ -422,6 +440,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> PipelineConfig:
     """Load, override and validate a YAML config file."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: a folder, not a config file (pass --config path/to/config.yaml)")
     if not p.is_file():
         raise ConfigError(f"config file not found: {p} (pass --config path/to/config.yaml)")
     try:

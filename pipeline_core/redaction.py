@@ -20,8 +20,9 @@ MASK = "***"
 
 # userinfo: everything between "scheme://" and the first "@" before the host's path
 _USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]+@")
+# an already masked value stays as it is (redacting twice must not eat the text after the mask)
 _CREDENTIAL_PARAM = re.compile(
-    r"(?P<name>[?&;][^=&#\s'\"]*(?:token|key|secret|passw|pwd|sig|credential|auth|session)[^=&#\s'\"]*=)[^&#;\s'\"]+",
+    r"(?P<name>[?&;][^=&#\s'\"]*(?:token|key|secret|passw|pwd|sig|credential|auth|session)[^=&#\s'\"]*=)(?:\*\*\*|[^&#;\s'\"]+)",
     re.IGNORECASE,
 )
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline_core.errors import DataError, StorageError
+from pipeline_core.errors import ConfigError, DataError, StorageError
 from pipeline_io.store import Store
 
 FAULT_ENV = "PIPELINE_FAULT_AT"  # tests: the commit point at which the process kills itself
@@ -90,7 +90,7 @@ def resolve_version(store: Store, uri: str, as_of: str) -> int:
     try:
         moment = datetime.fromisoformat(as_of)
     except ValueError:
-        raise DataError(f"--as-of {as_of!r}: give a table version (e.g. 3) or an ISO time (e.g. 2026-11-28T09:00:00Z)") from None
+        raise ConfigError(f"--as-of {as_of!r}: give a table version (e.g. 3) or an ISO time (e.g. 2026-11-28T09:00:00Z)") from None
     stamp_ms = moment.timestamp() * 1000 if moment.tzinfo else moment.replace(tzinfo=None).astimezone().timestamp() * 1000
     earlier = [h["version"] for h in dt.history() if h["timestamp"] <= stamp_ms]
     if not earlier:
@@ -273,7 +273,14 @@ def damaged_files(store: Store, uri: str, at: int | None = None) -> list[tuple[s
 
 @contextmanager
 def reading(store: Store, tables: dict[str, int | None]) -> Iterator[None]:
-    """Turn a failed read of these tables (at these versions) into one line naming the file at fault, if one is."""
+    """Turn a failed read of these tables (at these versions) into one line naming the file at fault, if one is.
+
+    On a local store the files' sizes are checked first (a stat each): a truncated file would make the
+    Rust reader panic, and its panic message goes straight to the terminal. On object storage, where a
+    check costs a request per file, the files are checked only once a read failed.
+    """
+    if not store.remote:
+        refuse_damaged(store, tables)
     try:
         yield
     except (StorageError, DataError):
@@ -281,14 +288,19 @@ def reading(store: Store, tables: dict[str, int | None]) -> Iterator[None]:
     except BaseException as exc:  # a truncated Parquet file makes polars panic (a BaseException)
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
-        for uri, at in tables.items():
-            for path, problem in damaged_files(store, uri, at):
-                if problem == "missing":
-                    raise StorageError(f"{path}: missing; `pipeline-cli store vacuum` deletes the files of versions older than "
-                                       "store.retention.days, so read a newer version") from None
-                raise StorageError(f"{path}: damaged data file (its size differs from the one the table's log recorded); "
-                                   "restore it from a backup or rebuild the layer with --full-refresh") from None
+        refuse_damaged(store, tables)
         raise
+
+
+def refuse_damaged(store: Store, tables: dict[str, int | None]) -> None:
+    """One line naming the first data file of these table versions that is missing or damaged, if any."""
+    for uri, at in tables.items():
+        for path, problem in damaged_files(store, uri, at):
+            if problem == "missing":
+                raise StorageError(f"{path}: missing; `pipeline-cli store vacuum` deletes the files of versions older than "
+                                   "store.retention.days, so read a newer version") from None
+            raise StorageError(f"{path}: damaged data file (its size differs from the one the table's log recorded); "
+                               "restore it from a backup or rebuild the layer with --full-refresh") from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_core.config import PipelineConfig
-from pipeline_core.errors import ConfigError, DataError
+from pipeline_core.errors import ConfigError, DataError, StorageError
 from pipeline_io import model_integrity
 from pipeline_io.atomic import atomic_path
 
@@ -29,18 +29,27 @@ PREPROCESSOR_FILE = "preprocessor.skops"
 KNOWN_PREPROCESSOR_TYPES = frozenset({"builtins.object", "numpy.dtype"})
 
 
+def export_root(config: PipelineConfig) -> Path:
+    """The export folder, created if missing; training calls it first, so a bad folder fails before any model is trained."""
+    folder = config.training.export_dir or ""
+    if "://" in folder:
+        raise ConfigError(f"training.export_dir {folder!r}: must be a local folder (the MLflow store holds the remote copy)")
+    root = Path(folder).expanduser()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"training.export_dir {folder}: cannot create the folder ({exc.strerror or exc}); "
+                           "choose a writable folder") from None
+    return root
+
+
 def export_registered_model(config: PipelineConfig, outcome: dict[str, Any], best: dict[str, Any]) -> Path:
     """Write the export folder of the version `outcome` registered; replaces an earlier export of that version."""
     import mlflow
     import skops.io
 
-    folder = config.training.export_dir or ""
-    if "://" in folder:
-        raise ConfigError(f"training.export_dir {folder!r}: must be a local folder (the MLflow store holds the remote copy)")
     name, version = outcome["registered_model"], str(outcome["version"])
-    root = Path(folder).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
-    target = root / f"{name}-v{version}"
+    target = export_root(config) / f"{name}-v{version}"
     with atomic_path(target) as staging:
         staging.mkdir()
         local = model_integrity.verified_copy(mlflow.MlflowClient(), name, version, staging / "model", f"models:/{name}/{version}")

@@ -75,7 +75,7 @@ def fetch_http(url: str, dest: Path, timeout: float, headers: dict[str, str] | N
     try:
         with httpx.stream("GET", url, headers=headers, timeout=timeout, follow_redirects=True) as resp, atomic_path(dest) as tmp:
             if resp.status_code >= 500 or resp.status_code == 429:
-                raise TransientSourceError(f"{shown}: server answered HTTP {resp.status_code}; will retry")
+                raise TransientSourceError(f"{shown}: server answered HTTP {resp.status_code} (a transient failure: retried up to dataset.http.retries times)")
             if resp.status_code >= 400:
                 hint = "check dataset.source and dataset.http.headers_from_env" if resp.status_code in (401, 403) else "check the URL"
                 raise StorageError(f"{shown}: HTTP {resp.status_code} {resp.reason_phrase}; {hint} (not retried)")
@@ -83,7 +83,7 @@ def fetch_http(url: str, dest: Path, timeout: float, headers: dict[str, str] | N
                 for chunk in resp.iter_bytes(1 << 20):
                     fh.write(chunk)
     except (httpx.TransportError, httpx.TimeoutException) as exc:
-        raise TransientSourceError(f"{shown}: {type(exc).__name__}: {redact(str(exc))}; will retry") from None
+        raise TransientSourceError(f"{shown}: {type(exc).__name__}: {redact(str(exc))} (a transient failure: retried up to dataset.http.retries times)") from None
     return dest
 
 
@@ -98,7 +98,7 @@ def fetch_s3(uri: str, dest: Path, s3: S3Settings) -> Path:
     except PermissionError as exc:
         raise StorageError(f"{uri}: access denied ({exc})") from None
     except OSError as exc:
-        raise TransientSourceError(f"{uri}: {exc}; will retry") from None
+        raise TransientSourceError(f"{uri}: {exc} (a transient failure: retried)") from None
     return dest
 
 

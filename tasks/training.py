@@ -39,9 +39,9 @@ from pipeline_core.modeling.selection import rank_models
 from pipeline_core.modeling.specs import feature_importance
 from pipeline_core.modeling.training import Evaluation, ModelResult, check_training_config, default_params, evaluate
 from pipeline_core.modeling.training import train_model as fit_model
-from pipeline_core.modeling.tuning import TimeBudget, WorkerMap, clear_stop, request_stop
+from pipeline_core.modeling.tuning import TimeBudget, WorkerMap, clear_stop, open_storage, request_stop
 from pipeline_core.serving import RawRecordClassifier
-from pipeline_io import layout, registry, registry_state
+from pipeline_io import delta, export, layout, registry, registry_state
 from pipeline_io.readers import gold_metadata, load_training_data
 from pipeline_io.store import open_store
 from pipeline_io.workarounds import api_visible_to_workers
@@ -281,13 +281,19 @@ def train_stage(config: PipelineConfig, input_fingerprint: str, as_of: str | Non
     start = time.perf_counter()
     ends = deadline(config.training.time_budget_seconds)
     check_training_config(config)
+    if config.training.export_dir:  # where the run ends must be writable before it starts
+        export.export_root(config)
+    open_storage(tuning_storage(config))
     plan = training_plan(config)
     runner = model_task_runner(config, plan)
     models = [name for name, mc in config.training.models.items() if mc.enabled]
     get_run_logger().info("training %d models, %d at a time on the %s runner, %d thread(s) per fit, %d tuning worker(s) each",
                           len(models), plan.concurrent_models, config.training.concurrency.task_runner, plan.n_jobs,
                           plan.tuning_workers)
-    gold = gold_metadata(open_store(config), config.dataset.name, as_of)
+    store = open_store(config)
+    gold = gold_metadata(store, config.dataset.name, as_of)
+    # a damaged gold file is named before any run is recorded for it
+    delta.refuse_damaged(store, {layout.gold_paths(store, config.dataset.name)["features"]: gold["version"]})
     client, experiment_id = registry.connect(config)
     if orphans := registry.close_orphaned_runs(client, experiment_id):
         get_run_logger().warning("marked %d run(s) left open by a killed process as KILLED: %s", len(orphans), ", ".join(orphans))

@@ -31,7 +31,7 @@ import numpy as np
 
 from pipeline_core import progress
 from pipeline_core.config import ModelConfig, TrainingConfig
-from pipeline_core.errors import ConfigError
+from pipeline_core.errors import ConfigError, StorageError
 from pipeline_core.modeling.specs import search_space, suggest
 from pipeline_core.modeling.training import Evaluation, Split, cv_scores, default_params
 
@@ -110,15 +110,22 @@ def open_storage(url: str | None) -> Any:
 
     if url is None:
         return None
-    if "://" in url:
-        # SQLite serialises writers: wait for the lock instead of failing when workers write at once.
-        engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine)
-    from optuna.storages.journal import JournalFileBackend
+    try:
+        if "://" in url:
+            # SQLite serialises writers: wait for the lock instead of failing when workers write at once.
+            engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+        from optuna.storages.journal import JournalFileBackend
 
-    path = Path(url).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        path = Path(url).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    except Exception as exc:  # a driver's own error (SQLAlchemy, OSError): name the key and the storage
+        from pipeline_core.redaction import redact
+
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise StorageError(f"training.tuning.storage {redact(url)}: cannot open it ({redact(first)}); "
+                           "check the URL, that its server answers and that the path is writable") from None
 
 
 def _sampler(seed: int) -> Any:

@@ -276,3 +276,264 @@ def test_refused_batch_is_one_line_and_leaves_no_output(tmp_path, trained, demo_
     assert text in one_line(result)
     assert list(out.iterdir()) == []  # no predictions, quarantine, drift report or temporary file
     assert {p: p.read_bytes() for p in inputs.iterdir()} == before
+
+
+CONFIG_CASES_MORE = [
+    ("training.seed=[", "training.seed"),
+    ("dataset=1", "key 'dataset'"),
+    ("mlflow.promotion.confidence=1.5", "mlflow.promotion.confidence"),
+    ("mlflow.promotion.resamples=0", "mlflow.promotion.resamples"),
+    ("mlflow.promotion.min_improvement=-1", "mlflow.promotion.min_improvement"),
+    ("monitoring.degraded_margin=-1", "monitoring.degraded_margin"),
+    ("monitoring.psi_alert=0.01", "monitoring.psi_warn (0.1) is above monitoring.psi_alert (0.01)"),
+    ("training.models.xgboost.search_space={max_depth: {type: int, low: 1}}", "search_space.max_depth: needs low and high"),
+    ("store.s3.endpoint_url=not a url", "store.s3.endpoint_url"),
+    ("inference.model_alias=bad alias!", "inference.model_alias"),
+    ("training.tuning.timeout_seconds=-1", "training.tuning.timeout_seconds"),
+    ("cleaning.null_tokens=5", "unknown key 'cleaning.null_tokens'"),
+]
+
+
+@pytest.mark.parametrize("override, culprit", CONFIG_CASES_MORE, ids=[c[0][:60] for c in CONFIG_CASES_MORE])
+def test_more_bad_config_values_are_one_line_exit_2(tmp_path, credit_config, override, culprit):
+    checked = invoke("config", "validate", "--config", credit_config, "--set", override)
+    assert checked.exit_code == 2, checked.output
+    line = one_line(checked)
+    assert culprit in line and len(line) < 400  # one readable line: a section's check does not dump the section
+    assert not (tmp_path / "store").exists()
+
+
+# -- the config file itself ------------------------------------------------------------------------------------
+
+CONFIG_FILES = {
+    "missing": (None, "config file not found"),
+    "a folder": ("<dir>", "a folder, not a config file"),
+    "duplicated key": (b"dataset:\n  name: a\ndataset:\n  name: b\n", "key 'dataset' appears twice in one mapping"),
+    "malformed": (b"dataset: [\n", "malformed YAML at line 2"),
+    "a list": (b"- 1\n- 2\n", "expected a mapping of sections (dataset, store, ...), got list"),
+    "empty": (b"", "missing required key 'dataset'"),
+    "not utf-8": (b"\xff\xfe\x00bad", "not a UTF-8 text file"),
+}
+
+
+@pytest.mark.parametrize("case", list(CONFIG_FILES))
+def test_a_bad_config_file_is_one_line_exit_2_and_nothing_is_written(tmp_path, case):
+    content, text = CONFIG_FILES[case]
+    path = tmp_path / "config.yaml"
+    if content == "<dir>":
+        path.mkdir()
+    elif content is not None:
+        path.write_bytes(content)
+    for command in (["config", "validate"], ["run"], ["predict", "in.csv", "out.parquet"]):
+        result = invoke(*command, "--config", path)
+        assert result.exit_code == 2, result.output
+        line = one_line(result)
+        assert text in line and "config.yaml" in line
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "results") == (["config.yaml"] if content is not None else [])
+
+
+# -- command-line arguments --------------------------------------------------------------------------------------
+
+ARGUMENT_CASES = {
+    "unknown command": (["nosuch"], "No such command 'nosuch'"),
+    "unknown option": (["run", "--config", "c.yaml", "--bogus"], "No such option: --bogus"),
+    "missing argument": (["predict", "--config", "c.yaml"], "Missing argument 'INPUT'"),
+    "option without value": (["run", "--config"], "Option '--config' requires an argument"),
+    "--last 0": (["monitor", "--config", "c.yaml", "--last", "0"], "Invalid value for '--last'"),
+    "--threshold 1.5": (["predict", "a.csv", "b.parquet", "--config", "c.yaml", "--threshold", "1.5"], "Invalid value for '--threshold'"),
+    "--n-workers 0": (["run", "--config", "c.yaml", "--n-workers", "0"], "Invalid value for '--n-workers'"),
+    "--rows 5": (["demo-data", "credit-default", "--rows", "5"], "Invalid value for '--rows'"),
+    "--through platinum": (["run", "--config", "{cfg}", "--through", "platinum"], "--through 'platinum': choose one of"),
+    "--preset turbo": (["run", "--config", "{cfg}", "--preset", "turbo"], "training.preset"),
+    "--task-runner ray": (["run", "--config", "{cfg}", "--task-runner", "ray"], "training.concurrency.task_runner"),
+    "serve-model on all interfaces": (["serve-model", "--config", "{cfg}", "--host", "0.0.0.0"], "--host 0.0.0.0: the scoring server has no authentication"),
+    "server on all interfaces": (["server", "start", "--host", "0.0.0.0"], "--host 0.0.0.0 exposes the unauthenticated Prefect"),
+    "--table unknown": (["store", "history", "--config", "{cfg}", "--table", "nope"], "--table 'nope': choose bronze, silver"),
+}
+
+
+@pytest.mark.parametrize("case", list(ARGUMENT_CASES))
+def test_a_bad_argument_is_one_line_exit_2_not_a_usage_panel(tmp_path, credit_config, case):
+    args, text = ARGUMENT_CASES[case]
+    result = invoke(*[a.replace("{cfg}", str(credit_config)) for a in args])
+    assert result.exit_code == 2, result.output
+    line = one_line(result)
+    assert line.startswith("error: ") and text in line, line
+    assert not (tmp_path / "store").exists()
+
+
+# -- the store, the registry and the model's files: a damaged or missing part is named, and nothing else changes --
+
+def _store_copy(trained, tmp_path: Path) -> tuple[Path, Path]:
+    """A private copy of the trained store and a config pointing at it."""
+    import shutil
+
+    config, _ = trained
+    data = yaml.safe_load(config.read_text())
+    shutil.copytree(data["store"]["root"], tmp_path / "store")
+    data["store"]["root"] = str(tmp_path / "store")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
+    return tmp_path / "store", tmp_path / "c.yaml"
+
+
+def _fill(arg: str, values: dict[str, object]) -> str:
+    for key, value in values.items():
+        arg = arg.replace("{" + key + "}", str(value))
+    return arg
+
+
+def _quiet(args: list[str]) -> list[str]:
+    """--quiet for the commands that run flows (the registry commands print one table and have no such option)."""
+    return ["--quiet"] if args[0] in ("run", "bronze", "silver", "features", "train", "predict", "feedback") else []
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _model_file(config: Path, name: str) -> Path:
+    """A file of the champion's registered model, where the registry reads it from."""
+    from urllib.parse import unquote, urlparse
+
+    import mlflow
+
+    from pipeline_core.config import load_config
+    from pipeline_io import registry
+
+    client, _ = registry.connect(load_config(config))
+    version = client.get_model_version_by_alias("credit-default-classifier", "champion")
+    folder = Path(unquote(urlparse(client.get_model_version_download_uri(version.name, version.version)).path))
+    assert isinstance(client, mlflow.MlflowClient)
+    return next(folder.rglob(name))
+
+
+def _damage(store: Path, config: Path, tmp: Path, case: str) -> None:
+    if case == "mlflow.db damaged":
+        db = store / "mlflow.db"
+        db.write_bytes(b"garbage garbage!" + db.read_bytes()[16:100] + b"\x00" * 4000 + db.read_bytes()[4100:])
+    elif case.startswith("truncated"):
+        layer = case.split()[1]
+        data = sorted(store.rglob(f"{layer}/**/*.parquet"))[0]
+        data.write_bytes(data.read_bytes()[:200])
+    elif case == "bronze file deleted":
+        sorted(store.rglob("bronze/**/*.parquet"))[0].unlink()
+    elif case == "model pipeline replaced":
+        import skops.io
+
+        from tests.unit.test_model_format import Payload
+
+        skops.io.dump({"model": Payload(str(tmp / "payload-ran"))}, _model_file(config, "pipeline.skops"))
+    elif case == "model spec edited":
+        spec = _model_file(config, "model.json")
+        spec.write_text(spec.read_text().replace('"threshold"', '"threshold" ', 1))
+    elif case == "model file added":
+        (_model_file(config, "MLmodel").parent / "python_model.pkl").write_bytes(b"\x80\x04N.")
+    elif case == "model file missing":
+        _model_file(config, "model.json").unlink()
+
+
+STORE_CASES = {
+    "mlflow.db damaged": (["models", "list"], 4, "mlflow.db: tracking server unreachable or unusable"),
+    "truncated gold": (["train", "--refresh", "--set", "training.models={logistic_regression: {}}"], 4, "damaged data file"),
+    "truncated silver": (["features", "--full-refresh"], 4, "damaged data file"),
+    "bronze file deleted": (["silver", "--full-refresh"], 4, ".parquet: missing"),
+    "model pipeline replaced": (["predict", "{csv}", "{out}"], 4, "pipeline.skops (changed)"),
+    "model spec edited": (["predict", "{csv}", "{out}"], 4, "model.json (changed)"),
+    "model file added": (["predict", "{csv}", "{out}"], 4, "python_model.pkl (added)"),
+    "model file missing": (["predict", "{csv}", "{out}"], 4, "model.json (missing)"),
+    "tuning storage unopenable": (["train", "--set", "training.tuning.storage=sqlite:////proc/none/optuna.db"], 4,
+                                  "training.tuning.storage sqlite:////proc/none/optuna.db: cannot open it"),
+    "export folder is a file": (["train", "--refresh", "--set", "training.export_dir={file}"], 4, "training.export_dir"),
+    "gold version unknown": (["train", "--as-of", "999"], 3, "--as-of 999: gold/credit_default/features is only at version"),
+    "--as-of not a version": (["features", "--as-of", "nope"], 2, "--as-of 'nope': give a table version"),
+    "promote unknown version": (["models", "promote", "credit-default-classifier", "99"], 6, "has no version 99"),
+    "rollback without history": (["models", "rollback", "credit-default-classifier"], 6, "nothing to roll back to"),
+    "describe unknown model": (["models", "describe", "nope-model"], 6, "no registered model 'nope-model'"),
+    "lineage of a missing file": (["lineage", "{tmp}/nope.parquet"], 3, "nope.parquet: no such predictions file"),
+    "lineage of a CSV": (["lineage", "{csv}"], 3, "cannot be read as Parquet"),
+    "lineage of a foreign Parquet": (["lineage", "{foreign}"], 3, "not a predictions file of this pipeline"),
+    "lineage of an unknown version": (["lineage", "models:/credit-default-classifier/99"], 6, "has no version 99"),
+    "feedback file missing": (["feedback", "{tmp}/labels.csv"], 3, "labels.csv: labels file not found"),
+    "feedback without the label column": (["feedback", "{csv}", "--label-column", "nope"], 3, "missing column(s) nope"),
+    "feedback without ids": (["feedback", "{foreign}"], 3, "the labels need the id column 'ID'"),
+    "pickled model version": (["predict", "{csv}", "{out}", "--model", "models:/legacy-pickled/1"], 6,
+                              "not in this pipeline's model format (a pickled Python model, which is never loaded)"),
+}
+
+
+def _register_pickled_model(tmp: Path, marker: Path) -> None:
+    import os
+
+    import mlflow
+
+    class Pickled(mlflow.pyfunc.PythonModel):
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+        def predict(self, context, model_input, params=None):
+            return model_input
+
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="model", python_model=Pickled(), pip_requirements=["mlflow"])
+    mlflow.register_model(info.model_uri, "legacy-pickled")
+
+
+@pytest.mark.parametrize("case", list(STORE_CASES))
+def test_a_damaged_store_or_a_refused_request_is_one_line_and_changes_nothing(tmp_path, trained, demo_dir, case):
+    from pipeline_core.config import load_config
+    from pipeline_io import registry
+
+    store, config = _store_copy(trained, tmp_path / "copy")
+    args, code, text = STORE_CASES[case]
+    (tmp_path / "a-file").write_text("x")
+    pl.DataFrame({"label": [1]}).write_parquet(tmp_path / "foreign.parquet")
+    marker = tmp_path / "payload-ran"
+    if case == "pickled model version":
+        registry.connect(load_config(config))
+        _register_pickled_model(tmp_path, marker)
+    # the copy's registry reads the original store's artifacts (README, "Relocatable"): restored below
+    models = _model_file(config, "MLmodel").parent if case.startswith("model ") else None
+    registered = _files(models) if models else {}
+    _damage(store, config, tmp_path, case)
+    before = _files(store)
+    fill = {"csv": demo_dir / "credit.csv", "out": tmp_path / "out.parquet", "tmp": tmp_path, "file": tmp_path / "a-file",
+            "foreign": tmp_path / "foreign.parquet"}
+    result = invoke(*[_fill(a, fill) for a in args], "--config", config, *_quiet(args))
+    assert result.exit_code == code, result.output[-1500:]
+    assert text in one_line(result)
+    try:
+        assert _files(store) == before  # no layer, registry entry, model or record written, nothing lost
+        assert not (tmp_path / "out.parquet").exists() and not marker.exists()
+    finally:
+        for path in set(_files(models) if models else ()) - set(registered):
+            (models / path).unlink()
+        for path, content in registered.items():
+            (models / path).write_bytes(content)  # type: ignore[operator]
+
+
+# -- secrets: a refused location is named without its credentials --------------------------------------------------
+
+SECRET_CASES = {
+    "source URL": (["run", "--through", "bronze", "--set", "dataset.source=http://user:s3cret@127.0.0.1:{port}/x.csv?token=t0ken"],
+                   4, "http://***@127.0.0.1:{port}/x.csv?token=***"),
+    "predict URL": (["predict", "http://user:s3cret@127.0.0.1:{port}/x.csv?api_key=t0ken", "{tmp}/out.parquet"], 4,
+                    "http://***@127.0.0.1:{port}/x.csv?api_key=***"),
+    "tracking URI": (["models", "list", "--set", "mlflow.tracking_uri=http://user:s3cret@127.0.0.1:{port}"], 4,
+                     "mlflow.tracking_uri http://***@127.0.0.1:{port}: tracking server unreachable"),
+    "tuning storage URL": (["train", "--set", "training.tuning.storage=postgresql://user:s3cret@127.0.0.1:{port}/db?password=t0ken"], 4,
+                           "training.tuning.storage postgresql://***@127.0.0.1:{port}/db?password=***: cannot open it"),
+}
+
+
+@pytest.mark.parametrize("case", list(SECRET_CASES))
+def test_a_refused_location_is_named_without_its_credentials(tmp_path, trained, case):
+    _, config = _store_copy(trained, tmp_path / "copy")
+    args, code, text = SECRET_CASES[case]
+    port = free_port()
+    result = invoke(*[a.format(port=port, tmp=tmp_path) for a in args], "--config", config, *_quiet(args),
+                    "--set", "dataset.http.retries=0")
+    assert result.exit_code == code, result.output[-1500:]
+    assert text.format(port=port) in one_line(result)
+    assert "s3cret" not in result.output and "t0ken" not in result.output
+    logs = [p.read_text() for p in Path("results/logs").glob("*.log")] if Path("results/logs").exists() else []
+    assert not any("s3cret" in log or "t0ken" in log for log in logs)
