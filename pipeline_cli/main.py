@@ -13,13 +13,14 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from pipeline_cli import orchestration
-from pipeline_cli.runtime import Options, execute
+from pipeline_cli.runtime import OneLineErrors, Options, execute
 
 app = typer.Typer(
     name="pipeline-cli",
     help="Config-driven tabular binary-classification pipeline: bronze -> silver -> gold on Prefect.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=OneLineErrors,
 )
 config_app = typer.Typer(help="Check a config file or print its JSON Schema.", no_args_is_help=True)
 demo_app = typer.Typer(help="Write deterministic synthetic datasets for the worked examples.", no_args_is_help=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
 from pipeline_cli.exit_codes import INTERRUPTED, TERMINATED, exit_code
 from pipeline_core.errors import Terminated
@@ -66,6 +67,20 @@ def prepare_environment(opts: Options) -> None:
         os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
         # Processes started for the run (Dask workers) inherit this: warnings only on their console.
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+
+
+def use_running_server() -> str | None:
+    """Without PREFECT_API_URL, point Prefect at the server `pipeline-cli server start` runs for this
+    directory (its state file, when the process is alive and healthy), instead of a temporary one."""
+    if os.environ.get("PREFECT_API_URL"):
+        return None
+    from deployments.local_server import DEFAULT_STATE_DIR, PREFECT, status
+
+    running = status(Path(os.environ.get("PIPELINE_SERVER_STATE_DIR") or DEFAULT_STATE_DIR), PREFECT)
+    if running.state != "running" or running.service is None or not running.service.api_url:
+        return None
+    os.environ["PREFECT_API_URL"] = running.service.api_url
+    return running.service.api_url
 
 
 def configure_logging(opts: Options) -> Path | None:
@@ -168,6 +183,36 @@ def stoppable() -> Iterator[None]:
 PIPED_WIDTH = 200
 
 
+# click's exceptions where this Typer release keeps them (recent releases vendor click privately)
+_clicks = sys.modules[typer.BadParameter.__module__]
+
+
+class OneLineErrors(TyperGroup):
+    """The CLI's group: a usage error (bad option value, unknown command) is one line, `error: ...`, exit 2,
+    like every other error, instead of Typer's usage-and-panel block."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _clicks.NoArgsIsHelpError as exc:  # the help was the answer
+            sys.exit(exc.exit_code)
+        except _clicks.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "pipeline-cli"
+            message = " ".join(exc.format_message().split())
+            typer.echo(f"error: {message} (see `{where} --help`)", err=True)
+            sys.exit(exc.exit_code)
+        except _clicks.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except _clicks.Abort:
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 def execute(opts: Options, body: Callable[[], Any], render: str, after: Callable[[Any], None] | None = None) -> None:
     """Run ``body``, render its result, then ``after(result)`` (which may raise a domain error):
     every domain error becomes one line on stderr and its exit code (`exit_codes`)."""
@@ -183,7 +228,10 @@ def execute(opts: Options, body: Callable[[], Any], render: str, after: Callable
     start = time.perf_counter()
     try:
         if render in FLOW_RENDERS:
+            server = use_running_server()
             log_path = configure_logging(opts)
+            if server:
+                logging.getLogger(__name__).info("using the Prefect server at %s (started by `pipeline-cli server start`)", server)
             with stoppable():
                 if opts.quiet or opts.json or render == "inference":  # inference draws its own progress bar
                     result = body()

@@ -16,6 +16,8 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 for var in ("PREFECT_API_URL", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
     os.environ.pop(var, None)
+# no test finds a server a developer started with `pipeline-cli server start` in the checkout
+os.environ["PIPELINE_SERVER_STATE_DIR"] = tempfile.mkdtemp(prefix="pipeline-tests-server-state-")
 
 import yaml  # noqa: E402
 
