@@ -111,6 +111,10 @@ def deploy(
         if code != 0:
             _err(f"error: prefect deploy failed with exit code {code} (its output is above)")
             raise typer.Exit(code)
+        from deployments.notifications import WEBHOOK_ENV, ensure_notifications
+
+        if ensure_notifications():
+            _err(f"notifications: promotions, rollbacks, drift and degraded performance go to the webhook in {WEBHOOK_ENV}")
 
 
 def _ensure_work_pools(names: list[str]) -> list[str]:

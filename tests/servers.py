@@ -1,7 +1,8 @@
-"""Real local servers for tests: an HTTP file server with scripted failures and an S3-compatible one."""
+"""Real local servers for tests: an HTTP file server with scripted failures, a webhook receiver and an S3-compatible one."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from contextlib import contextmanager
@@ -44,6 +45,32 @@ def flaky_file_server(path: Path, failures: int = 0, status: int = 503,
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/{path.name}", sent
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def webhook_receiver() -> Iterator[tuple[str, list[dict]]]:
+    """A local endpoint that records the JSON body of every POST. Yields (url, bodies received)."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            received.append(json.loads(body or b"{}"))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
     finally:
         server.shutdown()
         server.server_close()

@@ -21,8 +21,11 @@ import pytest
 
 from deployments.definitions import load_deployment_specs
 from deployments.local_server import free_port, healthy, process_alive
+from deployments.notifications import AUTOMATION_NAME, NOTIFIED, WEBHOOK_ENV
+from pipeline_io.events import DRIFT_DETECTED, MODEL_PROMOTED
 from pipeline_io.workarounds import environment_warnings
 from tests.conftest import shipped_config
+from tests.servers import webhook_receiver
 
 pytestmark = pytest.mark.slow
 
@@ -122,10 +125,29 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def deployed(server):
-    done = server.cli("deploy")
+def webhook():
+    with webhook_receiver() as (url, received):
+        yield url, received
+
+
+@pytest.fixture(scope="module")
+def deployed(server, webhook):
+    server.env[WEBHOOK_ENV] = webhook[0]  # `deploy` saves it in a notification block
+    try:
+        done = server.cli("deploy")
+    finally:
+        server.env.pop(WEBHOOK_ENV)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f"go to the webhook in {WEBHOOK_ENV}" in done.stderr
     return server.deployments()
+
+
+def emit(server: Server, event: str, payload: dict, version: str = "1") -> None:
+    code = ("import json, sys\nfrom pipeline_io.events import emit\n"
+            "emit(sys.argv[1], 'credit_default', json.loads(sys.argv[2]), 'credit-default-classifier', sys.argv[3])\n")
+    sent = subprocess.run([sys.executable, "-c", code, event, json.dumps(payload), version], capture_output=True, text=True,
+                          env=server.env, cwd=REPO, timeout=60)
+    assert sent.returncode == 0, sent.stderr[-2000:]
 
 
 def test_server_start_is_idempotent_and_status_reports_it(server):
@@ -167,11 +189,9 @@ def test_a_drift_event_makes_the_automation_create_a_training_run(server, deploy
     automations = server.api("POST", "/automations/filter", {})
     [linked] = [a for a in automations if any(act.get("deployment_id") == training["id"] for act in a["actions"])]
     assert set(linked["trigger"]["expect"]) == {"pipeline.drift.detected", "pipeline.performance.degraded"}
+    assert linked["trigger"]["posture"] == "Reactive" and linked["trigger"]["within"] == 21600  # the cool-down
     before = server.api("POST", "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [training["id"]]}}})
-    code = ("from pipeline_io.events import emit, DRIFT_DETECTED\n"
-            "emit(DRIFT_DETECTED, 'credit_default', {'output': 'x.parquet', 'alerts': ['PSI of AGE 0.4'], 'rows': 500}, 'm', '1')\n")
-    sent = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=server.env, cwd=REPO, timeout=60)
-    assert sent.returncode == 0, sent.stderr[-2000:]
+    emit(server, DRIFT_DETECTED, {"output": "x.parquet", "alerts": ["PSI of AGE 0.4"], "rows": 500})
     deadline = time.monotonic() + 90
     while True:
         runs = server.api("POST", "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [training["id"]]}}})
@@ -181,8 +201,28 @@ def test_a_drift_event_makes_the_automation_create_a_training_run(server, deploy
         assert time.monotonic() < deadline, "the automation created no training run within 90 s"
         time.sleep(2)
     assert new[0]["parameters"]["config_path"] == "configs/credit_default.yaml"
+    # a second drifted batch inside the cool-down retrains nothing more (the first took about as long to act on)
+    emit(server, DRIFT_DETECTED, {"output": "y.parquet", "alerts": ["PSI of AGE 0.5"], "rows": 500})
+    time.sleep(max(15.0, 90 - (deadline - time.monotonic())))
+    runs = server.api("POST", "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [training["id"]]}}})
+    assert len([r for r in runs if r["id"] not in {b["id"] for b in before}]) == len(new)
     for run in new:  # not for the worker of the next test to pick up
         httpx.delete(f"{server.api_url}/flow_runs/{run['id']}", timeout=10).raise_for_status()
+
+
+def test_a_promotion_sends_a_message_to_the_webhook_through_a_notification_block(server, deployed, webhook):
+    """`deploy` with PIPELINE_NOTIFY_WEBHOOK_URL: a Prefect notification block and automation deliver the event."""
+    _, received = webhook
+    [automation] = [a for a in server.api("POST", "/automations/filter", {}) if a["name"] == AUTOMATION_NAME]
+    assert set(automation["trigger"]["expect"]) == set(NOTIFIED) and automation["actions"][0]["type"] == "send-notification"
+    emit(server, MODEL_PROMOTED, {"reason": "roc_auc 0.78 > 0.75", "metrics": {"roc_auc": 0.78}}, version="7")
+    deadline = time.monotonic() + 90
+    while not any(MODEL_PROMOTED in m.get("subject", "") for m in received):
+        assert time.monotonic() < deadline, f"no message reached the webhook within 90 s: {received}"
+        time.sleep(1)
+    [message] = [m for m in received if MODEL_PROMOTED in m["subject"]]
+    assert message["subject"] == f"{MODEL_PROMOTED}: credit_default"
+    assert "model pipeline.model.credit-default-classifier v7" in message["body"] and '"roc_auc": 0.78' in message["body"]
 
 
 def test_a_worker_runs_the_triggered_feature_pipeline(server, deployed, tmp_path, demo_dir):
