@@ -180,13 +180,15 @@ app.add_typer(orchestration.server_app, name="server")
 
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", metavar="URI", help="Model URI: models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/model (default: the configured champion).")]
 ThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", metavar="P", min=0.0, max=1.0, help="Decision threshold (default: the one chosen in training).")]
+ShadowOpt = Annotated[bool, typer.Option("--shadow", metavar="", help="Also score with the challenger; its probability is stored beside the champion's (shadow_probability).")]
 AllowEmptyOpt = Annotated[bool, typer.Option("--allow-empty", metavar="", help="On an input without rows, write an empty output with the prediction columns.")]
 InputArg = Annotated[str, typer.Argument(metavar="INPUT", help="Raw records: CSV, Parquet, SQLite, http(s):// or s3://.")]
 OutputArg = Annotated[str, typer.Argument(metavar="OUTPUT", help="Predictions Parquet, local or s3:// ({timestamp} and {date} are filled in).")]
 
 
 def _predict(command: str, config: str, input_uri: str, output_uri: str, model: str | None, set_: list[str] | None,
-             threshold: float | None, allow_empty: bool, json_: bool, quiet: bool, verbose: bool, debug: bool) -> None:
+             threshold: float | None, allow_empty: bool, json_: bool, quiet: bool, verbose: bool, debug: bool,
+             shadow: bool = False) -> None:
     opts = Options(command=command, config=config, overrides=set_ or [], json=json_, quiet=quiet, verbose=verbose, debug=debug)
 
     def body() -> Any:
@@ -198,7 +200,7 @@ def _predict(command: str, config: str, input_uri: str, output_uri: str, model: 
 
         def score() -> Any:
             return inference_flow(config, _concealed(input_uri), output_uri, model, list(map(_concealed, opts.overrides)), threshold,
-                                  allow_empty, config=loaded)
+                                  allow_empty, config=loaded, shadow=shadow)
 
         from rich.console import Console
 
@@ -221,9 +223,9 @@ def _predict(command: str, config: str, input_uri: str, output_uri: str, model: 
 
 @app.command("predict", help="Score raw records with the registered model (same cleaning and features) and report drift.")
 def predict(input_uri: InputArg, output_uri: OutputArg, config: ConfigOpt, model: ModelOpt = None, set_: SetOpt = None,
-            threshold: ThresholdOpt = None, allow_empty: AllowEmptyOpt = False, json_: JsonOpt = False, quiet: QuietOpt = False,
-            verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
-    _predict("predict", config, input_uri, output_uri, model, set_, threshold, allow_empty, json_, quiet, verbose, debug)
+            threshold: ThresholdOpt = None, allow_empty: AllowEmptyOpt = False, shadow: ShadowOpt = False, json_: JsonOpt = False,
+            quiet: QuietOpt = False, verbose: VerboseOpt = False, debug: DebugOpt = False) -> None:
+    _predict("predict", config, input_uri, output_uri, model, set_, threshold, allow_empty, json_, quiet, verbose, debug, shadow)
 
 
 @app.command("inference-pipeline", help="Score with an explicit model: inference-pipeline MODEL_URI INPUT OUTPUT --config F.")
@@ -250,7 +252,8 @@ def monitor(config: ConfigOpt, set_: SetOpt = None,
         cfg = load_config(config, opts.overrides)
         store = Store(cfg.store.root, cfg.store.s3)
         realized = outcomes.latest_performance(store, cfg.dataset.name)
-        return [monitoring.batch_row(r, realized.get(str(r.get("output"))), cfg.training.primary_metric)
+        shadowed = outcomes.latest_performance(store, cfg.dataset.name, outcomes.SHADOW)
+        return [monitoring.batch_row(r, realized.get(str(r.get("output"))), cfg.training.primary_metric, shadowed.get(str(r.get("output"))))
                 for r in records.recent_batches(store, cfg.dataset.name, last)]
 
     def drifted(rows: list[dict[str, Any]]) -> None:

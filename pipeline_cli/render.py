@@ -222,6 +222,9 @@ def inference_summary(console: Console, s: dict[str, Any]) -> None:
                   f"v{model['version'] or '-'} (threshold {s['threshold']:.3f}) in {s['seconds']:.1f}s; "
                   f"positives {s['positives']:,} ({(s['positive_rate'] or 0):.1%})", highlight=False)
     console.print(f"predictions: {s['output']}", highlight=False)
+    if s.get("shadow"):
+        console.print(f"shadow: {s['shadow']['name']} v{s['shadow']['version']} scored the same rows (shadow_probability); "
+                      "`pipeline-cli feedback` compares both once outcomes arrive", highlight=False)
     if s["rows_quarantined"]:
         console.print(f"[yellow]quarantined {s['rows_quarantined']:,} row(s)[/] with reasons: {s['quarantine']}", highlight=False)
     if s.get("unseen_category_values"):
@@ -238,8 +241,9 @@ def monitor(console: Console, rows: list[dict[str, Any]], elapsed: float, log_pa
         return
     table = Table(title="Recent batches (newest first)", title_justify="left")
     metric = rows[0].get("realized_metric", "roc_auc")
+    shadows = any(r.get("shadow") for r in rows)
     for col in ("When (UTC)", "Model", "Rows", "Quarantined", "Positive rate", "Max PSI (feature)", "Pred. PSI", "Drift",
-                f"Realized {metric} (labelled)"):
+                f"Realized {metric} (labelled)", *(["Shadow: realized"] if shadows else [])):
         table.add_column(col)
     for r in rows:
         style = _DRIFT_STYLE.get(r["status"], "white")
@@ -247,8 +251,9 @@ def monitor(console: Console, rows: list[dict[str, Any]], elapsed: float, log_pa
         pred = f"{r['prediction_psi']:.3f}" if r["prediction_psi"] is not None else "-"
         rate = f"{r['positive_rate']:.1%}" if r["positive_rate"] is not None else "-"
         realized = f"{r['realized']:.4f} ({r['labelled']:,})" if r.get("realized") is not None else "-"
+        shadow = [f"{r['shadow']}: {r['shadow_realized']:.4f}" if r.get("shadow_realized") is not None else (r.get("shadow") or "-")]
         table.add_row(r["at"][:19], r["model"], f"{r['rows']:,}", f"{r['quarantined']:,}", rate, psi, pred, f"[{style}]{r['status']}[/]",
-                      realized)
+                      realized, *(shadow if shadows else []))
     console.print(table)
     latest = rows[0]
     for alert in latest["alerts"][:8]:
@@ -264,7 +269,8 @@ def feedback(console: Console, data: dict[str, Any], elapsed: float, log_path: P
             table.add_column(col)
         for b in data["batches"]:
             m = b["metrics"]
-            table.add_row(Path(b["output"]).name, f"{b['model_name']} v{b['model_version']}", f"{b['labelled_rows']:,}",
+            shadow = " (shadow)" if b.get("role") == "shadow" else ""
+            table.add_row(Path(b["output"]).name, f"{b['model_name']} v{b['model_version']}{shadow}", f"{b['labelled_rows']:,}",
                           f"{m['roc_auc']:.4f}", f"{m['f1']:.4f}", f"{m['brier']:.4f}")
         console.print(table)
     for name in data.get("missing_outputs", []):

@@ -7,8 +7,10 @@ from typing import Any
 from pipeline_core.drift import DRIFT
 
 
-def batch_row(record: dict[str, Any], realized: dict[str, Any] | None = None, metric: str = "roc_auc") -> dict[str, Any]:
-    """One line of the `monitor` table; ``realized``: the batch's newest outcomes, if any arrived."""
+def batch_row(record: dict[str, Any], realized: dict[str, Any] | None = None, metric: str = "roc_auc",
+              shadow_realized: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One line of the `monitor` table; ``realized``: the batch's newest outcomes, if any arrived
+    (``shadow_realized``: the same rows as the shadow model scored them)."""
     drift = record.get("drift", {})
     worst = max(drift.get("features", []), key=lambda f: f["psi"], default=None)
     model = record.get("model", {})
@@ -21,6 +23,8 @@ def batch_row(record: dict[str, Any], realized: dict[str, Any] | None = None, me
         "prediction_psi": drift.get("prediction", {}).get("psi"), "alerts": drift.get("alerts", []),
         "labelled": realized["labelled_rows"] if realized else 0, "realized_metric": metric,
         "realized": realized["metrics"].get(metric) if realized else None,
+        "shadow": f"v{record['shadow'].get('version')}" if record.get("shadow") else None,
+        "shadow_realized": shadow_realized["metrics"].get(metric) if shadow_realized else None,
     }
 
 

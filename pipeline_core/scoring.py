@@ -146,6 +146,31 @@ def predict_chunk(model: Any, flagged: FlaggedChunk, threshold: float, stamp: da
     return ScoredChunk(scored, flagged.quarantined, flagged.features, proba, pred)
 
 
+SHADOW_COLUMNS = {"shadow_probability": pl.Float64, "shadow_model_version": pl.String}
+
+
+def shadow_probabilities(shadow: Any, served: Any, flagged: FlaggedChunk) -> np.ndarray:
+    """A shadow model's probabilities for the rows the served model scored.
+
+    Trained on the same cleaning and features, it reads the served model's input as it is; otherwise
+    it cleans and featurises the rows with its own specs, as it would when served.
+    """
+    if not flagged.good.height:
+        return np.zeros(0)
+    same = (shadow.cleaning, shadow.features, shadow.numeric, shadow.categorical) == \
+           (served.cleaning, served.features, served.numeric, served.categorical)
+    if same:
+        return shadow.pipeline.predict_proba(flagged.model_input)[:, 1]
+    return shadow.predict_proba(flagged.good.to_pandas())
+
+
+def with_shadow(chunk: ScoredChunk, probabilities: np.ndarray, version: str | None) -> ScoredChunk:
+    """The chunk's predictions with the shadow model's probability beside the served one's."""
+    scored = chunk.scored.with_columns(pl.Series("shadow_probability", probabilities, dtype=pl.Float64),
+                                       pl.lit(version or "", dtype=pl.String).alias("shadow_model_version"))
+    return ScoredChunk(scored, chunk.quarantined, chunk.features, chunk.probabilities, chunk.predictions)
+
+
 def score_chunk(model: Any, raw: pl.DataFrame, spec: CleaningSpec, threshold: float, stamp: datetime,
                 name: str | None, version: str | None) -> ScoredChunk:
     """Flag, featurise and score one chunk of raw records."""

@@ -177,6 +177,14 @@ def log_raw_record_model(model: Any, input_example: Any, optional_columns: set[s
         )
 
 
+def alias_version(client: Any, name: str, alias: str) -> str | None:
+    """The version an alias names, or None (no such model or alias)."""
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except Exception:  # MlflowException: no such model or alias
+        return None
+
+
 def champion_version(client: Any, name: str) -> Any | None:
     try:
         return client.get_model_version_by_alias(name, CHAMPION)
@@ -305,7 +313,8 @@ def log_outcome_run(experiment_id: str, batch: dict[str, Any], primary: str) -> 
 
     client = MlflowClient()
     run = client.create_run(experiment_id, tags={
-        "mlflow.runName": f"outcomes-{Path(batch['output']).stem}"[:250], "kind": "outcomes", "model_name": batch["model_name"],
+        "mlflow.runName": f"outcomes-{Path(batch['output']).stem}{'-shadow' if batch.get('role') == 'shadow' else ''}"[:250],
+        "kind": "outcomes", "role": batch.get("role", "served"), "model_name": batch["model_name"],
         "model_version": batch["model_version"], "output": batch["output"][:500], "inference_timestamp": batch["inference_timestamp"],
         "primary_metric": primary})
     run_id = run.info.run_id

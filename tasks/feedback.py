@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
@@ -78,7 +79,14 @@ def record_outcomes(config: PipelineConfig, labels_uri: str, label_column: str |
         unmatched -= set(joined["id"].to_list())
         model = record.get("model") or {}
         batches.append({"output": record["output"], "model_name": model.get("name") or "", "model_version": str(model.get("version") or ""),
-                        "inference_timestamp": record["inference_timestamp"], **realized_metrics(joined, record["threshold"])})
+                        "role": outcomes.SERVED, "inference_timestamp": record["inference_timestamp"],
+                        **realized_metrics(joined, record["threshold"])})
+        if (shadow := record.get("shadow")) and "shadow_probability" in joined.columns:
+            # the challenger on the same live rows, at its own threshold
+            batches.append({"output": record["output"], "model_name": shadow.get("name") or "", "role": outcomes.SHADOW,
+                            "model_version": str(shadow.get("version") or ""), "inference_timestamp": record["inference_timestamp"],
+                            **realized_metrics(joined.with_columns(pl.col("shadow_probability").alias("probability")),
+                                               shadow["threshold"])})
     summary: dict[str, Any] = {"layer": "feedback", "status": "ran", "labels": redact(labels_uri), "labelled_ids": labels.height,
                                "matched_ids": labels.height - len(unmatched), "unmatched_ids": len(unmatched),
                                "batches": batches, "missing_outputs": gone, "events": [], "rollback": None}
@@ -96,7 +104,7 @@ def record_outcomes(config: PipelineConfig, labels_uri: str, label_column: str |
     if champion is None:
         return summary
     version = str(champion.version)
-    own = [b for b in batches if b["model_name"] == name and b["model_version"] == version]
+    own = [b for b in batches if b["model_name"] == name and b["model_version"] == version and b["role"] == outcomes.SERVED]
     if not own:
         return summary
     # the champion's realized score: its batches' scores, weighted by their labelled rows

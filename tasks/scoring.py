@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -37,6 +38,8 @@ from pipeline_core.scoring import (
     inference_spec,
     predict_chunk,
     score_chunk,
+    shadow_probabilities,
+    with_shadow,
 )
 from pipeline_io import layout, records, registry
 from pipeline_io.atomic import Publication, staged_path
@@ -91,11 +94,12 @@ def same_location(a: str, b: str) -> bool:
 
 def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, output_uri: str, *, gold_metadata: dict[str, Any] | None,
                threshold: float | None = None, allow_empty: bool = False, progress: Progress | None = None,
-               record: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, Any]:
+               record: Callable[[dict[str, Any]], Any] | None = None, shadow: ScoringModel | None = None) -> dict[str, Any]:
     """Score INPUT into OUTPUT (+ quarantine) chunk by chunk; return the summary and the drift counts.
 
     ``record`` (the batch's monitoring record) is written with the files: when it fails, the files
-    are taken back and the ones they replaced restored."""
+    are taken back and the ones they replaced restored. ``shadow`` (the challenger) also scores every
+    scored row; its probability goes beside the served one's and decides nothing."""
     start = time.perf_counter()
     stamp = datetime.now(timezone.utc)
     shown = redact(input_uri)
@@ -135,6 +139,8 @@ def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, outp
                 plan = chunk_plan(schema, spec)
                 for flagged in map_ahead(lambda raw: flag_chunk(inner, raw, spec, plan), chunks):
                     chunk = predict_chunk(inner, flagged, cut, stamp, model.name, model.version)
+                    if shadow is not None:
+                        chunk = with_shadow(chunk, shadow_probabilities(shadow.model, inner, flagged), shadow.version)
                     writer.submit(write_chunk, out, quarantine, chunk, drift)
                     done += flagged.rows
                     if progress:
@@ -144,6 +150,8 @@ def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, outp
                 quarantine.close()
             else:  # an empty chunk gives a file without rows its columns
                 empty = score_chunk(inner, pl.DataFrame(schema=schema), spec, cut, stamp, model.name, model.version)
+                if shadow is not None:
+                    empty = with_shadow(empty, np.zeros(0), shadow.version)
                 out.close(empty.scored)
                 quarantine.close(empty.quarantined)
             report = drift_summary(drift, config, gold_metadata, model)
@@ -160,6 +168,9 @@ def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, outp
                 published = {key: unit.publish(local, uri) for key, (local, uri) in staged.items()}
                 summary = batch_summary(shown, published, total, out.rows, quarantine.rows, drift.positives, cut, model, stamp,
                                         time.perf_counter() - start, report)
+                if shadow is not None:
+                    summary["shadow"] = {"uri": shadow.uri, "name": shadow.name, "version": shadow.version,
+                                         "run_id": shadow.run_id, "threshold": float(shadow.model.threshold)}
                 if record is not None:
                     summary["record"] = record(summary)
         finally:
@@ -193,18 +204,29 @@ def drift_summary(drift: DriftAccumulator, config: PipelineConfig, gold_metadata
     return report
 
 
+def shadow_model(config: PipelineConfig, client: Any, served: ScoringModel) -> ScoringModel | None:
+    """The challenger, to score beside the served model; None (with a warning) when there is no other one."""
+    name = registry.registered_model_name(config)
+    challenger = registry.alias_version(client, name, registry.CHALLENGER)
+    if challenger is None or (served.name == name and str(served.version) == challenger):
+        get_run_logger().warning("shadow: %s has no challenger other than the served version; scored without a shadow", name)
+        return None
+    return registry.load_scoring_model(f"models:/{name}/{challenger}", client)
+
+
 @task(name="score-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 8], retry_condition_fn=retry_transient)
 def score_batch(config: PipelineConfig, input_uri: str, output_uri: str, model_uri: str | None, threshold: float | None,
-                allow_empty: bool) -> dict[str, Any]:
-    """Score one batch with the registered model and keep its record for `monitor`."""
+                allow_empty: bool, shadow: bool = False) -> dict[str, Any]:
+    """Score one batch with the registered model (and, with ``shadow``, the challenger) and keep its record for `monitor`."""
     client, _ = registry.connect(config)
     model = registry.load_scoring_model(model_uri or registry.default_model_uri(config), client)
+    challenger = shadow_model(config, client, model) if shadow else None
     store = open_store(config)
     meta_uri = layout.gold_paths(store, config.dataset.name)["metadata"]
     gold_metadata = store.read_json(meta_uri) if store.exists(meta_uri) else None  # the reference of the drift checks
     summary = score_file(config, model, input_uri, output_uri, gold_metadata=gold_metadata, threshold=threshold,
                          allow_empty=allow_empty, progress=lambda done, total: progress.report("scoring", done, total),
-                         record=lambda s: records.record_batch(store, config.dataset.name, s))
+                         record=lambda s: records.record_batch(store, config.dataset.name, s), shadow=challenger)
     get_run_logger().info("scored %d of %d rows (%d quarantined) with %s in %.1fs; drift: %s", summary["rows_scored"],
                           summary["rows_in"], summary["rows_quarantined"], model.uri, summary["seconds"], summary["drift_status"])
     return summary

@@ -146,3 +146,48 @@ def test_realized_metrics_match_a_direct_computation_on_random_rows():
     out = realized_metrics(frame, 0.4)
     assert out["labelled_rows"] == 500 and out["positives"] == int(frame["label"].sum())
     assert json.dumps(out["metrics"]) == json.dumps(classification_metrics(frame["label"].to_numpy(), frame["probability"].to_numpy(), 0.4))
+
+
+def test_shadow_scoring_stores_the_challengers_probabilities_and_outcomes_judge_both(tmp_path, prefect_harness, demo_dir):
+    """`predict --shadow`: the challenger scores the same rows beside the champion; outcomes give each its realized metrics."""
+    from typer.testing import CliRunner
+
+    from flows.feedback import feedback_flow
+    from flows.inference import inference_flow
+    from flows.layers import run_flow
+    from flows.training import training_flow
+    from pipeline_cli.main import app
+    from tests.conftest import shipped_config
+
+    config = shipped_config("credit_default", demo_dir / "credit.csv", tmp_path)
+    run_flow(str(config), QUICK)
+    # a challenger the gate keeps out: another seed, and an improvement no model can show
+    second = training_flow(str(config), [*QUICK, "training.seed=7", "mlflow.promotion.min_improvement=1"], refresh=True)
+    assert (second["version"], second["promoted"]) == ("2", False)
+    source = pl.read_csv(demo_dir / "credit.csv", infer_schema=False)
+    source.head(1200).write_csv(tmp_path / "batch.csv")
+    scored = inference_flow(str(config), str(tmp_path / "batch.csv"), str(tmp_path / "shadowed.parquet"), overrides=QUICK, shadow=True)
+    assert scored["model"]["version"] == "1" and scored["shadow"]["version"] == "2"
+    out = pl.read_parquet(tmp_path / "shadowed.parquet")
+    assert out["shadow_model_version"].unique().to_list() == ["2"] and out["shadow_probability"].null_count() == 0
+    # the shadow's numbers are the challenger's own predictions of the same rows
+    alone = inference_flow(str(config), str(tmp_path / "batch.csv"), str(tmp_path / "v2.parquet"), overrides=QUICK,
+                           model_uri="models:/credit-default-classifier/2")
+    v2 = pl.read_parquet(alone["output"]).select("ID", pl.col("probability").alias("v2"))
+    both = out.join(v2, on="ID")
+    assert both.height == out.height and np.abs(both["shadow_probability"] - both["v2"]).max() < 1e-12
+    assert np.abs(out["shadow_probability"] - out["probability"]).max() > 1e-6  # a different model, not a copy
+
+    source.head(800).select("ID", TARGET).write_csv(tmp_path / "labels.csv")
+    fed = feedback_flow(str(config), str(tmp_path / "labels.csv"), QUICK)
+    mine = {(b["output"], b["role"]): b for b in fed["batches"]}
+    served, shadow = mine[(scored["output"], "served")], mine[(scored["output"], "shadow")]
+    assert (served["model_version"], shadow["model_version"]) == ("1", "2")
+    labelled = out.join(source.head(800).select(pl.col("ID").cast(pl.Int64), pl.col(TARGET).cast(pl.Int8).alias("y")), on="ID")
+    want = classification_metrics(labelled["y"].to_numpy(), labelled["shadow_probability"].to_numpy(), scored["shadow"]["threshold"])
+    assert shadow["labelled_rows"] == labelled.height and shadow["metrics"] == pytest.approx(want, abs=1e-12)
+    assert fed["champion"]["version"] == "1" and fed["champion"]["labelled_rows"] == served["labelled_rows"]  # the shadow's rows are not the champion's
+
+    shown = CliRunner().invoke(app, ["monitor", "--config", str(config), *[a for o in QUICK for a in ("--set", o)], "--json"])
+    [row] = [r for r in json.loads(shown.stdout)["result"] if r["shadow"]]
+    assert row["shadow"] == "v2" and row["shadow_realized"] == pytest.approx(want["roc_auc"])
