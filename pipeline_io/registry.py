@@ -22,6 +22,7 @@ from pipeline_core.errors import ConfigError, ModelError, StorageError
 from pipeline_core.modeling.specs import MODEL_SPECS
 from pipeline_io import layout, model_integrity
 from pipeline_io.s3 import s3_settings_from_env
+from pipeline_io.workarounds import rebase_moved_artifacts
 
 if TYPE_CHECKING:  # the scoring stack (scikit-learn, the models) is loaded only by the commands that score
     from pipeline_core.scoring import ScoringModel
@@ -126,6 +127,11 @@ def connect(config: PipelineConfig) -> tuple[Any, str]:
     name = config.mlflow.experiment or config.dataset.name
     try:
         with one_process_at_a_time(uri):
+            if not config.mlflow.tracking_uri and not config.store.root.startswith("s3://"):
+                # the store's own database: its artifacts moved with it when the store was copied or moved
+                for old in rebase_moved_artifacts(layout.tracking_db(config.store.root), artifact_location(config)):
+                    log.warning("mlflow.db: the store was moved or copied; artifact locations under %s now point at %s",
+                                old, artifact_location(config))
             client = MlflowClient(uri, uri)
             exp = client.get_experiment_by_name(name)
             exp_id = exp.experiment_id if exp else client.create_experiment(name, artifact_location=artifact_location(config))

@@ -152,5 +152,38 @@ def quiet_stderr() -> Iterator[io.StringIO]:
         yield said
 
 
+
+# -- MLflow's SQLite store records absolute artifact locations ------------------------------------
+# The experiment, its runs, logged models and model versions name their artifacts by absolute
+# file:// URI, so a copied store read the original's models and a moved one found none. On opening a
+# store's own mlflow.db whose artifacts moved with it, the recorded prefix is rewritten to where
+# they are now, in one transaction. Remove if MLflow records store-relative artifact locations.
+ARTIFACT_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                    ("logged_models", "artifact_location"), ("model_versions", "storage_location"))
+
+
+def rebase_moved_artifacts(db: "os.PathLike[str] | str", artifacts_uri: str) -> list[str]:
+    """Point the artifact locations recorded in ``db`` under another `mlartifacts` folder at ``artifacts_uri``
+    (the folder beside ``db``); returns the prefixes rewritten (none when the store did not move)."""
+    import sqlite3
+
+    if not os.path.isfile(db):
+        return []
+    with contextlib.closing(sqlite3.connect(db, timeout=60)) as conn, conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "experiments" not in tables:
+            return []
+        recorded = {row[0] for row in conn.execute("SELECT artifact_location FROM experiments") if row[0]}
+        old = sorted(u for u in recorded if u.startswith("file://") and u.rstrip("/").endswith("/mlartifacts")
+                     and u.rstrip("/") != artifacts_uri.rstrip("/"))
+        for prefix in old:
+            for table, column in ARTIFACT_COLUMNS:
+                if table in tables:
+                    conn.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) "  # noqa: S608 - names from the tuple above
+                                 f"WHERE substr({column}, 1, ?) = ?", (artifacts_uri.rstrip("/"), len(prefix.rstrip("/")) + 1,
+                                                                        len(prefix.rstrip("/")), prefix.rstrip("/")))
+    return old
+
+
 if __name__ == "__main__":
     prefect_cli_main()

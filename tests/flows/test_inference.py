@@ -523,3 +523,27 @@ def test_serve_model_answers_raw_json_records_like_predict(model_env, demo_dir, 
     finally:
         os.killpg(server.pid, signal.SIGINT)
         server.wait(timeout=60)
+
+
+def test_a_moved_store_scores_with_its_own_copy_of_the_model(tmp_path, prefect_harness, demo_dir):
+    """MLflow records absolute artifact paths: a moved store's database is rebased on first use, so nothing
+    points at the old place and the registered model loads (checked against its digests) from the new one."""
+    import shutil
+    import sqlite3
+
+    from flows.layers import run_flow
+    from tests.conftest import shipped_config
+
+    first = tmp_path / "first"
+    first.mkdir()
+    config = shipped_config("credit_default", demo_dir / "credit.csv", first)
+    run_flow(str(config), FAST)
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(first / "store", moved / "store")
+    shutil.rmtree(first)
+    config = shipped_config("credit_default", demo_dir / "credit.csv", moved)
+    scored = _predict(config, demo_dir / "credit.csv", tmp_path / "out.parquet")
+    assert scored["rows_scored"] > 2900 and scored["model"]["version"] == "1"
+    with sqlite3.connect(moved / "store" / "mlflow.db") as db:
+        dump = "\n".join(db.iterdump())
+    assert str(first) not in dump and f"file://{moved / 'store' / 'mlartifacts'}" in dump
