@@ -18,6 +18,18 @@ def free_port() -> int:
 
 
 @contextmanager
+def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+    """``handler`` on a free loopback port, in a thread, for the ``with`` block; yields the port."""
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
 def flaky_file_server(path: Path, failures: int = 0, status: int = 503,
                       require: tuple[str, str] | None = None) -> Iterator[tuple[str, list[int]]]:
     """Serve ``path`` at /<name>; the first ``failures`` requests get ``status``; with ``require``
@@ -40,14 +52,8 @@ def flaky_file_server(path: Path, failures: int = 0, status: int = 503,
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/{path.name}", sent
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _serving(Handler) as port:
+        yield f"http://127.0.0.1:{port}/{path.name}", sent
 
 
 @contextmanager
@@ -66,14 +72,8 @@ def webhook_receiver() -> Iterator[tuple[str, list[dict]]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _serving(Handler) as port:
+        yield f"http://127.0.0.1:{port}/hook", received
 
 
 @contextmanager

@@ -171,12 +171,13 @@ def test_scheduled_inference_names_its_output_by_the_run(prefect_harness, monkey
     import flows.scheduled as scheduled
 
     @flow(name="stand-in-for-batch-inference")
-    def stand_in(config_path, input_uri, output_uri, model_uri=None, overrides=None, threshold=None):
-        return {"config_path": config_path, "input_uri": input_uri, "output_uri": output_uri, "threshold": threshold}
+    def stand_in(config_path, input_uri, output_uri, model_uri=None, overrides=None, threshold=None, shadow=False):
+        return {"config_path": config_path, "input_uri": input_uri, "output_uri": output_uri, "threshold": threshold, "shadow": shadow}
 
     monkeypatch.setattr(scheduled, "inference_flow", stand_in)
-    result = scheduled.scheduled_inference_flow("c.yaml", "in.csv", "out/{scheduled_start:%Y%m%dT%H%M%SZ}.parquet", threshold=0.3)
+    result = scheduled.scheduled_inference_flow("c.yaml", "in.csv", "out/{scheduled_start:%Y%m%dT%H%M%SZ}.parquet", threshold=0.3,
+                                                shadow=True)
     assert re.fullmatch(r"out/\d{8}T\d{6}Z\.parquet", result["output_uri"])
-    assert (result["config_path"], result["input_uri"], result["threshold"]) == ("c.yaml", "in.csv", 0.3)
+    assert (result["config_path"], result["input_uri"], result["threshold"], result["shadow"]) == ("c.yaml", "in.csv", 0.3, True)
     with pytest.raises(ConfigError, match="each run writes its own file"):
         scheduled.scheduled_inference_flow("c.yaml", "in.csv", "out/predictions.parquet")

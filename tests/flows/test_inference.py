@@ -432,24 +432,13 @@ def test_a_replaced_model_file_is_refused_not_run(model_env, demo_dir, tmp_path)
 
 def test_a_pickled_model_from_an_older_release_is_never_unpickled(model_env, demo_dir, tmp_path):
     """A cloudpickled pyfunc (what earlier releases registered) is refused by its MLmodel, before MLflow reads the pickle."""
-    import mlflow
-
     from pipeline_core.errors import ModelError
+    from tests.unit.test_model_format import register_pickled_model
 
     config, _, _ = model_env
     marker = tmp_path / "payload-ran"
-
-    class Pickled(mlflow.pyfunc.PythonModel):
-        def __reduce__(self):
-            return os.system, (f"touch {marker}",)
-
-        def predict(self, context, model_input, params=None):
-            return model_input
-
-    with mlflow.start_run():
-        info = mlflow.pyfunc.log_model(name="model", python_model=Pickled(), pip_requirements=["mlflow"])
-    legacy = mlflow.register_model(info.model_uri, "legacy-pickled")
-    for uri in (f"models:/legacy-pickled/{legacy.version}", info.model_uri):
+    legacy, logged = register_pickled_model(marker)
+    for uri in (f"models:/legacy-pickled/{legacy.version}", logged):
         with pytest.raises(ModelError, match=r"not in this pipeline's model format \(a pickled Python model, which is never loaded\)"):
             _predict(config, demo_dir / "credit.csv", tmp_path / "out.parquet", model_uri=uri)
     assert not marker.exists() and not (tmp_path / "out.parquet").exists()
@@ -483,7 +472,6 @@ def test_outputs_and_the_monitoring_record_are_published_together_or_not_at_all(
 
 def test_serve_model_answers_raw_json_records_like_predict(model_env, demo_dir, tmp_path):
     """`pipeline-cli serve-model`: MLflow's scoring server on a checked copy of the champion, raw records in, predict's numbers out."""
-    import os
     import signal
     import time
 

@@ -71,6 +71,23 @@ class Payload:
         open(state["marker"], "w").close()
 
 
+def register_pickled_model(marker, name: str = "legacy-pickled"):
+    """Register a cloudpickled pyfunc, as earlier releases did, whose unpickling creates ``marker``;
+    returns (registered version, logged model URI). Needs a tracking store set up by the caller."""
+    import mlflow
+
+    class Pickled(mlflow.pyfunc.PythonModel):
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+        def predict(self, context, model_input, params=None):
+            return model_input
+
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="model", python_model=Pickled(), pip_requirements=["mlflow"])
+    return mlflow.register_model(info.model_uri, name), info.model_uri
+
+
 def test_a_file_naming_a_type_outside_the_allow_list_is_refused_before_anything_is_built(tmp_path):
     import skops.io
 
