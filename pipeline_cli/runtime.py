@@ -260,11 +260,14 @@ def fail(exc: Exception, debug: bool, log_path: Path | None = None) -> NoReturn:
     """A domain error as one line on stderr and its exit code; anything else as an internal error."""
     from rich.console import Console
 
-    from pipeline_core.errors import PipelineError
+    from pipeline_core.errors import PipelineError, environment_fault
 
     if debug:
         raise exc
     from pipeline_core.redaction import redact
+
+    if not isinstance(exc, PipelineError):
+        exc = environment_fault(exc) or exc
 
     err = Console(stderr=True)
     if isinstance(exc, PipelineError):

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class PipelineError(Exception):
     """Base class: a problem the user can fix, described in one line."""
@@ -36,3 +38,32 @@ class DriftDetected(PipelineError):
 
 class Terminated(BaseException):
     """The process was asked to stop (SIGTERM): raised in the main thread like Ctrl-C's KeyboardInterrupt."""
+
+
+# A full or read-only disk surfaces from many layers (OSError, SQLite, the Rust readers and writers of
+# polars and delta-rs), each in its own words: (errnos, words in a message, what it is, what to do).
+_ENVIRONMENT_FAULTS = (
+    ({errno.ENOSPC, errno.EDQUOT}, ("no space left on device", "os error 28", "database or disk is full", "disk quota exceeded"),
+     "no space left on the device", "free space where store.root and the temporary folder live, then run again"),
+    ({errno.EROFS}, ("read-only file system", "os error 30", "attempt to write a readonly database"),
+     "read-only file system", "point store.root (and the working directory) at a writable place"),
+    ({errno.EACCES, errno.EPERM}, ("permission denied", "os error 13"),
+     "permission denied", "make store.root and the working directory writable for this user"),
+)
+
+
+def environment_fault(exc: BaseException) -> StorageError | None:
+    """A full disk, a read-only file system or a refused write anywhere in ``exc``'s chain, as one
+    StorageError naming the file when one is known; None for anything else."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 20:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    for errnos, words, what, todo in _ENVIRONMENT_FAULTS:
+        for e in seen:
+            text = str(e).lower()
+            if (isinstance(e, OSError) and e.errno in errnos) or any(w in text for w in words):
+                where = next((str(x.filename) for x in seen if isinstance(x, OSError) and x.filename), None)
+                return StorageError(f"{where + ': ' if where else ''}{what}; {todo} (nothing half-written was kept)")
+    return None

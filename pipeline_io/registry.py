@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline_core.config import PipelineConfig
-from pipeline_core.errors import ConfigError, ModelError, StorageError
+from pipeline_core.errors import ConfigError, ModelError, StorageError, environment_fault
 from pipeline_core.modeling.specs import MODEL_SPECS
 from pipeline_io import layout, model_integrity
 from pipeline_io.s3 import s3_settings_from_env
@@ -72,7 +72,28 @@ def one_process_at_a_time(uri: str) -> Iterator[None]:
     from pipeline_io.locks import exclusive
 
     with exclusive(db.with_name(f"{db.name}.lock")):
+        if not db.exists():
+            create_tracking_db(db)
         yield
+
+
+def create_tracking_db(db: Path) -> None:
+    """Create MLflow's schema in a file beside ``db`` and rename it into place once complete: a first
+    run that fails while MLflow migrates (a full disk, a kill) leaves no half-made database that
+    every later run would trip over."""
+    import uuid
+
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    # a name of its own per attempt: SQLAlchemy keeps engines per URL, and one of a failed attempt
+    # would still hold the deleted file
+    staging = db.with_name(f".{db.name}.creating-{uuid.uuid4().hex}")
+    try:
+        store = SqlAlchemyStore(f"sqlite:///{staging}", db.parent.joinpath("mlartifacts").as_uri())
+        store.engine.dispose()
+        os.replace(staging, db)
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 OWNER_TAG = "pipeline.owner"  # "<host>:<pid>" of the process that opened a run
@@ -136,6 +157,8 @@ def connect(config: PipelineConfig) -> tuple[Any, str]:
             exp = client.get_experiment_by_name(name)
             exp_id = exp.experiment_id if exp else client.create_experiment(name, artifact_location=artifact_location(config))
     except Exception as exc:
+        if fault := environment_fault(exc):  # a full or read-only disk under the tracking database
+            raise StorageError(f"mlflow.tracking_uri {uri}: {fault}") from None
         raise StorageError(f"mlflow.tracking_uri {uri}: tracking server unreachable or unusable ({str(exc).splitlines()[0][:200]})") from None
     return client, exp_id
 

@@ -500,3 +500,59 @@ def test_a_refused_location_is_named_without_its_credentials(tmp_path, trained, 
     assert "s3cret" not in result.output and "t0ken" not in result.output
     logs = [p.read_text() for p in Path("results/logs").glob("*.log")] if Path("results/logs").exists() else []
     assert not any("s3cret" in log or "t0ken" in log for log in logs)
+
+
+# -- the disk: full, then read-only (a small tmpfs; root can write through permission bits, not through these) --
+
+@pytest.fixture
+def small_disk(tmp_path):
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(mount)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({made.stderr.strip()[:100]}); the full-disk cases need one")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_full_then_read_only_disk_is_one_line_exit_4_and_nothing_stored_is_lost(tmp_path, small_disk, demo_dir):
+    import subprocess
+
+    from tests.conftest import shipped_config
+
+    config = shipped_config("credit_default", demo_dir / "credit.csv", small_disk)
+    quick = [a for o in ("training.models={logistic_regression: {}}", "training.tuning.enabled=false", "mlflow.min_metrics={}")
+             for a in ("--set", o)]
+    full = invoke("run", "--config", config, "--quiet", *quick)
+    assert full.exit_code == 4, full.output[-1500:]
+    assert "no space left on the device; free space where store.root" in one_line(full)
+
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    done = invoke("run", "--config", config, "--quiet", *quick)  # what the full disk left behind is whole
+    assert done.exit_code == 0, done.output[-1500:]
+    scored = invoke("predict", demo_dir / "credit.csv", small_disk / "scored.parquet", "--config", config, "--quiet", *quick)
+    assert scored.exit_code == 0, scored.output[-1500:]
+
+    # the same store mounted read-only elsewhere (this process still holds files of the first mount open)
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    subprocess.run(["mount", "--bind", str(small_disk), str(read_only)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(read_only)], check=True)
+        before = _files(small_disk)
+        ro_config = shipped_config("credit_default", demo_dir / "credit.csv", tmp_path)
+        data = yaml.safe_load(ro_config.read_text())
+        data["store"]["root"] = str(read_only / "store")
+        ro_config.write_text(yaml.safe_dump(data))
+        for args in (["run", "--refresh"], ["predict", demo_dir / "credit.csv", read_only / "again.parquet"]):
+            refused = invoke(*args, "--config", ro_config, "--quiet", *quick)
+            assert refused.exit_code == 4, refused.output[-1500:]
+            assert "read-only file system; point store.root" in one_line(refused)
+        assert _files(small_disk) == before
+    finally:
+        subprocess.run(["umount", "-l", str(read_only)], capture_output=True)
