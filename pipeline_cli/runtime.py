@@ -92,7 +92,8 @@ def configure_logging(opts: Options) -> Path | None:
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     log_path = None
     logging.captureWarnings(True)
-    loggers = [logging.getLogger(n) for n in ("prefect", "pipeline_core", "mlflow", "optuna", "py.warnings")]
+    loggers = [logging.getLogger(n) for n in ("prefect", "pipeline_core", "pipeline_io", "pipeline_cli", "tasks", "flows",
+                                               "mlflow", "optuna", "py.warnings")]
     if opts.log_file:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         log_path = LOG_DIR / f"{datetime.now():%Y%m%d-%H%M%S}-{opts.command}.log"

@@ -162,6 +162,20 @@ def test_server_start_is_idempotent_and_status_reports_it(server):
     assert httpx.get(f"{server.api_url}/health", timeout=5).status_code == 200
 
 
+def test_flow_commands_find_the_running_server_without_prefect_api_url(server, tmp_path, demo_dir):
+    """`pipeline-cli server start` once, then a flow command with no PREFECT_API_URL runs on that server."""
+    config = shipped_config("credit_default", demo_dir / "credit.csv", tmp_path)
+    env = {**server.env_without_url, "PIPELINE_SERVER_STATE_DIR": str(server.state_dir)}
+    done = subprocess.run([sys.executable, "-m", "pipeline_cli.main", "bronze", "--config", str(config), "--json"],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    log = Path(json.loads(done.stdout)["log_file"])
+    assert f"using the Prefect server at {server.api_url}" in (REPO / log if not log.is_absolute() else log).read_text()
+    runs = server.api("POST", "/flow_runs/filter", {"sort": "EXPECTED_START_TIME_DESC", "limit": 50})
+    flows = {f["id"]: f["name"] for f in server.api("POST", "/flows/filter", {})}
+    assert any(flows.get(r["flow_id"]) == "bronze" and r["state_type"] == "COMPLETED" for r in runs)
+
+
 def test_one_prefect_home_has_one_background_server(server, tmp_path):
     other = tmp_path / "other-state"
     again = server.cli("server", "start", "--port", free_port(), "--state-dir", other)
