@@ -89,7 +89,7 @@ def create_tracking_db(db: Path) -> None:
     # would still hold the deleted file
     staging = db.with_name(f".{db.name}.creating-{uuid.uuid4().hex}")
     try:
-        store = SqlAlchemyStore(f"sqlite:///{staging}", db.parent.joinpath("mlartifacts").as_uri())
+        store = SqlAlchemyStore(f"sqlite:///{staging}", layout.artifact_dir(str(db.parent)).as_uri())
         store.engine.dispose()
         os.replace(staging, db)
     finally:
