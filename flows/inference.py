@@ -10,7 +10,7 @@ from flows.layers import resolved_config
 from pipeline_core.config import PipelineConfig
 from pipeline_core.drift import DRIFT
 from pipeline_io import events
-from tasks import scoring
+from tasks import reporting, scoring
 
 
 @flow(name="batch-inference")
@@ -25,6 +25,7 @@ def inference_flow(config_path: str, input_uri: str, output_uri: str, model_uri:
     config = resolved_config(config_path, overrides, config)
     summary = scoring.score_batch(config, input_uri, output_uri, model_uri, threshold, allow_empty, shadow)
     summary["mlflow_run_id"] = scoring.publish_drift(config, summary)
+    summary["report"] = reporting.write_scoring_report(config, summary, [], summary["mlflow_run_id"])
     if summary["drift_status"] == DRIFT:
         model = summary["model"]
         events.emit(events.DRIFT_DETECTED, config.dataset.name,

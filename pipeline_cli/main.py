@@ -30,6 +30,8 @@ store_app = typer.Typer(help="The store's Delta tables: commit history and vacuu
 app.add_typer(demo_app, name="demo-data")
 app.add_typer(models_app, name="models")
 app.add_typer(store_app, name="store")
+report_app = typer.Typer(help="The HTML reports: one per training run, one per scored batch.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
 
 def _show_version(value: bool) -> None:
     if value:
@@ -379,6 +381,46 @@ def store_vacuum(config: ConfigOpt, set_: SetOpt = None,
         return maintenance.vacuum(load_config(config, opts.overrides), dry_run)
 
     execute(opts, body, render="mapping")
+
+
+KindOpt = Annotated[str, typer.Option("--kind", metavar="KIND", help="training (default) or scoring.")]
+
+
+@report_app.command("open", help="Print the path of the newest report (open it in any browser; it needs no network).")
+def report_open(config: ConfigOpt, set_: SetOpt = None, kind: KindOpt = "training", json_: JsonOpt = False, debug: DebugOpt = False) -> None:
+    opts = Options(command="report-open", config=config, overrides=set_ or [], json=json_, debug=debug, log_file=False)
+
+    def body() -> Any:
+        from pipeline_core.config import load_config
+        from pipeline_core.errors import ConfigError, DataError
+        from tasks.reporting import latest_report
+
+        if kind not in ("training", "scoring"):
+            raise ConfigError(f"--kind {kind!r}: choose training or scoring")
+        loaded = load_config(config, opts.overrides)
+        page = latest_report(loaded, kind)
+        if page is None:
+            doing = "`pipeline-cli train`" if kind == "training" else "`pipeline-cli predict`"
+            raise DataError(f"no {kind} report for dataset '{loaded.dataset.name}' yet; {doing} writes one")
+        return {"path": str(page)}
+
+    execute(opts, body, render="path")
+
+
+@report_app.command("list", help="Every report of the dataset, newest last.")
+def report_list(config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False) -> None:
+    opts = Options(command="report-list", config=config, overrides=set_ or [], json=json_, debug=debug, log_file=False)
+
+    def body() -> Any:
+        from pipeline_core.config import load_config
+        from pipeline_io import layout
+
+        loaded = load_config(config, opts.overrides)
+        folder = layout.reports_dir(loaded.store.root, loaded.dataset.name)
+        pages = sorted(folder.glob("*.html"), key=lambda p: p.name.split("-", 1)[1]) if folder.is_dir() else []
+        return [{"kind": p.name.split("-", 1)[0], "path": str(p)} for p in pages]
+
+    execute(opts, body, render="reports")
 
 
 @config_app.command("validate", help="Validate a config file (with overrides) and print the resolved config.")

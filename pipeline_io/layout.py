@@ -11,7 +11,7 @@
 <root>/gold/<dataset>/metadata/v<N>.json          the metadata of gold version N (with its preprocessing config)
 <root>/gold/<dataset>/preprocessing_config.json   the current preprocessing config, for people
 <root>/monitoring/<dataset>/batches/              Delta table: one row per scored batch
-<local root or ./results>/{mlflow.db,mlartifacts/,optuna/<dataset>.journal}
+<local root or ./results>/{mlflow.db,mlartifacts/,optuna/<dataset>.journal,reports/<dataset>/*.html}
 ```
 Every record in the store names tables by paths relative to the root, so a store can be copied,
 moved or synced to another bucket.
@@ -67,3 +67,8 @@ def artifact_dir(store_root: str) -> Path:
 
 def optuna_journal(store_root: str, dataset: str) -> Path:
     return local_state_dir(store_root) / "optuna" / f"{dataset}.journal"
+
+
+def reports_dir(store_root: str, dataset: str) -> Path:
+    """The HTML reports of a dataset: one per training run, one per scored batch."""
+    return local_state_dir(store_root) / "reports" / dataset

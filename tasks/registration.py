@@ -85,6 +85,7 @@ def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[d
     client.set_tag(parent_run_id, "registry_outcome", ("promoted: " if promote else "not promoted: ") + reason)
     return {"registered_model": name, "version": str(version.version), "best_model": best["name"], "promoted": promote,
             "reason": reason, "evidence": asdict(evidence) if evidence else None, "champion_version": str(version.version) if promote else (str(current.version) if current else None),
+            "previous_champion": str(current.version) if current else None,
             "leaderboard": [{k: r[k] for k in ("rank", "name", "metrics", "threshold", "cv_mean", "cv_std", "run_id", "seconds")} for r in ranked]}
 
 

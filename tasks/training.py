@@ -48,6 +48,7 @@ from pipeline_io.workarounds import api_visible_to_workers
 from tasks.caching import persisted_as_plain_json, stage_cache_key
 from tasks.code_version import code_version
 from tasks.registration import export_model, lineage_tags, register_best
+from tasks.reporting import write_training_report
 from tasks.runners import model_task_runner, wait_all
 
 log = logging.getLogger(__name__)
@@ -332,12 +333,15 @@ def train_stage(config: PipelineConfig, input_fingerprint: str, as_of: str | Non
             ensemble = weighted_ensemble(config, results, parent_id, experiment_id, gold["version"])
             results += [ensemble] if ensemble else []
         ranked = rank_models(results, config.training.primary_metric, config.training.tie_breakers)
+        scored_on_holdout = ranked[0]  # the report judges the model the holdout did not train
         if config.training.refit_full:
             ranked[0] = refit_on_all_rows(config, ranked[0], parent_id, experiment_id, gold["version"])
         slim = [{k: v for k, v in r.items() if k not in ("holdout_probabilities", "pipeline", "oof")} for r in ranked]
         outcome = register_best(config, slim, parent_id, gold["version"], ranked[0].get("holdout_probabilities"))
         if config.training.export_dir:
             export_path = export_model(config, outcome, slim)
+        report = write_training_report(config, store, load_training_data(config, store, as_of=str(gold["version"])),
+                                       scored_on_holdout, slim, outcome, parent_id)
     except BaseException as exc:
         client.set_terminated(parent_id, "KILLED" if isinstance(exc, (KeyboardInterrupt, Terminated, TerminationSignal)) else "FAILED")
         raise
@@ -348,4 +352,4 @@ def train_stage(config: PipelineConfig, input_fingerprint: str, as_of: str | Non
             **outcome, **settled, "time_budget_seconds": config.training.time_budget_seconds, "tuned_models": tuned,
             "concurrency": {"task_runner": config.training.concurrency.task_runner, "concurrent_models": plan.concurrent_models,
                             "n_jobs": plan.n_jobs, "tuning_workers": plan.tuning_workers},
-            "export_dir": export_path, "models": slim, "seconds": round(time.perf_counter() - start, 3)}
+            "export_dir": export_path, "report": report, "models": slim, "seconds": round(time.perf_counter() - start, 3)}

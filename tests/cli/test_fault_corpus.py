@@ -337,6 +337,7 @@ ARGUMENT_CASES = {
     "serve-model on all interfaces": (["serve-model", "--config", "{cfg}", "--host", "0.0.0.0"], "--host 0.0.0.0: the scoring server has no authentication"),
     "server on all interfaces": (["server", "start", "--host", "0.0.0.0"], "--host 0.0.0.0 exposes the unauthenticated Prefect"),
     "--table unknown": (["store", "history", "--config", "{cfg}", "--table", "nope"], "--table 'nope': choose bronze, silver"),
+    "--kind unknown": (["report", "open", "--config", "{cfg}", "--kind", "weekly"], "--kind 'weekly': choose training or scoring"),
 }
 
 
@@ -347,6 +348,13 @@ def test_a_bad_argument_is_one_line_exit_2_not_a_usage_panel(tmp_path, credit_co
     assert result.exit_code == 2, result.output
     line = one_line(result)
     assert line.startswith("error: ") and text in line, line
+    assert not (tmp_path / "store").exists()
+
+
+def test_report_open_before_any_report_names_the_command_that_writes_one(tmp_path, credit_config):
+    result = invoke("report", "open", "--config", credit_config, "--kind", "scoring")
+    assert result.exit_code == 3
+    assert one_line(result) == "error: no scoring report for dataset 'credit_default' yet; `pipeline-cli predict` writes one"
     assert not (tmp_path / "store").exists()
 
 
