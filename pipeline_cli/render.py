@@ -73,6 +73,8 @@ def training(console: Console, s: dict[str, Any]) -> None:
                       highlight=False)
     if s.get("export_dir"):
         console.print(f"exported to {s['export_dir']}", highlight=False)
+    if s.get("report"):
+        console.print(f"report: {s['report']}", highlight=False)
 
 
 def _tuning_cell(r: dict[str, Any]) -> str:
@@ -230,7 +232,8 @@ def inference_summary(console: Console, s: dict[str, Any]) -> None:
     if s.get("unseen_category_values"):
         console.print(f"{s['unseen_category_values']:,} value(s) in categories unseen in training (scored; ignored by the encoder)")
     status = s["drift_status"]
-    console.print(f"drift: [{_DRIFT_STYLE.get(status, 'white')}]{status}[/] (report: {s.get('drift_md', '-')})", highlight=False)
+    console.print(f"drift: [{_DRIFT_STYLE.get(status, 'white')}]{status}[/] (report: {s.get('report') or s.get('drift_md', '-')})",
+                  highlight=False)
     for alert in s["drift"].get("alerts", [])[:8]:
         console.print(f"  - {alert}", highlight=False)
 
@@ -279,9 +282,27 @@ def feedback(console: Console, data: dict[str, Any], elapsed: float, log_path: P
         c = data["champion"]
         console.print(f"champion v{c['version']}: realized {c['realized']:.4f} on {c['labelled_rows']:,} rows, holdout {c['holdout']:.4f}",
                       highlight=False)
+    if e := data.get("shadow_evidence"):
+        verdict = "[green]promoted to champion[/]" if e["promoted"] else "kept as challenger"
+        console.print(f"challenger v{e['challenger']} {verdict}: {e['reason']}", highlight=False)
     for event in data.get("events", []):
         console.print(f"[yellow]event:[/] {event}", highlight=False)
+    if reports_written := [r for r in data.get("reports", []) if r]:
+        console.print(f"reports: {len(reports_written)} batch page(s) written again with their outcomes, newest {reports_written[0]}",
+                      highlight=False)
     if data.get("rollback"):
         console.print(f"[red]champion rolled back[/] to v{data['rollback']['version']}: {data['rollback']['reason']}", highlight=False)
     if log_path:
         console.print(f"log: {log_path}", style="dim")
+
+
+def path(console: Console, data: dict[str, Any], elapsed: float, log_path: Path | None) -> None:
+    console.print(data["path"], highlight=False, soft_wrap=True)
+
+
+def reports(console: Console, rows: list[dict[str, Any]], elapsed: float, log_path: Path | None) -> None:
+    if not rows:
+        console.print("no reports yet; `pipeline-cli train` and `pipeline-cli predict` write one per run")
+        return
+    for r in rows:
+        console.print(f"{r['kind']:<9} {r['path']}", highlight=False, soft_wrap=True)

@@ -284,6 +284,10 @@ class PromotionConfig(StrictModel):
     confidence: float = Field(0.95, ge=0, lt=1, description="Confidence of the paired bootstrap interval whose lower end must clear "
                                                             "min_improvement; 0 = a plain comparison of the two scores.")
     resamples: int = Field(1000, ge=100, le=100_000, description="Bootstrap resamples of the holdout rows.")
+    shadow_min_rows: int | None = Field(
+        None, ge=50, description="Promote the challenger on live evidence: once it has shadow-scored at least this many labelled rows "
+                                 "beside the champion and the paired bootstrap on those rows clears min_improvement, it becomes champion. "
+                                 "Default: off (the shadow comparison is reported, not acted on).")
 
 
 class MlflowConfig(StrictModel):

@@ -44,3 +44,12 @@ def degradation(realized: float, reference: float, metric: str, margin: float) -
     """How far a realized metric fell short of its reference beyond ``margin`` (None when it did not)."""
     shortfall = realized - reference if metric in LOWER_IS_BETTER else reference - realized
     return shortfall if shortfall > margin else None
+
+
+def shadow_pairs(joined: list[pl.DataFrame]) -> pl.DataFrame:
+    """The labelled rows that both the champion and the shadow scored (id, label, probability,
+    shadow_probability), each id once (its latest batch), so a row scored twice is not counted twice."""
+    columns = ["id", "label", "probability", "shadow_probability"]
+    if not joined:
+        return pl.DataFrame(schema={"id": pl.String, "label": pl.Int64, "probability": pl.Float64, "shadow_probability": pl.Float64})
+    return pl.concat([j.select(columns) for j in joined], how="vertical_relaxed").unique("id", keep="last", maintain_order=True)

@@ -4,7 +4,9 @@ is rolled back to the previous one."""
 
 from __future__ import annotations
 
+import json
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +17,14 @@ from prefect.logging import get_run_logger
 
 from pipeline_core.config import PipelineConfig
 from pipeline_core.errors import ConfigError, DataError
-from pipeline_core.outcomes import degradation, join_outcomes, labels_frame, realized_metrics
+from pipeline_core.modeling.metrics import classification_metrics
+from pipeline_core.modeling.promotion import paired_bootstrap
+from pipeline_core.outcomes import degradation, join_outcomes, labels_frame, realized_metrics, shadow_pairs
 from pipeline_core.redaction import redact
 from pipeline_io import events, layout, outcomes, records, registry
 from pipeline_io.sources import detect_format, fetch_to_local, http_headers, scan_source
 from pipeline_io.store import open_store
+from tasks import reporting
 from tasks.caching import retry_transient
 
 
@@ -54,6 +59,41 @@ def _previous_champion_score(client: Any, name: str, metric: str, known: dict[st
     return previous, float(client.get_run(mv.tags.get("run_id") or mv.run_id).data.metrics[metric])
 
 
+def shadow_evidence(config: PipelineConfig, client: Any, name: str, champion: str,
+                    shadowed: list[tuple[dict[str, Any], dict[str, Any], float, pl.DataFrame]]) -> dict[str, Any] | None:
+    """The challenger against the champion on the live rows both scored and that now have outcomes:
+    a paired bootstrap, kept on the challenger's version; with ``mlflow.promotion.shadow_min_rows``
+    met and the interval clear of ``min_improvement``, the challenger becomes champion."""
+    challenger = registry.alias_version(client, name, registry.CHALLENGER)
+    if challenger is None or challenger == champion:
+        return None
+    mine = [(s, t, j) for m, s, t, j in shadowed if m.get("name") == name and str(m.get("version")) == champion
+            and s.get("name") == name and str(s.get("version")) == challenger]
+    pairs = shadow_pairs([j for _, _, j in mine])
+    if pairs.height < 50 or pairs["label"].n_unique() < 2:
+        return None
+    gate, primary = config.mlflow.promotion, config.training.primary_metric
+    thresholds = (float(mine[-1][0]["threshold"]), float(mine[-1][1]))
+    y, new, old = pairs["label"].to_numpy(), pairs["shadow_probability"].to_numpy(), pairs["probability"].to_numpy()
+    evidence = paired_bootstrap(y, new, old, primary, thresholds, gate.confidence or 0.95, gate.resamples, config.training.seed)
+    better = evidence.low > gate.min_improvement
+    reason = (f"shadow on {pairs.height} labelled live rows: {evidence.describe()}: "
+              + ("better" if better else "not better") + f" by more than {gate.min_improvement:g}")
+    client.set_model_version_tag(name, challenger, "shadow_evidence",
+                                 json.dumps({**asdict(evidence), "champion": champion, "rows": pairs.height}))
+    promote = better and gate.shadow_min_rows is not None and pairs.height >= gate.shadow_min_rows
+    result = {"challenger": challenger, "champion": champion, "rows": pairs.height, **asdict(evidence), "reason": reason,
+              "promoted": promote}
+    if promote:
+        registry.record_alias(client, name, registry.CHAMPION, challenger, classification_metrics(y, new, thresholds[0]), reason)
+        events.emit(events.MODEL_PROMOTED, config.dataset.name, {"reason": reason, "evidence": asdict(evidence), "from": champion},
+                    name, challenger)
+        get_run_logger().info("feedback: challenger v%s promoted to champion over v%s: %s", challenger, champion, reason)
+    else:
+        get_run_logger().info("feedback: challenger v%s vs champion v%s, %s", challenger, champion, reason)
+    return result
+
+
 @task(name="record-outcomes", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 8], retry_condition_fn=retry_transient)
 def record_outcomes(config: PipelineConfig, labels_uri: str, label_column: str | None = None) -> dict[str, Any]:
     """Join the labels to every recorded batch by id; keep each batch's realized metrics; act on a degraded champion."""
@@ -67,7 +107,7 @@ def record_outcomes(config: PipelineConfig, labels_uri: str, label_column: str |
     # the positive value is the one gold mapped to 1 when the model was trained
     labels = labels_frame(raw, config.dataset.id_column, column, store.read_json(meta_uri)["positive_label"])
     primary = config.training.primary_metric
-    batches, unmatched, gone = [], set(labels["id"].to_list()), []
+    batches, unmatched, gone, judged, shadowed = [], set(labels["id"].to_list()), [], [], []
     for record in records.recent_batches(store, name_ds, last=10**9):
         scored = outcomes.scored_rows(store, record["output"], config.dataset.id_column)
         if scored is None:
@@ -77,6 +117,7 @@ def record_outcomes(config: PipelineConfig, labels_uri: str, label_column: str |
         if joined.height == 0:
             continue
         unmatched -= set(joined["id"].to_list())
+        judged.append((record, len(batches)))
         model = record.get("model") or {}
         batches.append({"output": record["output"], "model_name": model.get("name") or "", "model_version": str(model.get("version") or ""),
                         "role": outcomes.SERVED, "inference_timestamp": record["inference_timestamp"],
@@ -87,6 +128,7 @@ def record_outcomes(config: PipelineConfig, labels_uri: str, label_column: str |
                             "model_version": str(shadow.get("version") or ""), "inference_timestamp": record["inference_timestamp"],
                             **realized_metrics(joined.with_columns(pl.col("shadow_probability").alias("probability")),
                                                shadow["threshold"])})
+            shadowed.append((model, shadow, record["threshold"], joined))
     summary: dict[str, Any] = {"layer": "feedback", "status": "ran", "labels": redact(labels_uri), "labelled_ids": labels.height,
                                "matched_ids": labels.height - len(unmatched), "unmatched_ids": len(unmatched),
                                "batches": batches, "missing_outputs": gone, "events": [], "rollback": None}
@@ -95,14 +137,21 @@ def record_outcomes(config: PipelineConfig, labels_uri: str, label_column: str |
         return {**summary, "status": "unmatched"}
     summary["table"] = outcomes.record_performance(store, name_ds, batches)
     client, experiment_id = registry.connect(config)
-    for batch in batches:
-        registry.log_outcome_run(experiment_id, batch, primary)
+    run_ids = [registry.log_outcome_run(experiment_id, batch, primary) for batch in batches]
+    # each batch's page again, now with what its outcomes say (served and shadow rows of that batch)
+    ends = [start for _, start in judged[1:]] + [len(batches)]
+    summary["reports"] = [reporting.write_scoring_report(config, record, batches[start:end], run_ids[start])
+                          for (record, start), end in zip(judged, ends)]
     logger.info("feedback: %d of %d labelled ids matched rows of %d batch(es)", summary["matched_ids"], labels.height, len(batches))
 
     name = registry.registered_model_name(config)
     champion = registry.champion_version(client, name)
     if champion is None:
         return summary
+    summary["shadow_evidence"] = shadow_evidence(config, client, name, str(champion.version), shadowed)
+    if (summary["shadow_evidence"] or {}).get("promoted"):
+        summary["events"].append(events.MODEL_PROMOTED)
+        return summary  # the champion the outcomes judged below has just been replaced on better live evidence
     version = str(champion.version)
     own = [b for b in batches if b["model_name"] == name and b["model_version"] == version and b["role"] == outcomes.SERVED]
     if not own:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import time
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -11,6 +13,7 @@ import pytest
 
 from pipeline_core.errors import ConfigError, DataError
 from pipeline_core.modeling.metrics import classification_metrics
+from pipeline_core.modeling.promotion import paired_bootstrap
 from pipeline_core.outcomes import degradation, join_outcomes, labels_frame
 
 QUICK = ["training.models={logistic_regression: {}}", "training.tuning.n_trials=2", "training.tuning.cv_folds=3",
@@ -150,6 +153,7 @@ def test_realized_metrics_match_a_direct_computation_on_random_rows():
 
 def test_shadow_scoring_stores_the_challengers_probabilities_and_outcomes_judge_both(tmp_path, prefect_harness, demo_dir):
     """`predict --shadow`: the challenger scores the same rows beside the champion; outcomes give each its realized metrics."""
+    import mlflow
     from typer.testing import CliRunner
 
     from flows.feedback import feedback_flow
@@ -191,3 +195,62 @@ def test_shadow_scoring_stores_the_challengers_probabilities_and_outcomes_judge_
     shown = CliRunner().invoke(app, ["monitor", "--config", str(config), *[a for o in QUICK for a in ("--set", o)], "--json"])
     [row] = [r for r in json.loads(shown.stdout)["result"] if r["shadow"]]
     assert row["shadow"] == "v2" and row["shadow_realized"] == pytest.approx(want["roc_auc"])
+
+    # the paired comparison on those live rows, kept on the challenger; without shadow_min_rows it only informs
+    evidence = fed["shadow_evidence"]
+    direct = paired_bootstrap(labelled["y"].to_numpy(), labelled["shadow_probability"].to_numpy(), labelled["probability"].to_numpy(),
+                              "roc_auc", (scored["shadow"]["threshold"], scored["threshold"]), 0.95, 1000, 42)
+    assert (evidence["challenger"], evidence["champion"], evidence["rows"], evidence["promoted"]) == ("2", "1", labelled.height, False)
+    assert (evidence["delta"], evidence["low"], evidence["high"]) == pytest.approx((direct.delta, direct.low, direct.high))
+    # each batch's page is written again with its outcomes: the served and the shadow rows
+    [page] = [p for p in fed["reports"] if p and "shadowed" in p]
+    text = re.sub(r"<[^>]+>", " ", Path(page).read_text())
+    assert re.search(rf"served\s+1\s+{served['labelled_rows']}\s+{served['metrics']['roc_auc']:.4f}", text)
+    assert re.search(rf"shadow\s+2\s+{shadow['labelled_rows']}\s+{shadow['metrics']['roc_auc']:.4f}", text)
+    listed = CliRunner().invoke(app, ["report", "open", "--kind", "scoring", "--config", str(config), *[a for o in QUICK for a in ("--set", o)]])
+    assert listed.exit_code == 0 and Path(listed.stdout.strip()).name.startswith("scoring-")
+    # the training page of v2: the gate kept it out, and says why
+    training_page = re.sub(r"<[^>]+>", " ", Path(second["report"]).read_text())
+    assert "kept as challenger" in training_page and "not better by more than 1 at that confidence" in training_page
+    assert re.search(r"1\s+logistic_regression\s+" + f"{second['models'][0]['metrics']['roc_auc']:.4f}", training_page)
+    logged = [a.path for a in mlflow.MlflowClient().list_artifacts(second["parent_run_id"], "report")]
+    assert logged == [f"report/{Path(second['report']).name}"]
+
+
+def test_a_challenger_clearly_better_on_live_outcomes_is_promoted_from_shadow_evidence(tmp_path, prefect_harness, demo_dir):
+    """mlflow.promotion.shadow_min_rows: enough labelled live rows and an interval clear of min_improvement promote the challenger."""
+    import mlflow
+
+    from flows.feedback import feedback_flow
+    from flows.inference import inference_flow
+    from flows.layers import run_flow
+    from flows.training import training_flow
+    from tests.conftest import shipped_config
+
+    config = shipped_config("credit_default", demo_dir / "credit.csv", tmp_path)
+    stump = ["training.models={random_forest: {params: {n_estimators: 3, max_depth: 1}}}", "training.tuning.enabled=false",
+             "mlflow.min_metrics={}"]
+    run_flow(str(config), stump)  # v1: a weak champion
+    second = training_flow(str(config), [*QUICK, "mlflow.promotion.min_improvement=1"], refresh=True)
+    assert (second["version"], second["promoted"]) == ("2", False)  # the gate keeps it out on the holdout
+    source = pl.read_csv(demo_dir / "credit.csv", infer_schema=False)
+    source.head(1500).write_csv(tmp_path / "batch.csv")
+    inference_flow(str(config), str(tmp_path / "batch.csv"), str(tmp_path / "shadowed.parquet"), overrides=QUICK, shadow=True)
+    source.head(1500).select("ID", TARGET).write_csv(tmp_path / "labels.csv")
+
+    too_few = feedback_flow(str(config), str(tmp_path / "labels.csv"), [*QUICK, "mlflow.promotion.shadow_min_rows=100000"])
+    assert too_few["shadow_evidence"]["low"] > 0 and too_few["shadow_evidence"]["promoted"] is False
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias("credit-default-classifier", "champion").version) == "1"
+
+    fed = feedback_flow(str(config), str(tmp_path / "labels.csv"), [*QUICK, "mlflow.promotion.shadow_min_rows=500"])
+    evidence = fed["shadow_evidence"]
+    assert evidence["promoted"] is True and evidence["rows"] >= 1400 and evidence["low"] > 0.02
+    assert fed["events"] == ["pipeline.model.promoted"]
+    assert str(client.get_model_version_by_alias("credit-default-classifier", "champion").version) == "2"
+    kept = json.loads(client.get_model_version("credit-default-classifier", "2").tags["shadow_evidence"])
+    assert kept["rows"] == evidence["rows"] and kept["champion"] == "1"
+    deadline = time.time() + 30  # the harness persists events shortly after they are emitted
+    while not (found := [e for e in _events("pipeline.model.promoted") if "shadow on" in e["payload"]["reason"]]) and time.time() < deadline:
+        time.sleep(1)
+    assert found and found[0]["payload"]["from"] == "1" and found[0]["related"][0]["pipeline.model.version"] == "2"
