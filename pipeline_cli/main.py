@@ -455,24 +455,27 @@ def _registry(command: str, config: str, set_: list[str] | None, json_: bool, de
     execute(opts, body, render=render)
 
 
+NameArg = Annotated[str, typer.Argument(metavar="NAME", help="A registered model's name (see `models list`).")]
+
+
 @models_app.command("list", help="Registered models with their aliases.")
 def models_list(config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False) -> None:
     _registry("models-list", config, set_, json_, debug, lambda t, c: t.list_models(c), "models")
 
 
 @models_app.command("describe", help="Every version of a model: aliases, threshold, holdout metrics.")
-def models_describe(name: str, config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False) -> None:
+def models_describe(name: NameArg, config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False) -> None:
     _registry("models-describe", config, set_, json_, debug, lambda t, c: t.describe_model(c, name), "model_versions")
 
 
 @models_app.command("history", help="Every alias move of a model: when, which version, which metrics, why.")
-def models_history(name: str, config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False) -> None:
+def models_history(name: NameArg, config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False) -> None:
     _registry("models-history", config, set_, json_, debug, lambda t, c: t.alias_history(c, name), "alias_history")
 
 
 @models_app.command("promote", help="Make VERSION the champion by hand (recorded in the history).")
 def models_promote(
-    name: str, version: str, config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False,
+    name: NameArg, version: Annotated[str, typer.Argument(metavar="VERSION", help="The version to make champion.")], config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False,
     reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why; kept in the history.")] = "manual promotion",
 ) -> None:
     _registry("models-promote", config, set_, json_, debug, lambda t, c: t.promote(c, name, version, reason), "mapping")
@@ -480,7 +483,7 @@ def models_promote(
 
 @models_app.command("rollback", help="Move champion back to the previous champion (recorded in the history).")
 def models_rollback(
-    name: str, config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False,
+    name: NameArg, config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False,
     reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why; kept in the history.")] = "manual rollback",
 ) -> None:
     _registry("models-rollback", config, set_, json_, debug, lambda t, c: t.rollback(c, name, reason), "mapping")

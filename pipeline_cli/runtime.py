@@ -208,10 +208,33 @@ class OneLineErrors(TyperGroup):
         except _clicks.ClickException as exc:
             exc.show()
             sys.exit(exc.exit_code)
-        except _clicks.Abort:
+        except typer.Abort:
             typer.echo("Aborted!", err=True)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
+
+    # Typer lists a flag (--help, --install-completion) with the metavar `<bool>`; a flag takes no value, so it shows none.
+    def get_params(self, ctx: Any) -> Any:
+        return _without_metavar(super().get_params(ctx))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _plain_flags(command, ctx)
+        return command
+
+
+def _without_metavar(params: list[Any]) -> list[Any]:
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+def _plain_flags(command: Any, ctx: Any) -> None:
+    _without_metavar([*command.params, *filter(None, [command.get_help_option(ctx)])])
+    for sub in getattr(command, "commands", {}).values():
+        _plain_flags(sub, ctx)
 
 
 def execute(opts: Options, body: Callable[[], Any], render: str, after: Callable[[Any], None] | None = None) -> None:

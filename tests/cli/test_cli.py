@@ -1,6 +1,7 @@
 """pipeline-cli through Typer's CliRunner: output, exit codes and one-line errors."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,28 @@ def test_help_lists_every_command():
     for command in ("bronze", "silver", "features", "gold", "feature-pipeline", "run", "pipeline", "full-pipeline", "config", "demo-data"):
         assert command in result.stdout
     assert "--install-completion" in result.stdout
+
+
+@pytest.mark.parametrize("args, names", [(["--help"], []), (["models", "--help"], []), (["models", "promote", "--help"], ["NAME", "VERSION"]),
+                                         (["report", "open", "--help"], ["KIND"]), (["predict", "--help"], ["INPUT", "OUTPUT"])])
+def test_help_shows_no_bool_metavar_on_flags_and_names_the_arguments(args, names):
+    result = invoke(*args)
+    assert result.exit_code == 0 and "--help" in result.stdout
+    assert "<bool>" not in result.stdout and "{name}" not in result.stdout
+    assert all(name in result.stdout for name in names)
+
+
+def test_a_closed_pipe_ends_the_command_without_a_traceback():
+    """`pipeline-cli predict --help | head -1`: the reader goes away early; the CLI exits without a traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline_cli.main", "predict", "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "COLUMNS": "120"})
+    try:
+        proc.stdout.close()  # nobody reads: the first write fails with EPIPE
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) != 0 and "Traceback" not in err and "AttributeError" not in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def test_version_is_the_installed_one():
