@@ -215,6 +215,14 @@ def test_shadow_scoring_stores_the_challengers_probabilities_and_outcomes_judge_
     assert re.search(r"1\s+logistic_regression\s+" + f"{second['models'][0]['metrics']['roc_auc']:.4f}", training_page)
     logged = [a.path for a in mlflow.MlflowClient().list_artifacts(second["parent_run_id"], "report")]
     assert logged == [f"report/{Path(second['report']).name}"]
+    # and each page is published as a Prefect artifact naming where it is
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    artifacts = httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", timeout=10, json={
+        "artifacts": {"key": {"any_": ["training-report-credit-default", "scoring-report-credit-default"]}}}).json()
+    assert any(second["report"] in a["data"] and a["key"] == "training-report-credit-default" for a in artifacts)
+    assert any(page in a["data"] and a["key"] == "scoring-report-credit-default" for a in artifacts)
 
 
 def test_a_challenger_clearly_better_on_live_outcomes_is_promoted_from_shadow_evidence(tmp_path, prefect_harness, demo_dir):
