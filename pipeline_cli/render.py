@@ -32,7 +32,8 @@ def training(console: Console, s: dict[str, Any]) -> None:
     primary = s["primary_metric"]
     # on a narrow terminal (80 columns, or output to a file) two metrics, so the model names and tuning stay whole
     metrics = [primary, *[m for m in LEADERBOARD_METRICS if m != primary]][:4 if console.width >= 110 else 2]
-    table = Table(title=f"Leaderboard (holdout, sorted by {primary}; CV = cross-validated {primary}; tuning: trials completed/pruned/failed)", title_justify="left",
+    order = f"sorted by CV {primary}, then holdout" if s.get("ranked_by") == "cv" else f"holdout, sorted by {primary}"
+    table = Table(title=f"Leaderboard ({order}; CV = cross-validated {primary}; tuning: trials completed/pruned/failed)", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("Model", no_wrap=True)
     for m in metrics:

@@ -222,6 +222,11 @@ class TrainingConfig(StrictModel):
     seed: int = 42
     primary_metric: Metric = Field("roc_auc", description="Metric that ranks models and gates promotion.")
     tie_breakers: list[Metric] = Field(default_factory=lambda: ["accuracy", "f1", "balanced_accuracy", "mcc"])
+    rank_by: Literal["auto", "cv", "holdout"] = Field(
+        "auto", description="What orders the leaderboard: the cross-validated mean of the primary metric (cv), or its holdout score "
+                            "(holdout), the tie-breakers after either. auto: cv for a metric without a threshold (roc_auc, pr_auc, "
+                            "brier, ece), whose five-fold mean is steadier than one holdout; holdout for a thresholded metric, "
+                            "scored at each model's own threshold.")
     models: dict[str, ModelConfig] = Field(
         default_factory=lambda: {n: ModelConfig() for n in DEFAULT_MODELS}
     )

@@ -52,6 +52,7 @@ _TRAINING = """{% extends "base" %}{% block body %}
 {% else %}<p>No gold column has missing values.</p>{% endif %}
 
 <h2>Leaderboard</h2>
+<p class="meta">Ranked by {{ 'the cross-validated mean of ' ~ primary ~ ', then the holdout' if ranked_by == 'cv' else 'the holdout ' ~ primary }}; the tie-breakers follow.</p>
 <table><tr><th>rank</th><th>model</th><th>holdout {{ primary }}</th><th>CV {{ primary }} (mean ± std)</th><th>threshold</th><th>tuned</th><th>seconds</th></tr>
 {% for r in leaderboard %}<tr><td class="num">{{ r.rank }}</td><td>{{ r.name }}</td><td class="num">{{ '%.4f' % r.holdout }}</td>
 <td class="num">{{ '%.4f ± %.4f' % (r.cv_mean, r.cv_std) }}</td><td class="num">{{ '%.3f' % r.threshold }}</td><td>{{ r.tuned }}</td><td class="num">{{ r.seconds }}</td></tr>{% endfor %}</table>
@@ -115,11 +116,11 @@ def _render(template: str, **facts: Any) -> str:
 
 def training_report_html(title: str, subtitle: str, decision: dict[str, Any], profile: dict[str, Any], leaderboard: list[dict[str, Any]],
                          primary: str, metrics: dict[str, float], figures: dict[str, bytes], importance: list[dict[str, Any]],
-                         importance_repeats: int) -> str:
+                         importance_repeats: int, ranked_by: str = "holdout") -> str:
     """The training run's page: decision with its interval, data profile, leaderboard, holdout figures, importance."""
     return _render(_TRAINING, title=title, subtitle=subtitle, decision=decision, profile=profile, leaderboard=leaderboard,
                    primary=primary, metrics=metrics, figures=[(k, figure_uri(v)) for k, v in figures.items()], importance=importance,
-                   importance_repeats=importance_repeats)
+                   importance_repeats=importance_repeats, ranked_by=ranked_by)
 
 
 def scoring_report_html(title: str, subtitle: str, batch: dict[str, Any], drift: dict[str, Any], realized: list[dict[str, Any]],

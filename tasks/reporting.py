@@ -85,7 +85,7 @@ def _training_report(config: PipelineConfig, store: Store, data: Any, best: dict
         subtitle=f"{stamp:%Y-%m-%d %H:%M} UTC · MLflow run {parent_run_id} · gold version {meta['version']} · primary metric {primary}",
         decision=decision, profile=data_profile(meta, silver_report(store, config.dataset.name, meta.get("silver_version"))),
         leaderboard=leaderboard_rows(ranked, primary), primary=primary, metrics=best["metrics"], figures=figures,
-        importance=importance, importance_repeats=IMPORTANCE_REPEATS)
+        importance=importance, importance_repeats=IMPORTANCE_REPEATS, ranked_by=outcome.get("ranked_by", "holdout"))
     path = layout.reports_dir(config.store.root, config.dataset.name) / f"training-{stamp:%Y%m%dT%H%M%S}-v{outcome['version']}.html"
     verdict = "promoted to champion" if outcome["promoted"] else "kept as challenger"
     markdown = (f"# {outcome['registered_model']} v{outcome['version']}: {verdict}\n\n{outcome['reason']}\n\n"

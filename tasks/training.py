@@ -35,7 +35,7 @@ from pipeline_core.modeling.holdout import (
 from pipeline_core.modeling.metrics import confusion
 from pipeline_core.modeling.plots import write_evaluation_plots
 from pipeline_core.modeling.preprocessing import build_preprocessor
-from pipeline_core.modeling.selection import rank_models
+from pipeline_core.modeling.selection import rank_models, ranking_basis
 from pipeline_core.modeling.specs import feature_importance
 from pipeline_core.modeling.training import Evaluation, ModelResult, check_training_config, default_params, evaluate
 from pipeline_core.modeling.training import train_model as fit_model
@@ -332,7 +332,8 @@ def train_stage(config: PipelineConfig, input_fingerprint: str, as_of: str | Non
         if config.training.ensemble and len(results) > 1:
             ensemble = weighted_ensemble(config, results, parent_id, experiment_id, gold["version"])
             results += [ensemble] if ensemble else []
-        ranked = rank_models(results, config.training.primary_metric, config.training.tie_breakers)
+        ranked_by = ranking_basis(config.training.rank_by, config.training.primary_metric)
+        ranked = rank_models(results, config.training.primary_metric, config.training.tie_breakers, ranked_by)
         scored_on_holdout = ranked[0]  # the report judges the model the holdout did not train
         if config.training.refit_full:
             ranked[0] = refit_on_all_rows(config, ranked[0], parent_id, experiment_id, gold["version"])
@@ -341,14 +342,14 @@ def train_stage(config: PipelineConfig, input_fingerprint: str, as_of: str | Non
         if config.training.export_dir:
             export_path = export_model(config, outcome, slim)
         report = write_training_report(config, store, load_training_data(config, store, as_of=str(gold["version"])),
-                                       scored_on_holdout, slim, outcome, parent_id)
+                                       scored_on_holdout, slim, {**outcome, "ranked_by": ranked_by}, parent_id)
     except BaseException as exc:
         client.set_terminated(parent_id, "KILLED" if isinstance(exc, (KeyboardInterrupt, Terminated, TerminationSignal)) else "FAILED")
         raise
     client.set_terminated(parent_id, "FINISHED")
     settled = registry_state.settled_view(config, client, outcome["registered_model"])
     return {"layer": "training", "status": "ran", "tracking_uri": mlflow.get_tracking_uri(), "parent_run_id": parent_id,
-            "primary_metric": config.training.primary_metric, "fingerprint": gold["fingerprint"], "gold_version": gold["version"],
+            "primary_metric": config.training.primary_metric, "ranked_by": ranked_by, "fingerprint": gold["fingerprint"], "gold_version": gold["version"],
             **outcome, **settled, "time_budget_seconds": config.training.time_budget_seconds, "tuned_models": tuned,
             "concurrency": {"task_runner": config.training.concurrency.task_runner, "concurrent_models": plan.concurrent_models,
                             "n_jobs": plan.n_jobs, "tuning_workers": plan.tuning_workers},

@@ -153,8 +153,9 @@ def trained(tmp_path_factory, prefect_harness, demo_dir):
 def test_training_registers_and_promotes(trained):
     config, first, _, _ = trained
     assert first["promoted"] and first["version"] == "1" and first["champion_version"] == "1"
-    assert [m["name"] for m in first["models"]] == sorted([m["name"] for m in first["models"]], key=lambda n: -next(
-        x["metrics"]["roc_auc"] for x in first["models"] if x["name"] == n))
+    # roc_auc needs no threshold, so `rank_by: auto` ranks by its cross-validated mean, best first
+    assert first["ranked_by"] == "cv"
+    assert [m["cv_mean"] for m in first["models"]] == sorted((m["cv_mean"] for m in first["models"]), reverse=True)
     best = first["models"][0]
     assert best["metrics"]["roc_auc"] > 0.7
     assert set(best["metrics"]) == {"accuracy", "precision", "recall", "f1", "specificity", "fpr", "fnr",

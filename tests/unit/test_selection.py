@@ -100,3 +100,29 @@ def test_leaderboard_markdown_exact():
 def test_leaderboard_markdown_shows_missing_metric_as_nan():
     ranked = rank_models([_result("m", f1=0.5)], "f1", [])
     assert leaderboard_markdown(ranked, ["f1", "mcc"]).splitlines()[-1] == "| 1 | m | 0.5000 | nan |"
+
+
+def test_ranking_by_cv_puts_the_cross_validated_mean_first_and_the_holdout_breaks_its_ties():
+    """The stored AutoML-benchmark case: a linear model with the best holdout score but the worst CV mean."""
+    results = [{**_result("logistic_regression", roc_auc=0.8521, accuracy=0.80), "cv_mean": 0.8357},
+               {**_result("weighted_ensemble", roc_auc=0.8496, accuracy=0.81), "cv_mean": 0.8563},
+               {**_result("lightgbm", roc_auc=0.8407, accuracy=0.79), "cv_mean": 0.8538},
+               {**_result("xgboost", roc_auc=0.8440, accuracy=0.80), "cv_mean": 0.8538},
+               {**_result("untuned", roc_auc=0.99, accuracy=0.90), "cv_mean": None}]
+    assert _names(rank_models(results, "roc_auc", ["accuracy"], by="holdout"))[:2] == ["untuned", "logistic_regression"]
+    # xgboost and lightgbm tie on CV: the holdout decides; a model without a CV score goes last
+    assert _names(rank_models(results, "roc_auc", ["accuracy"], by="cv")) == [
+        "weighted_ensemble", "xgboost", "lightgbm", "logistic_regression", "untuned"]
+    # lower-is-better metrics rank a lower CV mean first
+    briers = [{**_result("a", brier=0.10), "cv_mean": 0.20}, {**_result("b", brier=0.20), "cv_mean": 0.15}]
+    assert _names(rank_models(briers, "brier", [], by="cv")) == ["b", "a"]
+    with pytest.raises(ValueError, match="choose cv or holdout"):
+        rank_models(results, "roc_auc", [], by="both")
+
+
+@pytest.mark.parametrize("rank_by, primary, basis", [("auto", "roc_auc", "cv"), ("auto", "brier", "cv"), ("auto", "accuracy", "holdout"),
+                                                     ("auto", "f1", "holdout"), ("holdout", "roc_auc", "holdout"), ("cv", "f1", "cv")])
+def test_auto_ranks_threshold_free_metrics_by_cv_and_thresholded_ones_by_the_holdout(rank_by, primary, basis):
+    from pipeline_core.modeling.selection import ranking_basis
+
+    assert ranking_basis(rank_by, primary) == basis
