@@ -48,8 +48,9 @@ def degradation(realized: float, reference: float, metric: str, margin: float) -
 
 def shadow_pairs(joined: list[pl.DataFrame]) -> pl.DataFrame:
     """The labelled rows that both the champion and the shadow scored (id, label, probability,
-    shadow_probability), each id once (its latest batch), so a row scored twice is not counted twice."""
+    shadow_probability), each id once (from the first frame holding it: give the newest batch
+    first), so a row scored twice is not counted twice."""
     columns = ["id", "label", "probability", "shadow_probability"]
     if not joined:
         return pl.DataFrame(schema={"id": pl.String, "label": pl.Int64, "probability": pl.Float64, "shadow_probability": pl.Float64})
-    return pl.concat([j.select(columns) for j in joined], how="vertical_relaxed").unique("id", keep="last", maintain_order=True)
+    return pl.concat([j.select(columns) for j in joined], how="vertical_relaxed").unique("id", keep="first", maintain_order=True)

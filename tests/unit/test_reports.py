@@ -104,3 +104,4 @@ def test_permutation_importance_names_the_columns_the_model_reads_not_the_encode
 def test_a_profile_without_silver_or_without_quarantine_has_no_reasons(silver, shown):
     profile = data_profile({"class_balance": {"positive": 1, "negative": 3, "positive_rate": 0.25}}, silver)
     assert profile["rows"] == 4 and (profile["silver"]["reasons"] if profile["silver"] else None) == shown
+
