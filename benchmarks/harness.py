@@ -44,10 +44,12 @@ def machine_info(*packages: str) -> dict[str, Any]:
 
 
 def package_version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
+    for name in (package, f"{package}-cpu"):  # xgboost ships its CPU-only build as xgboost-cpu
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return "not installed"
 
 
 def machine_line(m: dict[str, Any], packages: Iterable[str] = ()) -> str:
