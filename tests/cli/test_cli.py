@@ -67,6 +67,14 @@ def test_help_does_not_import_the_heavy_stack():
     assert out.strip() == "[]"
 
 
+def test_a_cached_training_stage_loads_no_modelling_library():
+    # the flows a rerun walks through define their cached tasks without pandas, scikit-learn or MLflow
+    code = ("import sys; import flows.training, flows.layers; "
+            "print(sorted(m for m in ('pandas', 'sklearn', 'mlflow', 'xgboost', 'lightgbm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_config_validate_and_schema(credit_config):
     ok = invoke("config", "validate", "--config", credit_config, "--json", "--set", "store.root=/tmp/elsewhere")
     assert ok.exit_code == 0
