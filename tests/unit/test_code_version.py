@@ -2,7 +2,7 @@
 
 import pytest
 
-from tasks.code_version import _source, code_version, module_closure
+from tasks.code_version import _source, code_version, imported_modules, module_closure
 
 
 def _edited(module: str):
@@ -27,7 +27,7 @@ def test_every_imported_module_changes_the_stage_key(stage):
 def test_training_key_follows_what_the_registered_model_embeds():
     closure = module_closure("tasks.training")
     # the served model carries cleaning, features and the drift reference: a change to any retrains
-    for module in ("pipeline_core.drift", "pipeline_core.serving", "pipeline_core.features", "pipeline_core.cleaning.expressions",
+    for module in ("tasks.model_training", "pipeline_core.drift", "pipeline_core.serving", "pipeline_core.features", "pipeline_core.cleaning.expressions",
                    "pipeline_core.modeling.tuning", "pipeline_core.modeling.specs", "pipeline_io.registry"):
         assert module in closure, module
 
@@ -52,3 +52,27 @@ def test_the_unit_tier_imports_neither_prefect_nor_mlflow():
             "print(sorted(m for m in ('prefect', 'typer') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"  # the core never imports Prefect or the CLI
+
+
+def test_imports_are_found_at_any_depth_and_in_any_layout():
+    source = '''"""A module.
+
+import this line is prose in a docstring, not code
+"""
+from pipeline_core import (
+    features,  # the engineered columns
+    drift,
+)
+import pipeline_io.layout as layout
+
+
+def load():
+    from pipeline_io.store import open_store
+    if True:
+        import pipeline_core.scoring; import json
+    return open_store, \\
+        json
+'''
+    found = imported_modules("tasks.example", source)
+    assert {"pipeline_core.features", "pipeline_core.drift", "pipeline_io.layout", "pipeline_io.store", "pipeline_core.scoring"} <= found
+    assert "json" not in found and not any(name.startswith("this") for name in found)
