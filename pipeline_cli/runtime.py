@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup
 
 from pipeline_cli.exit_codes import INTERRUPTED, TERMINATED, exit_code
 from pipeline_core.errors import Terminated
@@ -228,7 +228,21 @@ def _without_metavar(params: list[Any]) -> list[Any]:
     for param in params:
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""
+        elif type(param) is TyperArgument:
+            param.__class__ = PlainArgument
     return params
+
+
+class PlainArgument(TyperArgument):
+    """An argument as command-line readers know it: ``NAME`` (required) or ``[NAME]`` in the usage line, and
+    its help says what it is. Typer writes ``{NAME}`` and the Python type (``<str>``) beside the name."""
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
 
 
 def _plain_flags(command: Any, ctx: Any) -> None:

@@ -33,12 +33,14 @@ def test_help_lists_every_command():
 
 
 @pytest.mark.parametrize("args, names", [(["--help"], []), (["models", "--help"], []), (["models", "promote", "--help"], ["NAME", "VERSION"]),
-                                         (["report", "open", "--help"], ["KIND"]), (["predict", "--help"], ["INPUT", "OUTPUT"])])
-def test_help_shows_no_bool_metavar_on_flags_and_names_the_arguments(args, names):
+                                         (["report", "open", "--help"], ["KIND"]), (["predict", "--help"], ["INPUT OUTPUT"])])
+def test_help_shows_no_python_types_and_names_the_arguments(args, names):
     result = invoke(*args)
     assert result.exit_code == 0 and "--help" in result.stdout
-    assert "<bool>" not in result.stdout and "{name}" not in result.stdout
+    assert "<bool>" not in result.stdout and "<str>" not in result.stdout
     assert all(name in result.stdout for name in names)
+    usage = next(line for line in result.stdout.splitlines() if "Usage:" in line)
+    assert "{" not in usage  # NAME, not {NAME}
 
 
 def test_a_closed_pipe_ends_the_command_without_a_traceback():
