@@ -657,14 +657,6 @@ def datasets_table(info: dict[str, Any]) -> str:
     return harness.markdown_table(header, body, align="lllrlrl")
 
 
-def kept_notes() -> str:
-    """The hand-written notes of the results file being rewritten (empty for a new file)."""
-    text = harness.read_results(RESULTS_MD)
-    if NOTES_START in text and NOTES_END in text:
-        return text.split(NOTES_START, 1)[1].split(NOTES_END, 1)[0].strip("\n")
-    return ""
-
-
 def write_md(info: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
     means = dataset_means(rows)
     m = info["machine"]
@@ -730,7 +722,7 @@ def write_md(info: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
               f"{FAST_TIME_RATIO:g} × AutoGluon's mean fit time.",
               "", targets_table(means), "",
               "## Where it falls short", "", *(shortfalls(rows, means) or ["- nowhere: every target is met."]), "",
-              "## Notes (hand-written)", "", NOTES_START, kept_notes(), NOTES_END, "",
+              "## Notes (hand-written)", "", NOTES_START, harness.kept_notes(RESULTS_MD, NOTES_START, NOTES_END).strip("\n"), NOTES_END, "",
               "## Raw", "", "```json", json.dumps(rows, indent=1, default=str), "```", ""]
     return harness.write_results(RESULTS_MD, "\n".join(lines))
 

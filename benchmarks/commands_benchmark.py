@@ -27,6 +27,7 @@ from harness import (  # noqa: E402
     OtherLoad,
     command_line,
     git_head,
+    kept_notes,
     machine_info,
     machine_line,
     markdown_table,
@@ -37,6 +38,7 @@ from harness import (  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "COMMANDS_RESULTS.md"
 # the targets, in seconds: (command, with a server?) -> warm median at most
+NOTES_START, NOTES_END = "<!-- notes:start (hand-written, kept when the file is rewritten) -->", "<!-- notes:end -->"
 TARGETS = {("models list", True): 2.0, ("models list", False): 3.0, ("predict 2,000 rows", True): 5.0,
            ("run (unchanged)", True): 4.0}
 
@@ -152,6 +154,7 @@ def render(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
         "on its own; \"no server\": none, so each flow command starts a temporary one. \"Other load\": the share of the "
         "machine's CPU used by other processes meanwhile (the machine is shared).", "",
         table, "", "## Targets", "", *targets, "",
+        "## Notes", "", NOTES_START, kept_notes(RESULTS, NOTES_START, NOTES_END).strip("\n") or "(none yet)", NOTES_END, "",
         "<!-- results-json: " + json.dumps({"results": results, "rows": args.rows, "repeat": args.repeat}) + " -->", "",
     ])
 

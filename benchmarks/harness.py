@@ -290,6 +290,15 @@ def read_results(results: Path) -> str:
     return path.read_text() if path.exists() else ""
 
 
+def kept_notes(results: Path, start: str, end: str) -> str:
+    """The hand-written notes between ``start`` and ``end`` in a results file, kept when a benchmark rewrites it."""
+    text = read_results(results)
+    if start in text and end in text:
+        notes = text.split(start, 1)[1].split(end, 1)[0]
+        return "" if notes.strip() == "(none yet)" else notes
+    return ""
+
+
 def replace_section(results: Path, start: str, end: str, section: str) -> Path:
     """Put ``section`` (which carries its own start/end markers) in place of the marked one, or at the end."""
     text = read_results(results)

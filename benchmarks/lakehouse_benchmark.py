@@ -484,15 +484,6 @@ def render(data: dict[str, Any], notes: str) -> str:
     return "\n".join(lines)
 
 
-def previous_notes() -> str:
-    """The hand-written notes of the section, kept across reruns."""
-    text = harness.read_results(RESULTS_MD)
-    if NOTES_START in text and NOTES_END in text:
-        notes = text.split(NOTES_START, 1)[1].split(NOTES_END, 1)[0]
-        return "" if notes.strip() == "(none yet)" else notes
-    return ""
-
-
 # -- main -----------------------------------------------------------------------------------------------
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -538,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     raw = harness.results_path(WORK / "lakehouse-results.json")  # every run's numbers, for a closer look
     raw.write_text(json.dumps(data, indent=2, default=float))
 
-    section = render(data, previous_notes())
+    section = render(data, harness.kept_notes(RESULTS_MD, NOTES_START, NOTES_END))
     print()
     harness.report(section)
     if not args.no_write:

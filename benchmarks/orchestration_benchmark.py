@@ -202,15 +202,6 @@ def load_note(share: float) -> str:
     return f"{share:.0%}"
 
 
-def previous_notes() -> str:
-    """The hand-written notes of the section, kept across reruns."""
-    text = harness.read_results(RESULTS_MD)
-    if NOTES_START in text and NOTES_END in text:
-        notes = text.split(NOTES_START, 1)[1].split(NOTES_END, 1)[0]
-        return "" if notes.strip() == "(none yet)" else notes
-    return ""
-
-
 def render(data: dict[str, Any], notes: str) -> str:
     table = harness.markdown_table
     mode_label = {"server": "running server", "temporary": "temporary server"}
@@ -338,7 +329,7 @@ def main() -> int:
         local_server.stop(server_state, local_server.PREFECT)
         shutil.rmtree(work, ignore_errors=True)
 
-    section = render(data, previous_notes())
+    section = render(data, harness.kept_notes(RESULTS_MD, NOTES_START, NOTES_END))
     print()
     harness.report(section)
     if not args.no_write:
