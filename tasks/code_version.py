@@ -19,6 +19,8 @@ from pipeline_core.fingerprint import digest
 
 PROJECT_PACKAGES = ("pipeline_core", "pipeline_io", "tasks")
 # An import statement at any indentation; parenthesised names may run over several lines.
+# An import after a colon on the same line (`try: import x`) is not at a line's start: such modules are parsed whole.
+IMPORT_AFTER_COLON = re.compile(r":[ \t]*(?:import|from)[ \t]")
 IMPORT_STATEMENT = re.compile(r"^[ \t]*(?:from[ \t]+[\w.]+[ \t]+import[ \t]+(?:\([^)]*\)|[^\n]*)|import[ \t]+[^\n]*)", re.MULTILINE)
 
 
@@ -89,9 +91,11 @@ def _import_nodes(source: str) -> list[ast.stmt]:
     whole module is parsed. A line in a string that does parse can only add a module to the key.
     """
     try:
-        return ast.parse("\n".join(m.group(0).strip() for m in IMPORT_STATEMENT.finditer(source))).body
+        if not IMPORT_AFTER_COLON.search(source):
+            return ast.parse("\n".join(m.group(0).strip() for m in IMPORT_STATEMENT.finditer(source))).body
     except SyntaxError:
-        return [n for n in ast.walk(ast.parse(source)) if isinstance(n, (ast.Import, ast.ImportFrom))]
+        pass
+    return [n for n in ast.walk(ast.parse(source)) if isinstance(n, (ast.Import, ast.ImportFrom))]
 
 
 def module_closure(entry: str, read: Callable[[str], str | None] = _source) -> dict[str, str]:

@@ -76,3 +76,4 @@ def load():
     found = imported_modules("tasks.example", source)
     assert {"pipeline_core.features", "pipeline_core.drift", "pipeline_io.layout", "pipeline_io.store", "pipeline_core.scoring"} <= found
     assert "json" not in found and not any(name.startswith("this") for name in found)
+    assert "pipeline_io.s3" in imported_modules("tasks.example", "try: import pipeline_io.s3\nexcept ImportError: pass\n")
