@@ -3,8 +3,9 @@
 What a person waits for at the prompt: each command runs in a fresh process (interpreter start and
 imports included), first once ("cold": the first call after the store was built or the server
 started) and then ``--repeat`` more times ("warm": the median of those). Without a server, the
-flow commands start a temporary one per call; with one (`pipeline-cli server start`, found by the
-CLI on its own), they use it; the registry and store commands never need one.
+flow commands start a temporary one per call; with one (`pipeline-cli server start --mlflow`, found
+by the CLI on its own), they use it, and `models list` asks the MLflow server beside it; the registry
+and store commands never need a Prefect server.
 
 Setup (not timed): demo credit data (``--rows``), one `run --preset fast` through training with
 `--predict`, and a 2,000-row batch for `predict`. Results: `benchmarks/COMMANDS_RESULTS.md`.
@@ -102,7 +103,8 @@ def main() -> int:
     results: dict[str, dict[str, Any]] = {}
     for with_server in (False, True):
         if with_server:
-            run_checked(cli("server", "start", "--port", _free_port(), "--state-dir", state_dir), env)
+            run_checked(cli("server", "start", "--port", _free_port(), "--mlflow", "--mlflow-port", _free_port(), "--config", config,
+                            "--state-dir", state_dir), env)
         try:
             for name, command in commands(config, batch, work / "scored.parquet").items():
                 key = f"{name}|{'server' if with_server else 'none'}"
@@ -150,8 +152,9 @@ def render(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
         f"Command: `{command_line(Path(__file__), sys.argv[1:])}`", "",
         "Each number is the wall time of a fresh `pipeline-cli` process (interpreter start and imports included), on the "
         f"demo credit data ({args.rows:,} rows) after one `run --preset fast`. Cold: the first call; warm: the median of "
-        f"the next {args.repeat}. \"Server\": a Prefect server started with `pipeline-cli server start`, which the CLI finds "
-        "on its own; \"no server\": none, so each flow command starts a temporary one. \"Other load\": the share of the "
+        f"the next {args.repeat}. \"Server\": a Prefect server and the MLflow UI on the store, started with "
+        "`pipeline-cli server start --mlflow`, which the CLI finds on its own; \"no server\": neither, so each flow command "
+        "starts a temporary Prefect server and `models list` opens the store itself. \"Other load\": the share of the "
         "machine's CPU used by other processes meanwhile (the machine is shared).", "",
         table, "", "## Targets", "", *targets, "",
         "## Notes", "", NOTES_START, kept_notes(RESULTS, NOTES_START, NOTES_END).strip("\n") or "(none yet)", NOTES_END, "",

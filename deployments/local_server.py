@@ -277,6 +277,12 @@ def start_mlflow(state_dir: Path, backend_store_uri: str, host: str = "127.0.0.1
     return _launch(state_dir, MLFLOW, command, url, f"{url}/health", env, timeout), True
 
 
+def backend_store(service: Service) -> str | None:
+    """The --backend-store-uri an MLflow server of ours was started with."""
+    args = service.command
+    return args[args.index("--backend-store-uri") + 1] if "--backend-store-uri" in args[:-1] else None
+
+
 def _terminate(service: Service, grace: float = 20.0) -> None:
     """SIGTERM to the service's process group, SIGKILL to whatever is left after the grace period."""
     try:

@@ -7,6 +7,7 @@ answers instantly.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import Annotated, Any, Callable, Optional
 
@@ -442,14 +443,27 @@ def config_schema() -> None:
     typer.echo(json.dumps(config_json_schema(), indent=2))
 
 
-def _registry(command: str, config: str, set_: list[str] | None, json_: bool, debug: bool, call: Callable[..., Any], render: str) -> None:
+def _registry(command: str, config: str, set_: list[str] | None, json_: bool, debug: bool, call: Callable[..., Any], render: str,
+              server_may_answer: bool = False) -> None:
+    """``server_may_answer``: ``call`` only searches, so the MLflow server of `server start --mlflow` on
+    this store may answer it over REST (`pipeline_io.registry_rest`), without loading MLflow here."""
     opts = Options(command=command, config=config, overrides=set_ or [], json=json_, debug=debug, log_file=False)
 
     def body() -> Any:
         from pipeline_core.config import load_config
         from pipeline_io import registry
 
-        client, _ = registry.connect(load_config(config, opts.overrides))
+        cfg = load_config(config, opts.overrides)
+        if server_may_answer:
+            from pipeline_cli.runtime import running_mlflow_server
+            from pipeline_io.registry_rest import RestRegistry, ServerUnavailable
+
+            if url := running_mlflow_server(registry.tracking_uri(cfg)):
+                try:
+                    return call(registry, RestRegistry(url))
+                except ServerUnavailable as exc:  # it stopped meanwhile: the store itself answers
+                    logging.getLogger(__name__).warning("MLflow server did not answer (%s); reading the store directly", exc)
+        client, _ = registry.connect(cfg)
         return call(registry, client)
 
     execute(opts, body, render=render)
@@ -460,7 +474,7 @@ NameArg = Annotated[str, typer.Argument(metavar="NAME", help="A registered model
 
 @models_app.command("list", help="Registered models with their aliases.")
 def models_list(config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False) -> None:
-    _registry("models-list", config, set_, json_, debug, lambda t, c: t.list_models(c), "models")
+    _registry("models-list", config, set_, json_, debug, lambda t, c: t.list_models(c), "models", server_may_answer=True)
 
 
 @models_app.command("describe", help="Every version of a model: aliases, threshold, holdout metrics.")

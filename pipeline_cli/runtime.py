@@ -74,13 +74,32 @@ def use_running_server() -> str | None:
     directory (its state file, when the process is alive and healthy), instead of a temporary one."""
     if os.environ.get("PREFECT_API_URL"):
         return None
-    from deployments.local_server import DEFAULT_STATE_DIR, PREFECT, status
+    from deployments.local_server import PREFECT, status
 
-    running = status(Path(os.environ.get("PIPELINE_SERVER_STATE_DIR") or DEFAULT_STATE_DIR), PREFECT)
+    running = status(_server_state_dir(), PREFECT)
     if running.state != "running" or running.service is None or not running.service.api_url:
         return None
     os.environ["PREFECT_API_URL"] = running.service.api_url
     return running.service.api_url
+
+
+def running_mlflow_server(tracking_uri: str) -> str | None:
+    """URL of the MLflow server `pipeline-cli server start --mlflow` runs on this very tracking store,
+    when it answers; None otherwise (read-only registry commands then open the store themselves)."""
+    from deployments.local_server import MLFLOW, backend_store, status
+    from pipeline_io.registry import same_tracking_store
+
+    running = status(_server_state_dir(), MLFLOW)
+    if running.state != "running" or running.service is None:
+        return None
+    store = backend_store(running.service)
+    return running.service.url if store and same_tracking_store(store, tracking_uri) else None
+
+
+def _server_state_dir() -> Path:
+    from deployments.local_server import DEFAULT_STATE_DIR
+
+    return Path(os.environ.get("PIPELINE_SERVER_STATE_DIR") or DEFAULT_STATE_DIR)
 
 
 def configure_logging(opts: Options) -> Path | None:

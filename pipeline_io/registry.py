@@ -60,6 +60,14 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///").split("?", 1)[0]) if uri.startswith("sqlite:///") else None
 
 
+def same_tracking_store(a: str, b: str) -> bool:
+    """Whether two tracking URIs name one store (SQLite files compared by resolved path)."""
+    path_a, path_b = sqlite_path(a), sqlite_path(b)
+    if path_a is not None and path_b is not None:
+        return path_a.resolve() == path_b.resolve()
+    return a.rstrip("/") == b.rstrip("/")
+
+
 @contextmanager
 def one_process_at_a_time(uri: str) -> Iterator[None]:
     """For a local SQLite store, an exclusive lock beside the database while a process creates its

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from deployments import local_server
 from deployments.definitions import load_deployment_specs
 from deployments.local_server import free_port, healthy, process_alive
 from deployments.notifications import AUTOMATION_NAME, NOTIFIED, WEBHOOK_ENV
@@ -308,3 +309,44 @@ def test_server_start_with_mlflow_serves_the_pipeline_tracking_store(server, tmp
     assert (tmp_path / "store" / "mlflow.db").is_file()  # the config's sqlite store, created by the UI's server
     status = json.loads(server.cli("server", "status", "--state-dir", server.state_dir, "--json").stdout)
     assert [s["state"] for s in status] == ["running", "running"]
+
+
+def test_models_list_is_answered_by_the_mlflow_server_of_the_store(server, tmp_path, demo_dir):
+    """With `server start --mlflow` running on the config's store, `models list` reads the registry over
+    MLflow's REST API without loading MLflow; on another store, or once the server stops, the store answers."""
+    from mlflow import MlflowClient
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    config = shipped_config("credit_default", demo_dir / "credit.csv", tmp_path / "a")
+    other = shipped_config("credit_default", demo_dir / "credit.csv", tmp_path / "b")
+    local_server.stop(server.state_dir, local_server.MLFLOW)  # one another test started, on its own store
+    port = free_port()
+    started = server.cli("server", "start", "--port", server.port, "--state-dir", server.state_dir,
+                         "--mlflow", "--mlflow-port", port, "--config", config)
+    assert started.returncode == 0, started.stderr
+    client = MlflowClient(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}")
+    run = client.create_run(client.create_experiment("listing"))
+    for name, versions in (("b-classifier", 2), ("a-classifier", 3)):
+        client.create_registered_model(name)
+        for _ in range(versions):
+            client.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    client.set_registered_model_alias("a-classifier", "champion", "2")
+    client.set_registered_model_alias("a-classifier", "challenger", "3")
+    expected = [{"name": "a-classifier", "latest_version": 3, "aliases": {"champion": "2", "challenger": "3"}, "versions": 3},
+                {"name": "b-classifier", "latest_version": 2, "aliases": {}, "versions": 2}]
+
+    def models_list(cfg: Path) -> tuple[list[dict], bool]:
+        # reports on stderr whether the process loaded MLflow by the time it exited
+        code = ("import atexit, runpy, sys; atexit.register(lambda: print('mlflow loaded:', 'mlflow' in sys.modules, file=sys.stderr)); "
+                f"sys.argv = ['pipeline-cli', 'models', 'list', '--config', {str(cfg)!r}, '--json']; "
+                "runpy.run_module('pipeline_cli.main', run_name='__main__')")
+        env = {**server.env_without_url, "PIPELINE_SERVER_STATE_DIR": str(server.state_dir)}
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout)["result"], "mlflow loaded: True" in done.stderr
+
+    assert models_list(config) == (expected, False)
+    assert models_list(other) == ([], True)  # a store the server does not serve is read directly
+    assert local_server.stop(server.state_dir, local_server.MLFLOW) is not None  # Prefect's server keeps running
+    assert models_list(config) == (expected, True)
