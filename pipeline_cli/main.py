@@ -445,7 +445,7 @@ def config_schema() -> None:
 
 def _registry(command: str, config: str, set_: list[str] | None, json_: bool, debug: bool, call: Callable[..., Any], render: str,
               server_may_answer: bool = False) -> None:
-    """``server_may_answer``: ``call`` only searches, so the MLflow server of `server start --mlflow` on
+    """``server_may_answer``: ``call`` only reads, so the MLflow server of `server start --mlflow` on
     this store may answer it over REST (`pipeline_io.registry_rest`), without loading MLflow here."""
     opts = Options(command=command, config=config, overrides=set_ or [], json=json_, debug=debug, log_file=False)
 
@@ -479,12 +479,14 @@ def models_list(config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, 
 
 @models_app.command("describe", help="Every version of a model: aliases, threshold, holdout metrics.")
 def models_describe(name: NameArg, config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False) -> None:
-    _registry("models-describe", config, set_, json_, debug, lambda t, c: t.describe_model(c, name), "model_versions")
+    _registry("models-describe", config, set_, json_, debug, lambda t, c: t.describe_model(c, name), "model_versions",
+              server_may_answer=True)
 
 
 @models_app.command("history", help="Every alias move of a model: when, which version, which metrics, why.")
 def models_history(name: NameArg, config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False) -> None:
-    _registry("models-history", config, set_, json_, debug, lambda t, c: t.alias_history(c, name), "alias_history")
+    _registry("models-history", config, set_, json_, debug, lambda t, c: t.alias_history(c, name), "alias_history",
+              server_may_answer=True)
 
 
 @models_app.command("promote", help="Make VERSION the champion by hand (recorded in the history).")

@@ -21,6 +21,7 @@ from pipeline_core.config import PipelineConfig
 from pipeline_core.errors import ConfigError, ModelError, StorageError, environment_fault
 from pipeline_core.modeling.specs import MODEL_SPECS
 from pipeline_io import layout, model_integrity
+from pipeline_io.registry_rest import ServerUnavailable
 from pipeline_io.s3 import s3_settings_from_env
 from pipeline_io.workarounds import rebase_moved_artifacts
 
@@ -293,6 +294,8 @@ def describe_model(client: Any, name: str) -> dict[str, Any]:
     """Every version of a model with its aliases, threshold, run and holdout metrics."""
     try:
         rm = client.get_registered_model(name)
+    except ServerUnavailable:
+        raise  # not an answer: the caller reads the store instead
     except Exception:
         raise ModelError(f"no registered model '{name}'; `pipeline-cli models list` shows the names") from None
     aliases: dict[str, list[str]] = {}

@@ -311,9 +311,10 @@ def test_server_start_with_mlflow_serves_the_pipeline_tracking_store(server, tmp
     assert [s["state"] for s in status] == ["running", "running"]
 
 
-def test_models_list_is_answered_by_the_mlflow_server_of_the_store(server, tmp_path, demo_dir):
-    """With `server start --mlflow` running on the config's store, `models list` reads the registry over
-    MLflow's REST API without loading MLflow; on another store, or once the server stops, the store answers."""
+def test_models_reads_are_answered_by_the_mlflow_server_of_the_store(server, tmp_path, demo_dir):
+    """With `server start --mlflow` running on the config's store, `models list|describe|history` read the
+    registry over MLflow's REST API without loading MLflow, with the answers the store itself gives once the
+    server stops; a store the server does not serve is read directly."""
     from mlflow import MlflowClient
 
     (tmp_path / "a").mkdir()
@@ -333,20 +334,34 @@ def test_models_list_is_answered_by_the_mlflow_server_of_the_store(server, tmp_p
             client.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
     client.set_registered_model_alias("a-classifier", "champion", "2")
     client.set_registered_model_alias("a-classifier", "challenger", "3")
+    client.log_metric(run.info.run_id, "roc_auc", 0.8125)
+    client.set_model_version_tag("a-classifier", "2", "threshold", "0.42")
+    move = {"alias": "champion", "version": "2", "at": "2026-11-28T10:00:00+00:00", "reason": "passed the gate", "metrics": {"roc_auc": 0.8125}}
+    client.set_model_version_tag("a-classifier", "2", "alias_move:1", json.dumps(move))
     expected = [{"name": "a-classifier", "latest_version": 3, "aliases": {"champion": "2", "challenger": "3"}, "versions": 3},
                 {"name": "b-classifier", "latest_version": 2, "aliases": {}, "versions": 2}]
 
-    def models_list(cfg: Path) -> tuple[list[dict], bool]:
+    def models(cfg: Path, *args: str) -> tuple[int, list | dict | str, bool]:
         # reports on stderr whether the process loaded MLflow by the time it exited
         code = ("import atexit, runpy, sys; atexit.register(lambda: print('mlflow loaded:', 'mlflow' in sys.modules, file=sys.stderr)); "
-                f"sys.argv = ['pipeline-cli', 'models', 'list', '--config', {str(cfg)!r}, '--json']; "
+                f"sys.argv = ['pipeline-cli', 'models', *{list(args)!r}, '--config', {str(cfg)!r}, '--json']; "
                 "runpy.run_module('pipeline_cli.main', run_name='__main__')")
         env = {**server.env_without_url, "PIPELINE_SERVER_STATE_DIR": str(server.state_dir)}
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
-        assert done.returncode == 0, done.stderr[-2000:]
-        return json.loads(done.stdout)["result"], "mlflow loaded: True" in done.stderr
+        answer = json.loads(done.stdout)["result"] if done.returncode == 0 else done.stderr.splitlines()[0]
+        return done.returncode, answer, "mlflow loaded: True" in done.stderr
 
-    assert models_list(config) == (expected, False)
-    assert models_list(other) == ([], True)  # a store the server does not serve is read directly
+    reads = [("list",), ("describe", "a-classifier"), ("history", "a-classifier"), ("describe", "no-such-model")]
+    over_rest = {r: models(config, *r) for r in reads}
+    assert over_rest[("list",)] == (0, expected, False)
+    described = over_rest[("describe", "a-classifier")][1]
+    assert [(v["version"], v["aliases"], v["threshold"], v["metrics"]) for v in described["versions"]] == [
+        ("1", [], None, {"roc_auc": 0.8125}), ("2", ["champion"], "0.42", {"roc_auc": 0.8125}), ("3", ["challenger"], None, {"roc_auc": 0.8125})]
+    assert over_rest[("history", "a-classifier")] == (0, [move], False)
+    code, error, _ = over_rest[("describe", "no-such-model")]
+    assert code == 6 and error.startswith("error: no registered model 'no-such-model'"), error
+    assert models(other, "list") == (0, [], True)  # a store the server does not serve is read directly
     assert local_server.stop(server.state_dir, local_server.MLFLOW) is not None  # Prefect's server keeps running
-    assert models_list(config) == (expected, True)
+    for read in reads:  # the store itself gives the same answers
+        assert models(config, *read)[:2] == over_rest[read][:2], read
+    assert models(config, "list")[2]
