@@ -280,10 +280,22 @@ def rollback(client: Any, name: str, reason: str) -> dict[str, Any]:
     return {**entry, "previous": str(current.version)}
 
 
+def registered_models(client: Any) -> list[Any]:
+    """Every registered model: MlflowClient returns one page at a time."""
+    models: list[Any] = []
+    token = None
+    while True:
+        page = client.search_registered_models(max_results=1000, page_token=token)
+        models.extend(page)
+        token = getattr(page, "token", None)
+        if not token:
+            return models
+
+
 def list_models(client: Any) -> list[dict[str, Any]]:
     """Registered models with their aliases and newest version."""
     out = []
-    for rm in client.search_registered_models():
+    for rm in registered_models(client):
         versions = client.search_model_versions(f"name = '{rm.name}'")
         out.append({"name": rm.name, "latest_version": max((int(v.version) for v in versions), default=None),
                     "aliases": {a: str(v) for a, v in (getattr(rm, "aliases", {}) or {}).items()}, "versions": len(versions)})

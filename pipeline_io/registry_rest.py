@@ -10,6 +10,7 @@ so the commands stay light.
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.parse
@@ -29,7 +30,8 @@ class RestRegistry:
         self.url = url.rstrip("/")
         self.timeout = timeout
 
-    def search_registered_models(self) -> list[SimpleNamespace]:
+    def search_registered_models(self, max_results: int = 1000, page_token: str | None = None) -> list[SimpleNamespace]:
+        """Every registered model (all pages; the arguments are MlflowClient's, for one caller's code)."""
         return [_registered_model(m) for m in self._pages("registered-models/search", "registered_models", {"max_results": 1000})]
 
     def get_registered_model(self, name: str) -> SimpleNamespace:
@@ -42,7 +44,8 @@ class RestRegistry:
 
     def get_run(self, run_id: str) -> SimpleNamespace:
         metrics = self._get("runs/get", {"run_id": run_id})["run"].get("data", {}).get("metrics", [])
-        return SimpleNamespace(data=SimpleNamespace(metrics={m["key"]: m["value"] for m in metrics}))
+        # NaN and infinities arrive as the strings "NaN" and "Infinity"; float() reads both, as MlflowClient does
+        return SimpleNamespace(data=SimpleNamespace(metrics={m["key"]: float(m["value"]) for m in metrics}))
 
     def _pages(self, endpoint: str, key: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -60,11 +63,18 @@ class RestRegistry:
             with urllib.request.urlopen(url, timeout=self.timeout) as response:  # noqa: S310 - the server `server start` runs
                 return json.loads(response.read())
         except urllib.error.HTTPError as exc:
-            if exc.code == 404:  # what MlflowClient raises for a missing model or run: the caller's error to report
+            if _error_code(exc) == "RESOURCE_DOES_NOT_EXIST":  # a missing model or run: the caller's error to report
                 raise LookupError(f"{endpoint}: {params} does not exist") from None
             raise ServerUnavailable(f"{url}: {exc}") from exc
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
             raise ServerUnavailable(f"{url}: {exc}") from exc
+
+
+def _error_code(exc: urllib.error.HTTPError) -> str | None:
+    try:
+        return json.loads(exc.read()).get("error_code")
+    except (ValueError, OSError, http.client.HTTPException, AttributeError):
+        return None
 
 
 def _registered_model(data: dict[str, Any]) -> SimpleNamespace:

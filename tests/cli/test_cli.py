@@ -327,3 +327,21 @@ def stop_and_kill(training, when_tuning, parent_runs, credit_config, store: Path
                   "--set", "training.time_budget_seconds=5").exit_code == 0
     killed = mlflow.get_run(orphan)
     assert killed.info.status == "KILLED" and "ended without closing the run" in killed.data.tags["killed_reason"]
+
+
+def test_models_list_falls_back_to_the_store_when_the_mlflow_server_stops_answering(credit_config, monkeypatch):
+    """The server was found, then failed mid-call: the store itself answers, with no error."""
+    from pipeline_io import registry_rest
+
+    asked = []
+
+    def unreachable(self, endpoint, params):
+        asked.append(endpoint)
+        raise registry_rest.ServerUnavailable(f"{endpoint}: connection refused")
+
+    monkeypatch.setattr("pipeline_cli.runtime.running_mlflow_server", lambda uri: "http://127.0.0.1:9")
+    monkeypatch.setattr(registry_rest.RestRegistry, "_get", unreachable)
+    result = runner.invoke(app, ["models", "list", "--config", str(credit_config), "--json"])
+    assert result.exit_code == 0, result.output
+    assert asked == ["registered-models/search"]
+    assert json.loads(result.stdout)["result"] == []

@@ -348,12 +348,14 @@ def test_models_reads_are_answered_by_the_mlflow_server_of_the_store(server, tmp
                 "runpy.run_module('pipeline_cli.main', run_name='__main__')")
         env = {**server.env_without_url, "PIPELINE_SERVER_STATE_DIR": str(server.state_dir)}
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
-        answer = json.loads(done.stdout)["result"] if done.returncode == 0 else done.stderr.splitlines()[0]
+        answer = json.loads(done.stdout)["result"] if done.returncode == 0 else next(
+            (line for line in done.stderr.splitlines() if line.startswith("error:")), done.stderr)
         return done.returncode, answer, "mlflow loaded: True" in done.stderr
 
     reads = [("list",), ("describe", "a-classifier"), ("history", "a-classifier"), ("describe", "no-such-model")]
     over_rest = {r: models(config, *r) for r in reads}
     assert over_rest[("list",)] == (0, expected, False)
+    assert [over_rest[r][0::2] for r in reads] == [(0, False), (0, False), (0, False), (6, False)]  # all answered over REST
     described = over_rest[("describe", "a-classifier")][1]
     assert [(v["version"], v["aliases"], v["threshold"], v["metrics"]) for v in described["versions"]] == [
         ("1", [], None, {"roc_auc": 0.8125}), ("2", ["champion"], "0.42", {"roc_auc": 0.8125}), ("3", ["challenger"], None, {"roc_auc": 0.8125})]
