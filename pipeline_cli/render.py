@@ -197,7 +197,7 @@ def model_versions(console: Console, data: dict[str, Any], elapsed: float, log_p
         table.add_column(col)
     for v in data["versions"]:
         m = v["metrics"]
-        table.add_row(v["version"], ", ".join(v["aliases"]), str(v["threshold"]), *[f"{m[k]:.4f}" if k in m else "-" for k in ("roc_auc", "accuracy", "f1")], str(v["run_id"]))
+        table.add_row(v["version"], ", ".join(v["aliases"]), _threshold(v["threshold"]), *[f"{m[k]:.4f}" if k in m else "-" for k in ("roc_auc", "accuracy", "f1")], str(v["run_id"]))
     console.print(table)
 
 
@@ -307,3 +307,11 @@ def reports(console: Console, rows: list[dict[str, Any]], elapsed: float, log_pa
         return
     for r in rows:
         console.print(f"{r['kind']:<9} {r['path']}", highlight=False, soft_wrap=True)
+
+
+def _threshold(value: object) -> str:
+    """A version's threshold tag (text, or absent) as the other tables show it: three decimals."""
+    try:
+        return f"{float(value):.3f}"  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "-" if value is None else str(value)

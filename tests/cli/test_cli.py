@@ -345,3 +345,9 @@ def test_models_list_falls_back_to_the_store_when_the_mlflow_server_stops_answer
     assert result.exit_code == 0, result.output
     assert asked == ["registered-models/search"]
     assert json.loads(result.stdout)["result"] == []
+
+
+def test_models_describe_shows_the_threshold_like_the_other_tables():
+    from pipeline_cli.render import _threshold
+
+    assert [_threshold(v) for v in ("0.2811119949060108", 0.5, None, "n/a")] == ["0.281", "0.500", "-", "n/a"]
