@@ -270,9 +270,6 @@ def start_mlflow(state_dir: Path, backend_store_uri: str, host: str = "127.0.0.1
     if not port_free(host, port):
         raise StorageError(f"port {port} on {host} is in use; pick another with --mlflow-port")
     url = f"http://{host}:{port}"
-    if backend_store_uri.startswith("sqlite:///") and not backend_store_uri[len("sqlite:///"):].startswith("/"):
-        # absolute, so that commands run from another folder recognise (or not) the store it serves
-        backend_store_uri = f"sqlite:///{Path(backend_store_uri[len('sqlite:///'):]).resolve()}"
     env = dict(os.environ)
     env.update(MLFLOW_SERVER_ENV)
     command = [_executable("mlflow"), "server", "--backend-store-uri", backend_store_uri,

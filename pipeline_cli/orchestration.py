@@ -185,7 +185,9 @@ def server_start(
         prefect, new = local_server.start_prefect(state_dir, host, port, timeout)
         started.append((prefect, new))
         if mlflow:
-            store = backend_store_uri or _mlflow_store(config)
+            from pipeline_io.registry import absolute_tracking_uri
+
+            store = absolute_tracking_uri(backend_store_uri or _mlflow_store(config))
             started.append(local_server.start_mlflow(state_dir, store, host, mlflow_port, timeout))
     if json_:
         typer.echo(json.dumps({"services": [{**local_server.status(state_dir, s.name).as_dict(), "started_now": n} for s, n in started],

@@ -61,6 +61,13 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///").split("?", 1)[0]) if uri.startswith("sqlite:///") else None
 
 
+def absolute_tracking_uri(uri: str) -> str:
+    """A ``sqlite:///`` URI with its path made absolute (others as they are): what a server records,
+    so that commands run from another folder recognise the store it serves, or do not."""
+    db = sqlite_path(uri)
+    return f"sqlite:///{db.resolve()}" if db is not None and not db.is_absolute() else uri
+
+
 def same_tracking_store(a: str, b: str) -> bool:
     """Whether two tracking URIs name one store (SQLite files compared by resolved path)."""
     path_a, path_b = sqlite_path(a), sqlite_path(b)

@@ -1,10 +1,10 @@
 """Reading the model registry over the REST API of a running MLflow server.
 
-Commands that only read the registry (`models list`) answer from the MLflow server that
-`pipeline-cli server start --mlflow` runs on the same store: its documented REST API needs neither
-`import mlflow` nor opening the SQLite store, which are nearly all of such a command's time.
-Only the reads of `models list`, `describe` and `history` are offered, shaped like the
-`MlflowClient` objects they read; writes always go through `MlflowClient`. Standard library only,
+The commands that only read the registry (`models list`, `describe`, `history`) answer from the
+MLflow server that `pipeline-cli server start --mlflow` runs on the same store: its documented REST
+API needs neither `import mlflow` nor opening the SQLite store, which are nearly all of such a
+command's time. Results are shaped like the `MlflowClient` objects those commands read; writes
+always go through `MlflowClient`. Standard library only,
 so the commands stay light.
 """
 

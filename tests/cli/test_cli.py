@@ -351,3 +351,16 @@ def test_models_describe_shows_the_threshold_like_the_other_tables():
     from pipeline_cli.render import _threshold
 
     assert [_threshold(v) for v in ("0.2811119949060108", 0.5, None, "n/a")] == ["0.281", "0.500", "-", "n/a"]
+
+
+def test_the_mlflow_server_records_its_sqlite_store_by_absolute_path(tmp_path, monkeypatch):
+    from pipeline_io.registry import absolute_tracking_uri, same_tracking_store
+
+    monkeypatch.chdir(tmp_path)
+    recorded = absolute_tracking_uri("sqlite:///store/mlflow.db")
+    assert recorded == f"sqlite:///{tmp_path.resolve()}/store/mlflow.db"
+    assert absolute_tracking_uri(recorded) == recorded and absolute_tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the same relative URI from another folder is another store
+    assert not same_tracking_store(recorded, "sqlite:///store/mlflow.db")
+    assert same_tracking_store(recorded, "sqlite:///../store/mlflow.db")
