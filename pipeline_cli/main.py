@@ -543,8 +543,12 @@ def _demo(make: str, write: str, out: str, rows: int, seed: int, json_: bool, de
     execute(opts, body, render="mapping")
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app(prog_name="pipeline-cli")
+def main() -> None:
+    """The `pipeline-cli` executable."""
+    from pipeline_io.workarounds import end_without_teardown
+
+    with end_without_teardown():
+        app(prog_name="pipeline-cli")
 
 
 if __name__ == "__main__":  # pragma: no cover

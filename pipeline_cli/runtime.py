@@ -86,14 +86,30 @@ def use_running_server() -> str | None:
 def running_mlflow_server(tracking_uri: str) -> str | None:
     """URL of the MLflow server `pipeline-cli server start --mlflow` runs on this very tracking store,
     when it answers; None otherwise (read-only registry commands then open the store themselves)."""
-    from deployments.local_server import MLFLOW, backend_store, status
     from pipeline_io.registry import same_tracking_store
+
+    served = _mlflow_server()
+    return served[0] if served and same_tracking_store(served[1], tracking_uri) else None
+
+
+def use_running_mlflow_server() -> None:
+    """Let the flows' scoring tasks reach their store through the MLflow server `server start --mlflow`
+    runs, when it serves that store (`pipeline_io.registry.server_for`)."""
+    from pipeline_io.registry import SERVER_ENV
+
+    if SERVER_ENV not in os.environ and (served := _mlflow_server()):
+        os.environ[SERVER_ENV] = " ".join(served)
+
+
+def _mlflow_server() -> tuple[str, str] | None:
+    """(URL, backend store URI) of the MLflow server of `server start --mlflow`, when it answers."""
+    from deployments.local_server import MLFLOW, backend_store, status
 
     running = status(_server_state_dir(), MLFLOW)
     if running.state != "running" or running.service is None:
         return None
     store = backend_store(running.service)
-    return running.service.url if store and same_tracking_store(store, tracking_uri) else None
+    return (running.service.url, store) if store else None
 
 
 def _server_state_dir() -> Path:
@@ -286,6 +302,7 @@ def execute(opts: Options, body: Callable[[], Any], render: str, after: Callable
     try:
         if render in FLOW_RENDERS:
             server = use_running_server()
+            use_running_mlflow_server()
             log_path = configure_logging(opts)
             if server:
                 logging.getLogger(__name__).info("using the Prefect server at %s (started by `pipeline-cli server start`)", server)

@@ -87,19 +87,58 @@ def load_verified(client: Any, name: str, version: str, shown: str) -> Any:
     """The pyfunc of a registered version, loaded from a local copy checked by `verified_copy`."""
     import tempfile
 
-    import mlflow
-
     with tempfile.TemporaryDirectory(prefix="pipeline-model-") as tmp:
-        return mlflow.pyfunc.load_model(str(verified_copy(client, name, version, Path(tmp), shown)))
+        return _load_pyfunc(verified_copy(client, name, version, Path(tmp), shown), shown)
 
 
 def load_unregistered(uri: str) -> Any:
     """The pyfunc behind a ``runs:/`` URI, loaded only if it is in the pipeline's model format."""
     import tempfile
 
-    import mlflow
-
     with tempfile.TemporaryDirectory(prefix="pipeline-model-") as tmp:
         local = _download(uri, Path(tmp))
         model_format.check_loadable(local, uri)
-        return mlflow.pyfunc.load_model(str(local))
+        return _load_pyfunc(local, uri)
+
+
+def _load_pyfunc(local: Path, shown: str) -> Any:
+    """MLflow's pyfunc of a checked local copy, with the environment compared to the model's pins here:
+    MLflow's own comparison first maps every installed distribution to its modules, which takes
+    longer than loading the model."""
+    import mlflow
+
+    if mismatches := requirement_mismatches(local):
+        log.warning("%s: this environment differs from the one the model was logged in: %s; "
+                    "`mlflow.pyfunc.get_model_dependencies` gives its requirements", shown, ", ".join(mismatches))
+    return mlflow.pyfunc.load_model(str(local), suppress_warnings=True)
+
+
+def requirement_mismatches(model_dir: Path) -> list[str]:
+    """The model's pinned requirements (``name==version`` lines) this environment does not satisfy,
+    and a different Python minor version, as "name (installed X, model Y)"."""
+    import importlib.metadata
+    import platform
+
+    found = []
+    try:
+        lines = (model_dir / "requirements.txt").read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        name, sep, pinned = line.split("#", 1)[0].strip().partition("==")
+        if not sep or not name or any(c in name for c in "[;@ "):
+            continue
+        try:
+            installed = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            installed = "none"
+        if installed != pinned.strip():
+            found.append(f"{name} (installed {installed}, model {pinned.strip()})")
+    try:
+        logged = (model_dir / "python_env.yaml").read_text()
+    except OSError:
+        logged = ""
+    model_python = next((ln.split(":", 1)[1].strip() for ln in logged.splitlines() if ln.startswith("python:")), "")
+    if model_python and model_python.split(".")[:2] != platform.python_version().split(".")[:2]:
+        found.append(f"python (installed {platform.python_version()}, model {model_python})")
+    return found

@@ -31,6 +31,9 @@ if TYPE_CHECKING:  # the scoring stack (scikit-learn, the models) is loaded only
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
+# "<url> <backend store URI>" of the MLflow server `pipeline-cli server start --mlflow` runs, set by the
+# CLI for its own process and the processes it starts (`server_for`)
+SERVER_ENV = "PIPELINE_MLFLOW_SERVER"
 CHALLENGER = "challenger"
 HISTORY_PREFIX = "alias_move:"
 # tabular-pipeline is the model's loader (`pipeline_io.model_format`): no code travels with the model
@@ -150,15 +153,39 @@ def registered_model_name(config: PipelineConfig) -> str:
     return config.mlflow.registered_model or f"{config.dataset.name}-classifier"
 
 
-def connect(config: PipelineConfig) -> tuple[Any, str]:
-    """Point MLflow at the configured store and make sure the experiment exists; fail clearly if unreachable."""
+def server_for(uri: str) -> str | None:
+    """The MLflow server the CLI found serving the store ``uri`` names (`SERVER_ENV`), if any."""
+    url, _, store = os.environ.get(SERVER_ENV, "").partition(" ")
+    return url if url and store and same_tracking_store(store, uri) else None
+
+
+def connect(config: PipelineConfig, *, through_server: bool = False) -> tuple[Any, str]:
+    """Point MLflow at the configured store and make sure the experiment exists; fail clearly if unreachable.
+
+    ``through_server``: talk to the store through the MLflow server of `server start --mlflow` when
+    one serves it (`server_for`), which spares this process opening the SQLite store (its schema
+    check is the slow part); back to the store itself if that server does not answer.
+    """
+    uri = tracking_uri(config)
+    if through_server and (url := server_for(uri)):
+        try:
+            connected = _connect(config, url)
+            log.info("tracking store %s reached through the MLflow server at %s", uri, url)
+            return connected
+        except StorageError as exc:
+            log.warning("the MLflow server at %s did not answer (%s); using the store directly", url, exc)
+    return _connect(config, uri)
+
+
+def _connect(config: PipelineConfig, uri: str) -> tuple[Any, str]:
     import mlflow
     from mlflow import MlflowClient
 
-    uri = tracking_uri(config)
     if uri.startswith(("http://", "https://")):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        # MLflow prints each run's URL on stdout for a server store, which would corrupt `--json` output
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     name = config.mlflow.experiment or config.dataset.name

@@ -218,7 +218,7 @@ def shadow_model(config: PipelineConfig, client: Any, served: ScoringModel) -> S
 def score_batch(config: PipelineConfig, input_uri: str, output_uri: str, model_uri: str | None, threshold: float | None,
                 allow_empty: bool, shadow: bool = False) -> dict[str, Any]:
     """Score one batch with the registered model (and, with ``shadow``, the challenger) and keep its record for `monitor`."""
-    client, _ = registry.connect(config)
+    client, _ = registry.connect(config, through_server=True)
     model = registry.load_scoring_model(model_uri or registry.default_model_uri(config), client)
     challenger = shadow_model(config, client, model) if shadow else None
     store = open_store(config)
@@ -237,7 +237,7 @@ def publish_drift(config: PipelineConfig, summary: dict[str, Any]) -> str:
     """The drift report as an MLflow run of the experiment and as a Prefect artifact."""
     from prefect.artifacts import create_markdown_artifact
 
-    _, experiment_id = registry.connect(config)
+    _, experiment_id = registry.connect(config, through_server=True)
     model = summary["model"]
     markdown = report_markdown(summary["drift"], f"Drift of {summary['output']} ({model['name'] or model['uri']} v{model['version'] or '-'})")
     run_id = registry.log_inference_run(experiment_id, summary, markdown)

@@ -364,3 +364,40 @@ def test_the_mlflow_server_records_its_sqlite_store_by_absolute_path(tmp_path, m
     monkeypatch.chdir(tmp_path / "elsewhere")  # the same relative URI from another folder is another store
     assert not same_tracking_store(recorded, "sqlite:///store/mlflow.db")
     assert same_tracking_store(recorded, "sqlite:///../store/mlflow.db")
+
+
+def test_flows_reach_a_store_through_its_mlflow_server_only_when_that_server_serves_it(tmp_path, monkeypatch):
+    from pipeline_io.registry import SERVER_ENV, server_for
+
+    monkeypatch.chdir(tmp_path)
+    served = f"sqlite:///{tmp_path.resolve()}/store/mlflow.db"
+    monkeypatch.delenv(SERVER_ENV, raising=False)
+    assert server_for(served) is None
+    monkeypatch.setenv(SERVER_ENV, f"http://127.0.0.1:5123 {served}")
+    assert server_for("sqlite:///store/mlflow.db") == "http://127.0.0.1:5123"  # the same file, named relatively
+    assert server_for("sqlite:///other/mlflow.db") is None and server_for("http://tracking.example:5000") is None
+    monkeypatch.setenv(SERVER_ENV, "http://127.0.0.1:5123")  # no store named: never assumed
+    assert server_for(served) is None
+
+
+@pytest.mark.parametrize("ending, code", [("sys.exit(3)", 3), ("sys.exit(0)", 0), ("raise ValueError('bug')", 1), ("pass", 0)])
+def test_the_cli_process_ends_with_its_exit_code_after_every_exit_handler(tmp_path, ending, code):
+    """`pipeline-cli` skips the interpreter's teardown (`end_without_teardown`): the exit code, the console output,
+    the log files and the exit handlers registered meanwhile (Prefect's, MLflow's, temporary folders) are kept."""
+    marker, log = tmp_path / "handler-ran", tmp_path / "cli.log"
+    script = f"""
+import atexit, logging, pathlib, sys
+from pipeline_io.workarounds import end_without_teardown
+with end_without_teardown():
+    atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text("yes"))
+    handler = logging.FileHandler({str(log)!r})
+    logging.getLogger("x").addHandler(handler)
+    logging.getLogger("x").warning("logged before the end")
+    sys.stdout.write("partial line without a newline")
+    {ending}
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == code, done.stderr
+    assert done.stdout == "partial line without a newline"
+    assert marker.read_text() == "yes" and log.read_text() == "logged before the end\n"
+    assert ("ValueError: bug" in done.stderr) == (code == 1)

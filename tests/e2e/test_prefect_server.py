@@ -343,9 +343,10 @@ def test_models_reads_are_answered_by_the_mlflow_server_of_the_store(server, tmp
 
     def models(cfg: Path, *args: str) -> tuple[int, list | dict | str, bool]:
         # reports on stderr whether the process loaded MLflow by the time it exited
-        code = ("import atexit, runpy, sys; atexit.register(lambda: print('mlflow loaded:', 'mlflow' in sys.modules, file=sys.stderr)); "
-                f"sys.argv = ['pipeline-cli', 'models', *{list(args)!r}, '--config', {str(cfg)!r}, '--json']; "
-                "runpy.run_module('pipeline_cli.main', run_name='__main__')")
+        code = ("import runpy, sys\n"
+                f"sys.argv = ['pipeline-cli', 'models', *{list(args)!r}, '--config', {str(cfg)!r}, '--json']\n"
+                "try:\n    runpy.run_module('pipeline_cli.main', run_name='__main__')\n"
+                "finally:\n    print('mlflow loaded:', 'mlflow' in sys.modules, file=sys.stderr)")
         env = {**server.env_without_url, "PIPELINE_SERVER_STATE_DIR": str(server.state_dir)}
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
         answer = json.loads(done.stdout)["result"] if done.returncode == 0 else next(
@@ -363,6 +364,12 @@ def test_models_reads_are_answered_by_the_mlflow_server_of_the_store(server, tmp
     code, error, _ = over_rest[("describe", "no-such-model")]
     assert code == 6 and error.startswith("error: no registered model 'no-such-model'"), error
     assert models(other, "list") == (0, [], True)  # a store the server does not serve is read directly
+    # flow commands hand the server and the store it serves to their scoring tasks (`registry.server_for`)
+    handed = subprocess.run([sys.executable, "-c", "import os; from pipeline_cli.runtime import use_running_mlflow_server; "
+                             "use_running_mlflow_server(); print(os.environ['PIPELINE_MLFLOW_SERVER'])"], capture_output=True, text=True,
+                            env={**server.env_without_url, "PIPELINE_SERVER_STATE_DIR": str(server.state_dir)}, cwd=REPO, timeout=60)
+    url, store = handed.stdout.split()
+    assert url == f"http://127.0.0.1:{port}" and store == f"sqlite:///{(tmp_path / 'a' / 'store' / 'mlflow.db').resolve()}", handed.stderr
     assert local_server.stop(server.state_dir, local_server.MLFLOW) is not None  # Prefect's server keeps running
     for read in reads:  # the store itself gives the same answers
         assert models(config, *read)[:2] == over_rest[read][:2], read

@@ -535,3 +535,51 @@ def test_a_moved_store_scores_with_its_own_copy_of_the_model(tmp_path, prefect_h
     with sqlite3.connect(moved / "store" / "mlflow.db") as db:
         dump = "\n".join(db.iterdump())
     assert str(first) not in dump and f"file://{moved / 'store' / 'mlartifacts'}" in dump
+
+
+def test_predict_reaches_the_store_through_its_mlflow_server_and_falls_back_when_it_stops(model_env, demo_dir, tmp_path, monkeypatch,
+                                                                                          caplog):
+    """With the MLflow server of `server start --mlflow` on the store (`PIPELINE_MLFLOW_SERVER`, set by the CLI), scoring
+    loads the champion and records its drift run through that server, with the numbers the store gives directly; once
+    the server stops, the same call uses the store itself."""
+    import logging
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    from deployments import local_server
+    from pipeline_core.config import load_config
+    from pipeline_io import registry
+    from tests.servers import free_port
+
+    config, training, _ = model_env
+    loaded = load_config(config)
+    store_uri = registry.tracking_uri(loaded)
+    pl.read_csv(demo_dir / "credit.csv", infer_schema=False).head(300).write_csv(tmp_path / "batch.csv")
+    direct = _predict(config, tmp_path / "batch.csv", tmp_path / "direct.parquet")
+    state = tmp_path / "server-state"
+    service, _ = local_server.start_mlflow(state, store_uri, port=free_port())
+    monkeypatch.setenv(registry.SERVER_ENV, f"{service.url} {store_uri}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    caplog.set_level(logging.INFO, logger="pipeline_io.registry")
+    try:
+        served = _predict(config, tmp_path / "batch.csv", tmp_path / "served.parquet")
+    finally:
+        local_server.stop(state, local_server.MLFLOW)
+    through = [r for r in caplog.records if "reached through the MLflow server" in r.getMessage()]
+    assert len(through) == 2 and service.url in through[0].getMessage()  # loading the model, then the drift run
+    assert served["model"]["version"] == direct["model"]["version"] == training["version"]
+    def scored(name: str) -> pl.DataFrame:
+        return pl.read_parquet(tmp_path / name).drop("inference_timestamp")
+
+    assert scored("served.parquet").equals(scored("direct.parquet"))
+    store = MlflowClient(store_uri, store_uri)
+    recorded = store.get_run(served["mlflow_run_id"])  # written by the server into the store itself
+    assert recorded.data.metrics["rows_scored"] == direct["rows_scored"] == served["rows_scored"]
+
+    caplog.clear()
+    after = _predict(config, tmp_path / "batch.csv", tmp_path / "after.parquet")  # the server is gone
+    assert any("did not answer" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+    assert scored("after.parquet").equals(scored("direct.parquet"))
+    assert store.get_run(after["mlflow_run_id"]).info.status == "FINISHED"
+    assert mlflow.get_tracking_uri() == store_uri  # what the module's other tests read through

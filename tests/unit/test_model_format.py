@@ -126,3 +126,24 @@ def test_only_this_format_is_loaded_never_a_pickled_python_model(tmp_path):
     os.remove(tmp_path / "MLmodel")
     with pytest.raises(StorageError, match=r"models:/m/1: its MLmodel file cannot be read"):
         model_format.check_loadable(tmp_path, "models:/m/1")
+
+
+def test_the_environment_is_compared_with_the_models_pins(tmp_path):
+    """What `mlflow.pyfunc.load_model` would warn about, checked without MLflow's scan of every installed package."""
+    import importlib.metadata
+    import platform
+
+    from pipeline_io.model_integrity import requirement_mismatches
+
+    polars = importlib.metadata.version("polars")
+    (tmp_path / "requirements.txt").write_text(f"polars=={polars}\nnumpy==0.0.1\nno-such-package-here==1.0\n-r extra.txt\n"
+                                               "pandas>=1\n# a comment\n")
+    (tmp_path / "python_env.yaml").write_text("python: 2.7.18\nbuild_dependencies:\n- pip\n")
+    assert requirement_mismatches(tmp_path) == [
+        f"numpy (installed {importlib.metadata.version('numpy')}, model 0.0.1)",
+        "no-such-package-here (installed none, model 1.0)",
+        f"python (installed {platform.python_version()}, model 2.7.18)"]
+    (tmp_path / "requirements.txt").write_text(f"polars=={polars}\n")
+    (tmp_path / "python_env.yaml").write_text(f"python: {platform.python_version()}\n")
+    assert requirement_mismatches(tmp_path) == []
+    assert requirement_mismatches(tmp_path / "missing") == []
