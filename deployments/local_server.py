@@ -21,13 +21,12 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipeline_core.errors import PipelineError, StorageError
 from pipeline_io.atomic import write_bytes_atomic
+from pipeline_io.registry_rest import healthy
 from pipeline_io.workarounds import MLFLOW_SERVER_ENV, SERVER_WRITE_BATCHING
 
 DEFAULT_STATE_DIR = Path("results/server")
@@ -112,14 +111,6 @@ def process_alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
-
-
-def healthy(url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback URL we built
-            return 200 <= response.status < 300
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
 
 
 def port_free(host: str, port: int) -> bool:

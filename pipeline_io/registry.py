@@ -168,6 +168,12 @@ def connect(config: PipelineConfig, *, through_server: bool = False) -> tuple[An
     """
     uri = tracking_uri(config)
     if through_server and (url := server_for(uri)):
+        from pipeline_io.registry_rest import healthy
+
+        # asked first: MLflow's client would retry a server that is gone for seconds before failing
+        if not healthy(f"{url}/health"):
+            log.warning("the MLflow server at %s did not answer; using the store directly", url)
+            return _connect(config, uri)
         try:
             connected = _connect(config, url)
             log.info("tracking store %s reached through the MLflow server at %s", uri, url)

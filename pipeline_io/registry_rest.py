@@ -19,6 +19,15 @@ from types import SimpleNamespace
 from typing import Any
 
 
+def healthy(url: str, timeout: float = 2.0) -> bool:
+    """Whether a server's health endpoint ``url`` answers with success."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback URL we built
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
+        return False
+
+
 class ServerUnavailable(Exception):
     """The server did not answer as expected; the caller falls back to the store itself."""
 
