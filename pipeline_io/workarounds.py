@@ -193,17 +193,26 @@ def rebase_moved_artifacts(db: "os.PathLike[str] | str", artifacts_uri: str) -> 
 @contextlib.contextmanager
 def end_without_teardown() -> Iterator[None]:
     """Run the CLI; once every exit handler registered after this point has run (Prefect's and
-    MLflow's flushes, temporary folders), end the process with the CLI's exit code."""
+    MLflow's flushes, temporary folders), end the process with the CLI's exit code.
+
+    Only logging's own handler may exist before: one registered earlier by whatever runs the CLI
+    (coverage, a sitecustomize, a host program) would be skipped, so then the process ends as usual.
+    """
     import atexit
     import logging
 
+    if getattr(atexit, "_ncallbacks", lambda: 2)() > 1:
+        yield
+        return
     code = [1]  # an exception other than SystemExit ends the process as Python would: 1
 
     def leave() -> None:
         logging.shutdown()  # registered before this handler, so it would run after it
         for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
+            try:
                 stream.flush()
+            except Exception:  # e.g. the reader of a pipe has gone: Python itself would end with 120
+                code[0] = code[0] or 120
         os._exit(code[0])
 
     atexit.register(leave)  # exit handlers run last-registered first: this one runs after all later ones

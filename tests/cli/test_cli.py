@@ -380,18 +380,29 @@ def test_flows_reach_a_store_through_its_mlflow_server_only_when_that_server_ser
     assert server_for(served) is None
 
 
-@pytest.mark.parametrize("ending, code", [("sys.exit(3)", 3), ("sys.exit(0)", 0), ("raise ValueError('bug')", 1), ("pass", 0)])
-def test_the_cli_process_ends_with_its_exit_code_after_every_exit_handler(tmp_path, ending, code):
+@pytest.mark.parametrize("ending, code, message", [("sys.exit(3)", 3, None), ("sys.exit(0)", 0, None), ("sys.exit(None)", 0, None),
+                                                   ("sys.exit('gone wrong')", 1, "gone wrong"), ("raise ValueError('bug')", 1, "ValueError: bug"),
+                                                   ("pass", 0, None)])
+@pytest.mark.parametrize("handler_before", [False, True])
+def test_the_cli_process_ends_with_its_exit_code_after_every_exit_handler(tmp_path, ending, code, message, handler_before):
     """`pipeline-cli` skips the interpreter's teardown (`end_without_teardown`): the exit code, the console output,
-    the log files and the exit handlers registered meanwhile (Prefect's, MLflow's, temporary folders) are kept."""
-    marker, log = tmp_path / "handler-ran", tmp_path / "cli.log"
+    buffered log records and the exit handlers registered meanwhile (Prefect's, MLflow's, temporary folders) are kept.
+    An exit handler registered before it (coverage, a host program) makes it end the process as Python does."""
+    later, earlier, log = tmp_path / "later-handler-ran", tmp_path / "earlier-handler-ran", tmp_path / "cli.log"
+    torn_down = tmp_path / "modules-torn-down"
     script = f"""
-import atexit, logging, pathlib, sys
+import atexit, logging, logging.handlers, pathlib, sys
+class Module:  # finalised when the interpreter tears the modules down
+    def __del__(self):
+        pathlib.Path({str(torn_down)!r}).write_text("yes")
+kept = Module()
+if {handler_before}:
+    atexit.register(lambda: pathlib.Path({str(earlier)!r}).write_text("yes"))
 from pipeline_io.workarounds import end_without_teardown
 with end_without_teardown():
-    atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text("yes"))
-    handler = logging.FileHandler({str(log)!r})
-    logging.getLogger("x").addHandler(handler)
+    atexit.register(lambda: pathlib.Path({str(later)!r}).write_text("yes"))
+    # held in memory until logging shuts down: only then does the file get the record
+    logging.getLogger("x").addHandler(logging.handlers.MemoryHandler(1000, target=logging.FileHandler({str(log)!r})))
     logging.getLogger("x").warning("logged before the end")
     sys.stdout.write("partial line without a newline")
     {ending}
@@ -399,5 +410,7 @@ with end_without_teardown():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == code, done.stderr
     assert done.stdout == "partial line without a newline"
-    assert marker.read_text() == "yes" and log.read_text() == "logged before the end\n"
-    assert ("ValueError: bug" in done.stderr) == (code == 1)
+    assert later.read_text() == "yes" and log.read_text() == "logged before the end\n"
+    assert earlier.exists() == handler_before
+    assert torn_down.exists() == handler_before  # the teardown is skipped unless a handler came first
+    assert (message in done.stderr) if message else done.stderr == ""

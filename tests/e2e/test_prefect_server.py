@@ -368,6 +368,7 @@ def test_models_reads_are_answered_by_the_mlflow_server_of_the_store(server, tmp
     handed = subprocess.run([sys.executable, "-c", "import os; from pipeline_cli.runtime import use_running_mlflow_server; "
                              "use_running_mlflow_server(); print(os.environ['PIPELINE_MLFLOW_SERVER'])"], capture_output=True, text=True,
                             env={**server.env_without_url, "PIPELINE_SERVER_STATE_DIR": str(server.state_dir)}, cwd=REPO, timeout=60)
+    assert handed.returncode == 0, handed.stderr
     url, store = handed.stdout.split()
     assert url == f"http://127.0.0.1:{port}" and store == f"sqlite:///{(tmp_path / 'a' / 'store' / 'mlflow.db').resolve()}", handed.stderr
     assert local_server.stop(server.state_dir, local_server.MLFLOW) is not None  # Prefect's server keeps running
