@@ -120,11 +120,7 @@ def requirement_mismatches(model_dir: Path) -> list[str]:
     import platform
 
     found = []
-    try:
-        lines = (model_dir / "requirements.txt").read_text().splitlines()
-    except OSError:
-        lines = []
-    for line in lines:
+    for line in _text(model_dir / "requirements.txt").splitlines():
         name, sep, pinned = line.split("#", 1)[0].strip().partition("==")
         if not sep or not name or any(c in name for c in "[;@ "):
             continue
@@ -134,11 +130,16 @@ def requirement_mismatches(model_dir: Path) -> list[str]:
             installed = "none"
         if installed != pinned.strip():
             found.append(f"{name} (installed {installed}, model {pinned.strip()})")
-    try:
-        logged = (model_dir / "python_env.yaml").read_text()
-    except OSError:
-        logged = ""
-    model_python = next((ln.split(":", 1)[1].strip() for ln in logged.splitlines() if ln.startswith("python:")), "")
+    logged = _text(model_dir / "python_env.yaml").splitlines()
+    model_python = next((ln.split(":", 1)[1].strip() for ln in logged if ln.startswith("python:")), "")
     if model_python and model_python.split(".")[:2] != platform.python_version().split(".")[:2]:
         found.append(f"python (installed {platform.python_version()}, model {model_python})")
     return found
+
+
+def _text(path: Path) -> str:
+    """A file of the model's folder; empty when it is absent (a model logged without it)."""
+    try:
+        return path.read_text()
+    except OSError:
+        return ""

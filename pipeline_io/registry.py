@@ -31,11 +31,11 @@ if TYPE_CHECKING:  # the scoring stack (scikit-learn, the models) is loaded only
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
+CHALLENGER = "challenger"
+HISTORY_PREFIX = "alias_move:"
 # "<url> <backend store URI>" of the MLflow server `pipeline-cli server start --mlflow` runs, set by the
 # CLI for its own process and the processes it starts (`server_for`)
 SERVER_ENV = "PIPELINE_MLFLOW_SERVER"
-CHALLENGER = "challenger"
-HISTORY_PREFIX = "alias_move:"
 # tabular-pipeline is the model's loader (`pipeline_io.model_format`): no code travels with the model
 _REQUIREMENTS = ["tabular-pipeline", "mlflow", "scikit-learn", "skops", "polars", "pandas", "numpy", "pyarrow", "pydantic", "pyyaml",
                  *sorted({spec.package for spec in MODEL_SPECS.values()} - {"scikit-learn"})]
