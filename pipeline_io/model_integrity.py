@@ -119,17 +119,25 @@ def requirement_mismatches(model_dir: Path) -> list[str]:
     import importlib.metadata
     import platform
 
+    from packaging.requirements import InvalidRequirement, Requirement
+
     found = []
     for line in _text(model_dir / "requirements.txt").splitlines():
-        name, sep, pinned = line.split("#", 1)[0].strip().partition("==")
-        if not sep or not name or any(c in name for c in "[;@ "):
+        text = line.split("#", 1)[0].strip()
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:  # blank lines, pip options (-r, --index-url), paths
+            continue
+        pinned = [s.version for s in req.specifier if s.operator == "=="]
+        if not pinned or (req.marker is not None and not req.marker.evaluate()):
             continue
         try:
-            installed = importlib.metadata.version(name)
+            installed = importlib.metadata.version(req.name)
         except importlib.metadata.PackageNotFoundError:
-            installed = "none"
-        if installed != pinned.strip():
-            found.append(f"{name} (installed {installed}, model {pinned.strip()})")
+            found.append(f"{req.name} (not installed, model {pinned[0]})")
+            continue
+        if not req.specifier.contains(installed, prereleases=True):
+            found.append(f"{req.name} (installed {installed}, model {pinned[0]})")
     logged = _text(model_dir / "python_env.yaml").splitlines()
     model_python = next((ln.split(":", 1)[1].strip() for ln in logged if ln.startswith("python:")), "")
     if model_python and model_python.split(".")[:2] != platform.python_version().split(".")[:2]:

@@ -136,14 +136,25 @@ def test_the_environment_is_compared_with_the_models_pins(tmp_path):
     from pipeline_io.model_integrity import requirement_mismatches
 
     polars = importlib.metadata.version("polars")
-    (tmp_path / "requirements.txt").write_text(f"polars=={polars}\nnumpy==0.0.1\nno-such-package-here==1.0\n-r extra.txt\n"
-                                               "pandas>=1\n# a comment\n")
+    major, minor, *_ = importlib.metadata.version("numpy").split(".")
+    (tmp_path / "requirements.txt").write_text(
+        f"polars=={polars}\n"
+        "numpy==0.0.1\n"
+        "no-such-package-here==1.0\n"
+        "-r extra.txt\n"
+        "pandas>=1\n"
+        "# a comment\n"
+        f"Scikit_Learn=={importlib.metadata.version('scikit-learn')}  # a name as a model may spell it\n"
+        f"numpy=={major}.{minor}.*; python_version < '3'\n"  # a marker this interpreter does not match
+        "pyyaml[extra]==0.1\n")
     (tmp_path / "python_env.yaml").write_text("python: 2.7.18\nbuild_dependencies:\n- pip\n")
     assert requirement_mismatches(tmp_path) == [
         f"numpy (installed {importlib.metadata.version('numpy')}, model 0.0.1)",
-        "no-such-package-here (installed none, model 1.0)",
+        "no-such-package-here (not installed, model 1.0)",
+        f"pyyaml (installed {importlib.metadata.version('pyyaml')}, model 0.1)",
         f"python (installed {platform.python_version()}, model 2.7.18)"]
-    (tmp_path / "requirements.txt").write_text(f"polars=={polars}\n")
+    # versions compare as versions: 3.0 is 3.0.0, and a pin with a wildcard matches its series
+    (tmp_path / "requirements.txt").write_text(f"polars=={polars}.0\nnumpy=={major}.{minor}.*\n")
     (tmp_path / "python_env.yaml").write_text(f"python: {platform.python_version()}\n")
     assert requirement_mismatches(tmp_path) == []
     assert requirement_mismatches(tmp_path / "missing") == []
