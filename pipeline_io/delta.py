@@ -22,6 +22,14 @@ from pipeline_io.store import Store
 
 FAULT_ENV = "PIPELINE_FAULT_AT"  # tests: the commit point at which the process kills itself
 CHANGE_FEED = {"delta.enableChangeDataFeed": "true"}  # lets gold read only what silver changed
+TABLE_PROPERTIES = {
+    # Opening a table replays every commit since its last checkpoint: bronze gains one a day, and
+    # delta-rs checkpoints every 100 commits by default; 10 is the Delta protocol's usual interval.
+    "delta.checkpointInterval": "10",
+    # With checkpoints, delta-rs would delete commits older than 30 days after each write; which old
+    # versions stay readable is store.retention's and `store vacuum`'s decision, not a default's.
+    "delta.enableExpiredLogCleanup": "false",
+}
 # Files of this size keep a MERGE's rewrite (copy-on-write of every file holding a matched row) near the new data.
 TARGET_FILE_BYTES = 8 * 2**20
 
@@ -146,8 +154,7 @@ def write(store: Store, uri: str, frame: pl.LazyFrame | pl.DataFrame, *, mode: s
         options["schema_mode"] = "merge"  # a batch may bring new columns; older rows read them as null
     else:
         options["schema_mode"] = "overwrite"
-    if change_feed:
-        options["configuration"] = CHANGE_FEED
+    options["configuration"] = {**TABLE_PROPERTIES, **(CHANGE_FEED if change_feed else {})}  # taken when the write creates the table
     with _conflicts(store, uri):
         frame.lazy().sink_delta(uri, mode=mode, storage_options=_options(store), delta_write_options=options)
     return _committed_version(store, uri, run_id)

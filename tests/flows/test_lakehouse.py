@@ -252,3 +252,19 @@ def test_a_commit_that_loses_to_another_writer_is_one_clear_line(tmp_path, monke
         delta.merge(store, uri, pl.DataFrame({"id": [2, 5], "x": [20.0, 5.0]}), keys=["id"], update=True, run_id="c", facts={})
     monkeypatch.undo()
     assert delta.scan(store, uri).collect().sort("id")["x"].to_list() == [1.0, 2.0, 30.0, 4.0]  # the winner's state, whole
+
+
+def test_a_table_checkpoints_every_ten_commits_and_keeps_every_version_readable(tmp_path):
+    """Opening a table replays the commits since its last checkpoint, so a daily bronze must not replay a hundred;
+    the checkpoint must not take the older versions' log with it (only `store vacuum` decides what goes)."""
+    store = Store(str(tmp_path / "store"))
+    uri = store.uri("t")
+    for day in range(23):
+        delta.write(store, uri, pl.DataFrame({"day": [day]}), mode="append", run_id=f"r{day}", facts={})
+    log = sorted(p.name for p in (tmp_path / "store" / "t" / "_delta_log").iterdir())
+    assert [name for name in log if name.endswith(".checkpoint.parquet")] == [
+        "00000000000000000009.checkpoint.parquet", "00000000000000000019.checkpoint.parquet"]
+    assert len([name for name in log if name.endswith(".json")]) == 23  # every commit is still in the log
+    assert delta.scan(store, uri, 0).collect()["day"].to_list() == [0]
+    assert delta.scan(store, uri, 15).collect()["day"].sort().to_list() == list(range(16))
+    assert delta.table(store, uri).metadata().configuration == delta.TABLE_PROPERTIES
