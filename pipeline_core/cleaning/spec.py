@@ -60,33 +60,53 @@ class CleaningSpec:
         return list(self.renames.values())
 
 
-def _numeric_share(values: pl.Series) -> tuple[float, bool]:
-    """Share of non-null text values that parse as numbers, and whether all are integral."""
-    text = values.cast(pl.String).str.strip_chars()
-    text = text.filter(text.is_not_null() & ~text.is_in(NULL_TOKENS))
-    if text.len() == 0:
-        return 0.0, False
-    nums = text.cast(pl.Float64, strict=False)
-    ok = nums.drop_nulls()
-    share = ok.len() / text.len()
-    integral = ok.len() > 0 and bool((ok == ok.floor()).all()) and bool((ok.abs() < 2**53).all())
-    return share, integral
+def infer_types(sample: pl.DataFrame, threshold: float, columns: list[str] | None = None) -> dict[str, str]:
+    """Types (int | float | str | bool) of ``columns`` of ``sample``: from the dtype, and for text columns from the
+    share of values that parse as numbers, all text columns in one pass."""
+    columns = list(sample.columns) if columns is None else columns
+    types: dict[str, str] = {}
+    text = []
+    for name in columns:
+        dtype = sample.schema[name]
+        if dtype == pl.Boolean:
+            types[name] = "bool"
+        elif dtype.is_integer():
+            types[name] = "int"
+        elif dtype.is_float():
+            types[name] = "float"
+        elif dtype == pl.String:
+            text.append(name)
+        else:
+            types[name] = "str"
+    if text:
+        stats = _numeric_stats(sample.lazy(), text).collect().row(0, named=True)
+        for i, name in enumerate(text):
+            total, parsed = stats[f"{i}:text"], stats[f"{i}:parsed"]
+            share = parsed / total if total else 0.0
+            integral = parsed > 0 and bool(stats[f"{i}:integral"])
+            types[name] = ("int" if integral else "float") if share >= threshold else "str"
+    return {name: types[name] for name in columns}
+
+
+def _numeric_stats(frame: pl.LazyFrame, text: list[str]) -> pl.LazyFrame:
+    """Per text column: its non-null values, how many parse as numbers, whether those are all integral.
+
+    Staged selects, so each column is stripped and parsed once (nulls drop out of the counts and of ``all``).
+    """
+    col = [f"{i}" for i in range(len(text))]
+    stripped = frame.select(pl.col(name).str.strip_chars().alias(c) for name, c in zip(text, col))
+    present = stripped.select(pl.when(~pl.col(c).is_in(NULL_TOKENS)).then(pl.col(c)).alias(c) for c in col)
+    parsed = present.with_columns(pl.col(c).cast(pl.Float64, strict=False).alias(f"{c}:n") for c in col)
+    return parsed.select(e for c in col for e in (
+        pl.col(c).count().alias(f"{c}:text"),
+        pl.col(f"{c}:n").count().alias(f"{c}:parsed"),
+        ((pl.col(f"{c}:n") == pl.col(f"{c}:n").floor()) & (pl.col(f"{c}:n").abs() < 2**53)).all().alias(f"{c}:integral"),
+    ))
 
 
 def infer_type(values: pl.Series, threshold: float) -> str:
     """Column type for a column the config does not type, from its dtype or a sample of its text."""
-    dtype = values.dtype
-    if dtype == pl.Boolean:
-        return "bool"
-    if dtype.is_integer():
-        return "int"
-    if dtype.is_float():
-        return "float"
-    if dtype == pl.String:
-        share, integral = _numeric_share(values)
-        if share >= threshold:
-            return "int" if integral else "float"
-    return "str"
+    return infer_types(values.to_frame("values"), threshold)["values"]
 
 
 def resolve_cleaning_spec(
@@ -123,9 +143,8 @@ def resolve_cleaning_spec(
     id_column = _resolve_required(dataset.id_column, "dataset.id_column", resolve, source, silver_cols) if dataset.id_column else None
 
     declared = {resolve(k, f"cleaning.types.{k}"): v for k, v in cleaning.types.items()}
-    types: dict[str, str] = {}
-    for raw, new in renames.items():
-        types[new] = declared.get(new) or infer_type(sample.get_column(raw), cleaning.numeric_parse_threshold)
+    inferred = infer_types(sample, cleaning.numeric_parse_threshold, [raw for raw, new in renames.items() if not declared.get(new)])
+    types = {new: declared.get(new) or inferred[raw] for raw, new in renames.items()}
 
     ranges = {resolve(k, f"cleaning.ranges.{k}"): r.model_dump() for k, r in cleaning.ranges.items()}
     text_ranged = [f"{k} ({types[n]})" for k, n in zip(cleaning.ranges, ranges) if types[n] not in ("int", "float")]

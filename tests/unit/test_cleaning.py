@@ -10,6 +10,7 @@ from pipeline_core.cleaning import (
     failed_expr,
     flag_rows,
     infer_type,
+    infer_types,
     mark_duplicates,
     parsed_column,
     quarantine_rows,
@@ -160,6 +161,17 @@ def test_int_refuses_fractions():
 )
 def test_infer_type_from_text(values, expected):
     assert infer_type(pl.Series(values, dtype=pl.String), threshold=0.95) == expected
+
+
+def test_infer_types_types_every_column_of_a_frame_in_one_pass():
+    frame = pl.DataFrame({
+        "ints": ["1", " 2 ", "NA", None], "floats": ["1.5", "2", "?", "3"], "text": ["a", "b", "1", "2"],
+        "huge": ["9007199254740993", "1", "2", "3"], "empty": pl.Series([None, "", "null", "NaN"], dtype=pl.String),
+        "typed": [1, 2, 3, 4], "flags": [True, False, True, True], "mostly": ["1", "2", "3", "x"],
+    })
+    assert infer_types(frame, threshold=0.7) == {"ints": "int", "floats": "float", "text": "str", "huge": "float", "empty": "str",
+                                                 "typed": "int", "flags": "bool", "mostly": "int"}
+    assert infer_types(frame, threshold=0.8, columns=["mostly", "ints"]) == {"mostly": "str", "ints": "int"}
 
 
 def test_missing_target_column_names_it():
