@@ -210,7 +210,18 @@ def tree_rss_kib(pid: int) -> int:
 
 
 def peak_rss_kib() -> int:
-    """This process's peak RSS so far (``ru_maxrss``, KiB on Linux): interpreter and imports included."""
+    """This process's peak RSS so far, in KiB (``VmHWM``): interpreter and imports included.
+
+    Not ``ru_maxrss``: Linux carries it over from the parent through fork and exec, so a child of a
+    benchmark that had just generated a large CSV reported the parent's peak as its own.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 

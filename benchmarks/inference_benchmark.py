@@ -6,7 +6,7 @@ Usage (from the repository root)::
 
 Steps: build the layers and train one model (tuning off) on 30,000 demo rows in a scratch store
 under ``benchmarks/work/``; generate a raw credit CSV of ``--rows`` rows; then, each in its own
-child process so that peak RSS (``ru_maxrss``) is the step's own:
+child process so that peak RSS (``VmHWM``) is the step's own:
 
 - ``pipeline``: `tasks.scoring.score_file` on the CSV (reading, cleaning, features,
   model, drift counts, output + quarantine + reports), the work `pipeline-cli predict` does

@@ -24,7 +24,7 @@ script measures what it costs and what it saves:
    ratio incremental / full (target <= 0.1).
 
 Every measured run is a fresh Python process (imports are not timed, interpreter start is not
-counted) whose peak RSS is its own ``ru_maxrss`` (interpreter and libraries included). CSVs
+counted) whose peak RSS is its own ``VmHWM`` (interpreter and libraries included). CSVs
 and stores live under ``benchmarks/work/`` (git-ignored). The script prints a summary and
 replaces the section "Delta Lake layers (lakehouse benchmark)" of ``benchmarks/RESULTS.md``
 (or of ``$BENCH_RESULTS_DIR/RESULTS.md``), leaving the other sections as they are.
@@ -434,7 +434,7 @@ def render(data: dict[str, Any], notes: str) -> str:
         f"Command: `{data['command']}`",
         "",
         "Each run is a fresh Python process on a fresh store; seconds are measured inside it around the layer calls (interpreter",
-        "start and imports not counted), peak RSS is the process's own `ru_maxrss` (interpreter and libraries included). \"Other",
+        "start and imports not counted), peak RSS is the process's own `VmHWM` (interpreter and libraries included). \"Other",
         "load\" is the highest share of the machine's CPU used by other processes during the runs (the machine is shared).",
         "",
         f"### Delta vs Parquet layers: full bronze + silver + gold run ({data['repeats']} run(s) each, interleaved Delta, Parquet, ...)",

@@ -9,7 +9,7 @@ For every size the script generates (or reuses) a credit-card-default CSV under
 folder: the project's ``ingest_batch`` / ``refine_to_silver`` / ``build_gold`` (no Prefect, so
 no fixed orchestration overhead), and the ``pandas_*`` functions below, an idiomatic, vectorised
 pandas implementation of the same transforms that writes the same layers. Each child reports its stage
-times, its row counts and its own peak RSS (``ru_maxrss``). The script prints a markdown table
+times, its row counts and its own peak RSS (``VmHWM``). The script prints a markdown table
 and rewrites ``benchmarks/RESULTS.md`` (sizes not re-run keep their earlier numbers; the notes
 section between the ``notes`` markers is kept as it is).
 """
@@ -552,7 +552,7 @@ def render_results(data: dict[str, Any], notes: str) -> str:
         "  (null and distinct counts of every column; min/max/mean/std, 15 quantiles and a decile histogram per numeric feature;",
         "  level counts per categorical). Vectorised throughout, pyarrow for parquet, each stage reads the previous layer's file.",
         "- Each implementation runs in its own fresh Python process after the CSV has been read once (warm page cache); imports",
-        "  are not timed. Peak memory is the child's own `ru_maxrss` (includes the interpreter and imported libraries).",
+        "  are not timed. Peak memory is the child's own `VmHWM` (includes the interpreter and imported libraries).",
         "- Both implementations must agree on bronze, silver, quarantine and gold row counts, quarantine counts per rule and the",
         "  mean of every numeric gold column; any difference is listed under the table.",
         "",
