@@ -121,6 +121,20 @@ def _writer_properties() -> Any:
     return WriterProperties(compression="ZSTD", default_column_properties=ColumnProperties(dictionary_enabled=False))
 
 
+def _with_table_properties(store: Store, uri: str, dt: Any) -> Any:
+    """``dt``, after giving a table made before TABLE_PROPERTIES existed those properties (a commit of its own):
+    Delta takes a table's properties when the table is created, and later writes leave them as they were."""
+    if dt is None:
+        return None
+    current = dt.metadata().configuration
+    missing = {k: v for k, v in TABLE_PROPERTIES.items() if current.get(k) != v}
+    if not missing:
+        return dt
+    with _conflicts(store, uri):
+        dt.alter.set_table_properties(missing, commit_properties=_commit_properties(new_run_id(), {"set": ", ".join(missing)}))
+    return table(store, uri)
+
+
 def _committed_version(store: Store, uri: str, run_id: str) -> int:
     return int(committed(store, uri, run_id)["version"])
 
@@ -155,6 +169,7 @@ def write(store: Store, uri: str, frame: pl.LazyFrame | pl.DataFrame, *, mode: s
     else:
         options["schema_mode"] = "overwrite"
     options["configuration"] = {**TABLE_PROPERTIES, **(CHANGE_FEED if change_feed else {})}  # taken when the write creates the table
+    _with_table_properties(store, uri, table(store, uri))
     with _conflicts(store, uri):
         frame.lazy().sink_delta(uri, mode=mode, storage_options=_options(store), delta_write_options=options)
     return _committed_version(store, uri, run_id)
@@ -177,7 +192,7 @@ def merge(store: Store, uri: str, frame: pl.DataFrame, *, keys: list[str], updat
           facts: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """MERGE ``frame`` into the table on ``keys``: matched rows are updated (or left alone), the rest inserted."""
     predicate = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys) + _key_range(frame, keys[0])
-    dt = table(store, uri)
+    dt = _with_table_properties(store, uri, table(store, uri))
     with _conflicts(store, uri):
         merger = dt.merge(frame.to_arrow(), predicate, source_alias="s", target_alias="t",
                           writer_properties=_writer_properties(), commit_properties=_commit_properties(run_id, facts))

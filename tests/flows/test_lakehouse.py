@@ -268,3 +268,26 @@ def test_a_table_checkpoints_every_ten_commits_and_keeps_every_version_readable(
     assert delta.scan(store, uri, 0).collect()["day"].to_list() == [0]
     assert delta.scan(store, uri, 15).collect()["day"].sort().to_list() == list(range(16))
     assert delta.table(store, uri).metadata().configuration == delta.TABLE_PROPERTIES
+
+
+def test_a_table_made_before_the_properties_gets_them_at_its_next_write_with_its_data_and_history_whole(tmp_path):
+    """Delta applies table properties when a table is created; an older store's tables get them by a commit of their own."""
+    store = Store(str(tmp_path / "store"))
+    for name, first_write in (("appended", "append"), ("merged", "merge")):
+        uri = store.uri(name)
+        pl.DataFrame({"id": [1, 2], "x": [1.0, 2.0]}).lazy().sink_delta(uri)  # as an earlier version of the pipeline made it
+        assert delta.table(store, uri).metadata().configuration == {}
+        new_rows = pl.DataFrame({"id": [2, 3], "x": [20.0, 3.0]})
+        if first_write == "append":
+            version = delta.write(store, uri, new_rows, mode="append", run_id="r1", facts={})
+            expected = [1.0, 2.0, 20.0, 3.0]
+        else:
+            version = delta.merge(store, uri, new_rows, keys=["id"], update=True, run_id="r1", facts={})[0]
+            expected = [1.0, 20.0, 3.0]
+        assert delta.table(store, uri).metadata().configuration == delta.TABLE_PROPERTIES
+        assert version == 2  # version 1 set the properties; the run's own commit is found by its id after it
+        assert delta.scan(store, uri, version).collect()["x"].sort().to_list() == sorted(expected)
+        assert delta.scan(store, uri, 0).collect().sort("id")["x"].to_list() == [1.0, 2.0]
+        assert [h["operation"] for h in delta.history(store, uri)] == ["MERGE" if first_write == "merge" else "WRITE", "SET TBLPROPERTIES", "WRITE"]
+        delta.write(store, uri, new_rows, mode="append", run_id="r2", facts={})
+        assert delta.version(store, uri) == 3  # set once, not at every write
