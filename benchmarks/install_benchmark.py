@@ -130,6 +130,11 @@ def largest_first(dists: dict[str, Any], names: list[str], shown: int = 6) -> st
     return ", ".join(f"{n} ({mb(size(dists, [n]))})" for n in names[:shown]) + more or "-"
 
 
+def without_requirements(data: dict[str, Any]) -> dict[str, Any]:
+    """The results as stored in the report: the graph's conclusions, not every distribution's requirement lists."""
+    return {**data, "dists": {n: {k: v for k, v in d.items() if k != "requires"} for n, d in data["dists"].items()}}
+
+
 def render(data: dict[str, Any], notes: str) -> str:
     dists, graph = data["dists"], data["graph"]
     everything = set(graph["brought_by"])
@@ -191,7 +196,7 @@ def render(data: dict[str, Any], notes: str) -> str:
         notes.strip("\n") or "(none yet)",
         NOTES[1],
         "",
-        f"<!-- results-json: {json.dumps(data.get('stored', data))} -->",
+        f"<!-- results-json: {json.dumps(without_requirements(data))} -->",
         "",
     ]
     return "\n".join(lines)
@@ -208,8 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     data = {"date": harness.utc_stamp(), "git": harness.git_head(), "command": harness.command_line(__file__, argv),
             "machine": harness.machine_line(harness.machine_info()), "pip_s": pip_s,
             "venv_disk_bytes": disk_bytes(args.venv), "dists": dists, "graph": analyse(dists)}
-    stored = {**data, "dists": {n: {k: v for k, v in d.items() if k != "requires"} for n, d in dists.items()}}
-    text = render({**data, "stored": stored}, harness.kept_notes(RESULTS, *NOTES))
+    text = render(data, harness.kept_notes(RESULTS, *NOTES))
     if args.no_write:
         print(text)
     else:

@@ -22,7 +22,6 @@ from pipeline_core.cleaning.spec import (
     REASON,
     RESERVED_COLUMNS,
     CleaningSpec,
-    infer_type,
     infer_types,
     reserved_names,
     resolve_cleaning_spec,
@@ -31,6 +30,6 @@ from pipeline_core.cleaning.validation import check_failure_rate, count_reasons,
 
 __all__ = [
     "CLEAN", "FAILED", "LINEAGE_COLUMNS", "NULL_TOKENS", "PRESENT", "REASON", "RESERVED_COLUMNS", "CleaningSpec", "CleaningStages", "clean_rows",
-    "check_failure_rate", "cleaning_stages", "count_reasons", "duplicate_expr", "duplicate_reason", "duplicate_rows", "failed_expr", "flag_rows", "infer_type", "infer_types",
+    "check_failure_rate", "cleaning_stages", "count_reasons", "duplicate_expr", "duplicate_reason", "duplicate_rows", "failed_expr", "flag_rows", "infer_types",
     "mark_duplicates", "parsed_column", "quarantine_rows", "reason_expr", "reserved_names", "resolve_cleaning_spec", "rule_checks", "schema_diff", "validation_report", "with_lineage", "with_cleaned",
 ]

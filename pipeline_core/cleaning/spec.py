@@ -104,11 +104,6 @@ def _numeric_stats(frame: pl.LazyFrame, text: list[str]) -> pl.LazyFrame:
     ))
 
 
-def infer_type(values: pl.Series, threshold: float) -> str:
-    """Column type for a column the config does not type, from its dtype or a sample of its text."""
-    return infer_types(values.to_frame("values"), threshold)["values"]
-
-
 def resolve_cleaning_spec(
     dataset: DatasetConfig, cleaning: CleaningConfig, sample: pl.DataFrame, source: str = "source"
 ) -> CleaningSpec:

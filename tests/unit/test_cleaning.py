@@ -9,7 +9,6 @@ from pipeline_core.cleaning import (
     duplicate_rows,
     failed_expr,
     flag_rows,
-    infer_type,
     infer_types,
     mark_duplicates,
     parsed_column,
@@ -160,7 +159,7 @@ def test_int_refuses_fractions():
     [(["1", "2", None], "int"), (["1.5", "2"], "float"), (["a", "b"], "str"), (["1", "2", "x"] + ["3"] * 97, "int")],
 )
 def test_infer_type_from_text(values, expected):
-    assert infer_type(pl.Series(values, dtype=pl.String), threshold=0.95) == expected
+    assert infer_types(pl.DataFrame({"v": pl.Series(values, dtype=pl.String)}), threshold=0.95) == {"v": expected}
 
 
 def test_infer_types_types_every_column_of_a_frame_in_one_pass():
