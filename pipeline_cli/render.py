@@ -115,7 +115,7 @@ def _details(s: dict[str, Any]) -> str:
         return text
     if s["layer"] == "silver":
         versions = s.get("versions") or {}
-        where = f"data v{versions.get('data')}, quarantine v{versions.get('quarantine')} ({s.get('table_rows', 0):,} rows)"
+        where = f"data v{versions.get('data')} ({s.get('table_rows', 0):,} rows), quarantine v{versions.get('quarantine')}"
         if s["status"] == "unchanged":
             return f"no new bronze batch; up to date at {where}"
         if s["status"] == "cached":

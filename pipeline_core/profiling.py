@@ -16,6 +16,10 @@ from pipeline_core.errors import ConfigError
 QUANTILES = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99]
 DECILES = [i / 10 for i in range(1, 10)]
 _ID_NAME = re.compile(r"(^|_)(id|uuid|index|key)$")
+# The row names R's write.csv puts first unless told not to (pandas' "Unnamed: 0" never reaches gold: silver drops it).
+_ROW_NAMES = re.compile(r"^row_?names$|^row\.names$", re.IGNORECASE)
+# Fewer rows than this, and a contiguous run of distinct integers could be a real feature.
+MIN_ROWS_FOR_ROW_NUMBER = 100
 
 
 # Columns aggregated per pass. The in-memory engine loads every column a selection touches (exact
@@ -117,7 +121,7 @@ def numeric_stats(summary: dict[str, Any], values: pl.Series) -> dict[str, Any]:
 
 
 def infer_roles(profile: dict[str, dict[str, Any]], prep: PreprocessingConfig, target: str, id_column: str | None) -> dict[str, str]:
-    """Role of each column: target, id, numeric, categorical, or set aside (id_like, constant, ...)."""
+    """Role of each column: target, id, numeric, categorical, or set aside (id_like, row_number, constant, ...)."""
     columns = list(profile)
     for key, refs in (("numeric", prep.numeric), ("categorical", prep.categorical), ("exclude", prep.exclude)):
         unknown = [r for r in refs or [] if r not in columns]
@@ -153,9 +157,21 @@ def infer_roles(profile: dict[str, dict[str, Any]], prep: PreprocessingConfig, t
                 roles[col] = "id_like" if non_null_unique / rows > 0.95 else "high_cardinality"
         elif _ID_NAME.search(col) and dtype.startswith(("Int", "UInt")) and non_null_unique / rows > 0.95:
             roles[col] = "id_like"
+        elif dtype.startswith(("Int", "UInt")) and (_ROW_NAMES.match(col) or _is_row_number(p)):
+            roles[col] = "row_number"  # the file's row order: a model would learn where a row sat, not what it says
         else:
             roles[col] = "numeric"
     return roles
+
+
+def _is_row_number(p: dict[str, Any]) -> bool:
+    """Every row a different integer, together (nearly) one contiguous run: 1..n, 0..n-1, 1001..1000+n,
+    with the gaps the rows quarantined or de-duplicated in silver leave (at most a tenth)."""
+    stats = p.get("numeric") or {}
+    rows = p["rows"]
+    if rows < MIN_ROWS_FOR_ROW_NUMBER or p["null_count"] or p["n_unique"] != rows or stats.get("min") is None:
+        return False
+    return rows <= stats["max"] - stats["min"] + 1 <= rows / 0.9
 
 
 def numeric_profile(frame: pl.LazyFrame, columns: list[str]) -> dict[str, dict[str, Any]]:

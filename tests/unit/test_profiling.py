@@ -104,3 +104,25 @@ def test_sorted_profile_matches_direct_counts_quantiles_and_bins():
     nan_stats = profile["with_nan"]["numeric"]
     assert sum(nan_stats["histogram"]["counts"]) == frame["with_nan"].drop_nulls().len()
     assert nan_stats["histogram"]["counts"][-1] >= int(frame["with_nan"].is_nan().sum())  # NaN sorts last
+
+
+def test_row_numbers_are_set_aside_by_their_name_or_their_values():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n = 500
+    kept = np.sort(rng.choice(np.arange(1, 531), size=n, replace=False))  # 1..530 with 30 rows gone (quarantined in silver)
+    frame = pl.DataFrame({
+        "rownames": np.tile(np.arange(1, n // 2 + 1), 2),  # R's row names, restarting in a second batch
+        "index_0": np.arange(n),  # a written-out index under another name
+        "seq": kept,  # an unnamed row counter with gaps
+        "sparse_ids": np.sort(rng.choice(np.arange(10 * n), size=n, replace=False)),  # distinct, but spread: a value
+        "count": rng.integers(0, 50, size=n),
+        "y": rng.integers(0, 2, size=n),
+    })
+    roles = infer_roles(basic_profile(frame.lazy()), PreprocessingConfig(), target="y", id_column=None)
+    assert roles == {"rownames": "row_number", "index_0": "row_number", "seq": "row_number",
+                     "sparse_ids": "numeric", "count": "numeric", "y": "target"}
+    # a short table: a run of distinct integers may be a real feature there
+    short = frame.head(60).with_columns(pl.int_range(60).alias("seq"))
+    assert infer_roles(basic_profile(short.lazy()), PreprocessingConfig(), target="y", id_column=None)["seq"] == "numeric"
