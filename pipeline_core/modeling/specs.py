@@ -41,6 +41,9 @@ class ModelSpec:
     # rounds it kept; None: the model fits on the training rows alone.
     fit_early_stopping: Callable[[Any, Any, Any, Any, Any], int] | None = None
     rounds_param: str | None = None  # the parameter the kept rounds set on the final refit
+    # Parameters that depend on the width of the encoded table, set on a fresh estimator once the
+    # preprocessing is fitted: (params the model was built from, encoded columns) -> parameters.
+    width_params: Callable[[dict[str, Any], int], dict[str, Any]] | None = None
     # Importance per transformed feature of a fitted estimator (None: the model has none to give).
     importance: Callable[[Any], list[float] | None] = default_importance
 
@@ -65,6 +68,20 @@ def _logistic_regression(params: dict[str, Any], seed: int, n_jobs: int) -> Any:
     from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression(max_iter=500, random_state=seed, **params)
+
+
+# Newton's method converges in a handful of iterations where lbfgs, on heavy-tailed columns scaled by
+# their interquartile range, can spend all 500 without converging, and stop far from the optimum
+# (benchmarks/AUTOML_RESULTS.md). Its Hessian costs rows x columns² per iteration, so past a few
+# hundred encoded columns lbfgs is the cheaper one.
+NEWTON_MAX_COLUMNS = 250
+
+
+def _logistic_regression_solver(params: dict[str, Any], columns: int) -> dict[str, Any]:
+    """newton-cholesky for a narrow encoded table, lbfgs for a wide one; a solver the config names stays."""
+    if "solver" in params:
+        return {}
+    return {"solver": "newton-cholesky" if columns <= NEWTON_MAX_COLUMNS else "lbfgs"}
 
 
 def _random_forest(params: dict[str, Any], seed: int, n_jobs: int) -> Any:
@@ -202,7 +219,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 
 MODEL_SPECS: dict[str, ModelSpec] = {
     "logistic_regression": ModelSpec("logistic_regression", _logistic_regression, _SPACES["logistic_regression"],
-                                     _DEFAULTS["logistic_regression"]),
+                                     _DEFAULTS["logistic_regression"], width_params=_logistic_regression_solver),
     "random_forest": ModelSpec("random_forest", _random_forest, _SPACES["random_forest"], _DEFAULTS["random_forest"]),
     "xgboost": ModelSpec("xgboost", _xgboost, _SPACES["xgboost"], _DEFAULTS["xgboost"], package="xgboost", module="xgboost",
                          fit_early_stopping=_xgboost_early_stopping, rounds_param="n_estimators"),

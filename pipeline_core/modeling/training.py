@@ -118,22 +118,28 @@ def split_data(X: pd.DataFrame, y: np.ndarray, cfg: TrainingConfig) -> Split:
                  y[train_idx], y[test_idx], train_idx, test_idx)
 
 
-def _fit(name: str, pipeline: Any, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame | None = None,
+def _fit(name: str, params: dict[str, Any], pipeline: Any, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame | None = None,
          y_val: np.ndarray | None = None) -> int | None:
-    """Fit a preprocessing+estimator pipeline; a model that stops early does so on the validation fold
-    when given one, and the rounds it kept are returned. Convergence warnings are silenced:
-    a search visits settings that converge slowly by design."""
+    """Fit a preprocessing+estimator pipeline built from ``params``; a model that stops early does so on
+    the validation fold when given one, and the rounds it kept are returned. Convergence warnings are
+    silenced: a search visits settings that converge slowly by design."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
 
-    resolve_balance(pipeline.named_steps["model"], y)
-    early = model_spec(name).fit_early_stopping
+    estimator = pipeline.named_steps["model"]
+    resolve_balance(estimator, y)
+    spec = model_spec(name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        if early is not None and X_val is not None:
-            return early(pipeline, X, y, X_val, y_val)
-        pipeline.fit(X, y)
+        if spec.fit_early_stopping is not None and X_val is not None:
+            return spec.fit_early_stopping(pipeline, X, y, X_val, y_val)
+        if spec.width_params is None:
+            pipeline.fit(X, y)
+            return None
+        encoded = pipeline.named_steps["pre"].fit_transform(X, y)
+        estimator.set_params(**spec.width_params(params, encoded.shape[1]))
+        estimator.fit(encoded, y)
     return None
 
 
@@ -204,7 +210,7 @@ def cv_scores(name: str, params: dict[str, Any], preprocessor: Any, data: Split,
         started = time.perf_counter()
         pipe = make_pipeline(name, params, preprocessor, cfg.seed, n_jobs)
         X_tr, X_va = data.X_train.iloc[tr], data.X_train.iloc[va]
-        rounds = _fit(name, pipe, X_tr, data.y_train[tr], X_va, data.y_train[va])
+        rounds = _fit(name, params, pipe, X_tr, data.y_train[tr], X_va, data.y_train[va])
         if rounds is not None:
             best_rounds.append(rounds)
         oof[va] = pipe.predict_proba(X_va)[:, 1]
@@ -275,7 +281,7 @@ def train_model(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Spli
         threshold = choose_threshold(data.y_train[seen], oof[seen], threshold_objective(th.objective, cfg.primary_metric),
                                      fp_cost=th.fp_cost, fn_cost=th.fn_cost, fixed=th.fixed)
         pipeline = make_pipeline(name, params, preprocessor, cfg.seed, n_jobs)
-        _fit(name, pipeline, data.X_train, data.y_train)
+        _fit(name, params, pipeline, data.X_train, data.y_train)
         if calibrator is not None:
             pipeline.steps[-1] = ("model", Calibrated(pipeline.named_steps["model"], calibrator))
         proba = pipeline.predict_proba(data.X_test)[:, 1]

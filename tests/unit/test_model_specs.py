@@ -88,3 +88,34 @@ def test_a_missing_package_gives_an_install_hint(monkeypatch):
     monkeypatch.setitem(MODEL_SPECS, "ghost", ModelSpec("ghost", lambda p, s, n: None, {}, package="ghost-ml", module="ghost_ml"))
     with pytest.raises(ConfigError, match="pip install ghost-ml"):
         make_estimator("ghost", {}, 0, 1)
+
+
+def _heavy_tailed(levels=3, seed=0):
+    """Two numeric columns with outliers far beyond their interquartile range, and one text column of
+    ``levels`` levels, each on enough rows to be in every training fold."""
+    rng = np.random.default_rng(seed)
+    n = max(2000, 40 * levels)
+    income = rng.lognormal(10, 1.5, n)
+    X = pd.DataFrame({"income": income, "balance": rng.pareto(1.1, n) * 1e4,
+                      "grade": rng.permutation(np.array([f"g{i % levels}" for i in range(n)], dtype=object))})
+    y = ((np.log(income) - 10 + rng.normal(0, 1, n)) > 0).astype(int)
+    prep = {"numeric_columns": ["income", "balance"], "categorical_columns": ["grade"], "scaler": "robust",
+            "imputation": {"numeric": "median", "categorical": "most_frequent"}}
+    return X, y, build_preprocessor(prep)
+
+
+def test_logistic_regression_solver_follows_the_width_of_the_encoded_table_unless_the_config_names_one():
+    cfg = TrainingConfig.model_validate({"tuning": {"enabled": False, "cv_folds": 3}})
+    X, y, pre = _heavy_tailed()
+    narrow = train_model("logistic_regression", ModelConfig(), pre, split_data(X, y, cfg), cfg, 1, "lr")
+    fitted = narrow.pipeline.named_steps["model"]
+    assert fitted.solver == "newton-cholesky" and fitted.n_iter_[0] < 20  # converged, not stopped by max_iter
+    assert "solver" not in narrow.params  # chosen from the data's width, not a setting
+
+    X, y, pre = _heavy_tailed(levels=specs.NEWTON_MAX_COLUMNS + 10)
+    wide = train_model("logistic_regression", ModelConfig(), pre, split_data(X, y, cfg), cfg, 1, "lr")
+    assert wide.pipeline.named_steps["model"].solver == "lbfgs"
+
+    X, y, pre = _heavy_tailed()
+    named = train_model("logistic_regression", ModelConfig(params={"solver": "liblinear"}), pre, split_data(X, y, cfg), cfg, 1, "lr")
+    assert named.pipeline.named_steps["model"].solver == "liblinear"
