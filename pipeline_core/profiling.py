@@ -17,7 +17,7 @@ QUANTILES = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99]
 DECILES = [i / 10 for i in range(1, 10)]
 _ID_NAME = re.compile(r"(^|_)(id|uuid|index|key)$")
 # The row names R's write.csv puts first unless told not to (pandas' "Unnamed: 0" never reaches gold: silver drops it).
-_ROW_NAMES = re.compile(r"^row_?names$|^row\.names$", re.IGNORECASE)
+_ROW_NAMES = re.compile(r"^row[._]?names$", re.IGNORECASE)
 # Fewer rows than this, and a contiguous run of distinct integers could be a real feature.
 MIN_ROWS_FOR_ROW_NUMBER = 100
 
