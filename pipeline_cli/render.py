@@ -56,8 +56,10 @@ def training(console: Console, s: dict[str, Any]) -> None:
             console.print(f"{r['name']}*: tuned, but {r.get('note') or 'no trial beat the defaults'}: trained with its defaults",
                           highlight=False)
     if s.get("time_budget_seconds"):
-        console.print(f"time budget {s['time_budget_seconds']:.0f}s for all models; tuned: {', '.join(s.get('tuned_models') or []) or 'none'}",
-                      highlight=False)
+        ended = {r["name"]: r.get("tuning_ended") for r in s["models"]}
+        why = {"stalled": "stopped when its score stalled", "time budget": "until the budget ended", "trial cap": "up to the trial cap"}
+        tuned = ", ".join(f"{name} ({why.get(ended[name], ended[name])})" if ended.get(name) else name for name in s.get("tuned_models") or [])
+        console.print(f"time budget {s['time_budget_seconds']:.0f}s for all models; tuned: {tuned or 'none'}", highlight=False)
     verdict = "[green]promoted to champion[/]" if s["promoted"] else "[yellow]registered as challenger, not promoted[/]"
     if s.get("status") == "cached":
         console.print(f"training: [cyan]cached[/] in {s['seconds']:.1f}s: gold data, config and code unchanged, nothing retrained "

@@ -24,7 +24,7 @@ from prefect.logging import get_run_logger
 from pipeline_core.config import PipelineConfig
 from pipeline_core.errors import Terminated
 from pipeline_core.fingerprint import digest
-from pipeline_core.modeling.budget import deadline, promising
+from pipeline_core.modeling.budget import deadline, promising, tuning_schedule
 from pipeline_core.modeling.concurrency import training_plan
 from pipeline_core.modeling.ensemble import build_ensemble
 from pipeline_core.modeling.holdout import (
@@ -42,7 +42,7 @@ from pipeline_core.modeling.selection import rank_models, ranking_basis
 from pipeline_core.modeling.specs import feature_importance
 from pipeline_core.modeling.training import Evaluation, ModelResult, check_training_config, default_params, evaluate
 from pipeline_core.modeling.training import train_model as fit_model
-from pipeline_core.modeling.tuning import TimeBudget, WorkerMap, clear_stop, open_storage, request_stop
+from pipeline_core.modeling.tuning import FINAL_FIT_FOLDS, TimeBudget, WorkerMap, clear_stop, open_storage, request_stop
 from pipeline_core.serving import RawRecordClassifier
 from pipeline_io import delta, export, layout, registry, registry_state
 from pipeline_io.readers import gold_metadata, load_training_data
@@ -153,6 +153,7 @@ def log_result(config: PipelineConfig, data: TrainingData, result: ModelResult, 
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
                      params=[Param(k, str(v)) for k, v in result.params.items()],
                      tags=[RunTag("tuned", str(result.tuned).lower()), RunTag("params_from", result.params_from),
+                           *([RunTag("tuning_ended", result.tuning_ended)] if result.tuning_ended else []),
                            RunTag("untuned_reason" if not result.tuned and result.params_from != "ensemble" else "note", result.note or "-"),
                            *[RunTag(k, v) for k, v in tags.items()]])
     if result.trials:  # read back from the study after tuning: complete even when trials ran in parallel workers
@@ -160,7 +161,7 @@ def log_result(config: PipelineConfig, data: TrainingData, result: ModelResult, 
     client.log_dict(run_id, {"model": model, "params": result.params, "metrics": result.metrics, "threshold": result.threshold,
                              "cv_mean": result.cv_mean, "cv_std": result.cv_std, "seconds": result.seconds, "tuned": result.tuned,
                              "note": result.note, "params_from": result.params_from, "folds_run": result.folds_run,
-                             "trained_at": datetime.now(timezone.utc).isoformat()}, "model_metadata.json")
+                             "tuning_ended": result.tuning_ended, "trained_at": datetime.now(timezone.utc).isoformat()}, "model_metadata.json")
     with tempfile.TemporaryDirectory() as tmp:
         importance = feature_importance(model, result.pipeline)
         write_evaluation_plots(tmp, data.split.y_test, result.test_probabilities, result.threshold, importance, result.trials)
@@ -175,7 +176,7 @@ def log_result(config: PipelineConfig, data: TrainingData, result: ModelResult, 
     return {"name": model, "metrics": result.metrics, "metrics_at_0.5": result.metrics_at_05, "threshold": result.threshold,
             "cv_mean": result.cv_mean, "cv_std": result.cv_std, "params": result.params, "run_id": run_id,
             "model_uri": info.model_uri, "seconds": round(result.seconds, 2), "tuned": result.tuned, "note": result.note,
-            "params_from": result.params_from, "folds_run": result.folds_run,
+            "params_from": result.params_from, "folds_run": result.folds_run, "tuning_ended": result.tuning_ended,
             "trials": {state: sum(t["state"] == state for t in result.trials) for state in ("COMPLETE", "PRUNED", "FAIL")},
             "holdout_probabilities": result.test_probabilities.tolist(), "pipeline": result.pipeline, "oof": result.oof}
 
@@ -228,6 +229,29 @@ def refit_on_all_rows(config: PipelineConfig, best: dict[str, Any], parent_run_i
                           len(split.y_train) + len(split.y_test), best["run_id"])
     return {**best, "pipeline": pipeline, "run_id": run.info.run_id, "model_uri": info.model_uri, "refit_full": True,
             "holdout_run_id": best["run_id"]}
+
+
+def rung_one(config: PipelineConfig, defaults: dict[str, Evaluation], slots: int, ends: float | None
+             ) -> list[tuple[str, bool, float | None]]:
+    """Which models are tuned, in which order and until when (see `pipeline_core.modeling.budget`).
+
+    A slot freed by a stalled study tunes the next model only when the budget alone bounds tuning:
+    with ``training.tuning.n_trials`` set, the most promising models are tuned up to the cap.
+    """
+    if not config.training.tuning.enabled:
+        return [(name, False, ends) for name in defaults]
+    metric, cv = config.training.primary_metric, {n: d.cv_mean for n, d in defaults.items()}
+    fit_seconds = {n: FINAL_FIT_FOLDS * d.seconds / max(len(d.scores), 1) for n, d in defaults.items()}
+    queue_tunes = config.training.tuning.n_trials is None and ends is not None
+    schedule = tuning_schedule(cv, fit_seconds, slots, metric, ends, queue_tunes)
+    first = promising(cv, slots, metric)
+    if queue_tunes:
+        later = [name for name, _, _ in schedule if name not in first]
+        get_run_logger().info("tuning %s side by side%s, each until its score stalls or the time budget ends", ", ".join(first),
+                              f", then {', '.join(later)} as slots free up" if later else "")
+    else:
+        get_run_logger().info("tuning %s; the other models keep their defaults", ", ".join(first))
+    return schedule
 
 
 @task(name="evaluate-defaults", cache_policy=NO_CACHE, task_run_name="defaults-{model}")
@@ -299,19 +323,17 @@ def train_and_register(config: PipelineConfig, as_of: str | None = None) -> dict
                                                            "n_jobs": plan.n_jobs, "deadline": ends}) for name in models]
                 wait_all(first)
                 defaults = {name: f.result() for name, f in zip(models, first)}
-                tuned = promising({n: d.cv_mean for n, d in defaults.items()}, plan.concurrent_models,
-                                  config.training.primary_metric) if config.training.tuning.enabled else []
-                get_run_logger().info("tuning %s until the time budget ends; the other models keep their defaults",
-                                      ", ".join(tuned) or "no model")
-                # rung 1: the most promising models tuned until the deadline, then every model's final fit
+                schedule = rung_one(config, defaults, plan.concurrent_models, ends)
+                # rung 1: tuning in the schedule's order, then every model's final fit
                 futures = [runner.submit(train_model, {"config": config, "model": name, "parent_run_id": parent_id,
                                                        "experiment_id": experiment_id, "gold_version": gold["version"],
-                                                       "n_jobs": plan.n_jobs, "defaults": defaults[name], "tune": name in tuned,
-                                                       "deadline": ends})
-                           for name in sorted(models, key=lambda n: n in tuned)]  # quick final fits first, then tuning
+                                                       "n_jobs": plan.n_jobs, "defaults": defaults[name], "tune": tune,
+                                                       "deadline": model_deadline})
+                           for name, tune, model_deadline in schedule]
                 wait_all(futures)
                 by_name = {r["name"]: r for r in (f.result() for f in futures)}
                 results = [by_name[name] for name in models]  # config order: the same list a sequential run builds
+                tuned = [name for name, _, _ in schedule if by_name[name]["tuned"]]
             except (KeyboardInterrupt, Terminated, TerminationSignal):
                 request_stop()  # model threads start no further fold, so leaving the runner does not wait out the budget
                 raise

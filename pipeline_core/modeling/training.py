@@ -56,6 +56,7 @@ class ModelResult:
     note: str = ""  # why the model was not tuned, or why tuning's best was not kept
     params_from: str = "defaults"  # "defaults" or "tuning": which evaluation the final model's params come from
     folds_run: int = 0  # cross-validation folds behind cv_mean (fewer than cv_folds when the budget ran out)
+    tuning_ended: str = ""  # what ended tuning: "stalled", "trial cap" or "time budget"; "" when not tuned
 
 
 def to_pandas_features(frame: pl.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
@@ -254,12 +255,13 @@ def train_model(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Spli
     with limit_threads(n_jobs):
         if defaults is None:
             defaults = evaluate(name, default_params(name, model_cfg), preprocessor, data, cfg, n_jobs, TimeBudget(deadline))
-        chosen, trials, tuned = defaults, [], False
+        chosen, trials, tuned, ended = defaults, [], False, ""
         note = "tuning off" if not cfg.tuning.enabled else "not among the most promising defaults"
         if tune:
-            best, trials = run_tuning(name, model_cfg, preprocessor, data, cfg, n_jobs, study_name, run_workers, deadline=deadline)
+            best, trials, ended = run_tuning(name, model_cfg, preprocessor, data, cfg, n_jobs, study_name, run_workers, deadline=deadline)
             if best is None:
-                note = "no trial completed within the time budget"
+                # no trial at all: it waited for a slot that freed too late
+                note = "no trial completed within the time budget" if trials else "the time budget ended before its turn to be tuned"
             else:
                 tuned, note = True, ""
                 sign = -1 if lower_is_better(cfg.primary_metric) else 1
@@ -292,6 +294,7 @@ def train_model(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Spli
         cv_mean=chosen.cv_mean, cv_std=chosen.cv_std, test_probabilities=proba, oof=oof, trials=trials,
         seconds=time.perf_counter() - start + (defaults.seconds if defaults is not None else 0.0), tuned=tuned, note=note,
         params_from="tuning" if chosen is not defaults else "defaults", folds_run=len(chosen.scores),
+        tuning_ended=ended if trials else "",
     )
 
 

@@ -32,6 +32,7 @@ import numpy as np
 from pipeline_core import progress
 from pipeline_core.config import ModelConfig, TrainingConfig
 from pipeline_core.errors import ConfigError, StorageError
+from pipeline_core.modeling.budget import stall_patience, stalled
 from pipeline_core.modeling.specs import search_space, suggest
 from pipeline_core.modeling.training import Evaluation, Split, cv_scores, default_params
 
@@ -202,13 +203,30 @@ def report_progress(name: str, budget: TimeBudget, total: float | None) -> Calla
     return report
 
 
+def stop_when_stalled(patience: int) -> Callable[[Any, Any], None]:
+    """Optuna callback: end the study once its best score stopped rising (see `budget.stalled`).
+
+    (Optuna's own `terminator` module does this kind of stop, but is deprecated since Optuna 4.9.)
+    """
+    import optuna
+
+    def stop(study: Any, trial: Any) -> None:
+        values = [t.value for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+        if stalled(values, patience, study.direction == optuna.study.StudyDirection.MINIMIZE):
+            study.set_user_attr("stopped_by", f"stalled: no gain over its last {patience} completed trials")
+            study.stop()
+
+    return stop
+
+
 def run_trials(study: Any, objective: Any, n_trials: int | None, budget: TimeBudget,
-               on_trial: Callable[[Any, Any], None] | None = None) -> None:
-    """Up to ``n_trials`` trials (None: until the deadline) in this process, within the budget."""
+               on_trial: Callable[[Any, Any], None] | None = None, patience: int | None = None) -> None:
+    """Up to ``n_trials`` trials (None: until the deadline) in this process, within the budget;
+    with ``patience``, only until the study stalls."""
     if (n_trials is not None and n_trials <= 0) or not budget.allows_fold():
         return
     timeout = None if budget.deadline is None else max(budget.remaining(), 0.0)
-    callbacks = [budget.stop_when_spent, *([on_trial] if on_trial else [])]
+    callbacks = [budget.stop_when_spent, *([stop_when_stalled(patience)] if patience else []), *([on_trial] if on_trial else [])]
     study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=callbacks, n_jobs=1)
 
 
@@ -249,10 +267,11 @@ def trial_cap(cfg: TrainingConfig, deadline: float | None) -> int | None:
 
 def tune(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Split, cfg: TrainingConfig, n_jobs: int,
          study_name: str, run_workers: WorkerMap | None = None, deadline: float | None = None
-         ) -> tuple[Evaluation | None, list[dict[str, Any]]]:
+         ) -> tuple[Evaluation | None, list[dict[str, Any]], str]:
     """The best parameters by seeded TPE under stratified k-fold CV, pruned by Hyperband over folds.
 
-    Returns (the best trial's evaluation, or None when no trial completed in time; the trials table).
+    Returns (the best trial's evaluation, or None when no trial completed in time; the trials table;
+    what ended tuning: "stalled", "trial cap" or "time budget").
     ``deadline`` (epoch seconds) is the global budget's; ``training.tuning.timeout_seconds`` caps this
     model's share of it.
     """
@@ -264,7 +283,7 @@ def tune(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Split, cfg:
     if tuning.n_workers > 1 and tuning.storage is None:
         raise ConfigError("training.tuning.n_workers > 1 needs training.tuning.storage (a journal file path or an RDB URL)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # trial results are logged to MLflow instead
-    search_space(name, model_cfg.search_space)  # refuse a bad space before any worker starts
+    patience = stall_patience(len(search_space(name, model_cfg.search_space)))  # also refuses a bad space before any worker starts
     if tuning.timeout_seconds is not None:
         own = time.time() + tuning.timeout_seconds
         deadline = own if deadline is None else min(deadline, own)
@@ -272,6 +291,7 @@ def tune(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Split, cfg:
     # Created once, here: concurrent creation of one study on SQLite fails.
     study = optuna.create_study(study_name=study_name, direction=direction(cfg), sampler=_sampler(cfg.seed),
                                 pruner=_pruner(tuning.cv_folds), storage=open_storage(tuning.storage), load_if_exists=True)
+    study.set_user_attr("stopped_by", "")  # this run's reason only, also in a resumed study
     done = sum(t.state.name in FINISHED for t in study.get_trials(deepcopy=False))
     cap = trial_cap(cfg, deadline)
     missing = None if cap is None else max(cap - done, 0)
@@ -280,28 +300,37 @@ def tune(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Split, cfg:
     keep = BestEvaluation(direction(cfg) == "minimize")
     if tuning.n_workers == 1 or (missing is not None and missing <= 1):
         run_trials(study, make_objective(name, model_cfg, preprocessor, data, cfg, n_jobs, budget, worker=0, keep=keep), missing, budget,
-                   report_progress(name, budget, cfg.time_budget_seconds))
+                   report_progress(name, budget, cfg.time_budget_seconds), patience)
     else:
         shares = worker_shares(missing, tuning.n_workers)
         log.info("%s: %d Optuna workers on study %s, trials %s", name, len(shares), study_name, shares)
         work = partial(tune_worker, name=name, model_cfg=model_cfg, preprocessor=preprocessor, data=data, cfg=cfg,
-                       n_jobs=n_jobs, study_name=study_name, deadline=budget.deadline, keep=keep)
+                       n_jobs=n_jobs, study_name=study_name, deadline=budget.deadline, keep=keep, patience=patience)
         (run_workers or run_sequentially)(work, shares)
     trials = trial_rows(study)
+    if study.user_attrs.get("stopped_by"):
+        ended = "stalled"
+        log.info("%s: tuning stopped after %d trials, %s", name, len(trials), study.user_attrs["stopped_by"])
+    else:
+        ended = "trial cap" if cap is not None and sum(t["state"] in FINISHED for t in trials) >= cap else "time budget"
     completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not completed:
-        log.warning("%s: no Optuna trial completed within the time budget; the model keeps its defaults", name)
-        return None, trials
+        if trials:
+            log.warning("%s: no Optuna trial completed within the time budget; the model keeps its defaults", name)
+        else:  # queued behind other models' tuning: its turn came too late for a fold and its final fit
+            log.info("%s: the time budget ended before its turn to be tuned; the model keeps its defaults", name)
+        return None, trials, ended
     best = study.best_trial
     if best.number in keep.by_trial:
-        return keep.by_trial[best.number], trials
+        return keep.by_trial[best.number], trials, ended
     # the best trial ran in an earlier run of a resumed study: its out-of-fold predictions are not in memory
     params = trial_params(name, model_cfg, best.params)
-    return evaluate(name, params, preprocessor, data, cfg, n_jobs), trials
+    return evaluate(name, params, preprocessor, data, cfg, n_jobs), trials, ended
 
 
 def tune_worker(index: int, n_trials: int | None, *, name: str, model_cfg: ModelConfig, preprocessor: Any, data: Split,
-                cfg: TrainingConfig, n_jobs: int, study_name: str, deadline: float | None, keep: BestEvaluation | None = None) -> None:
+                cfg: TrainingConfig, n_jobs: int, study_name: str, deadline: float | None, keep: BestEvaluation | None = None,
+                patience: int | None = None) -> None:
     """One worker: load the shared study and run ``n_trials`` of it with sampler seed + index, within the deadline."""
     import optuna
 
@@ -313,4 +342,4 @@ def tune_worker(index: int, n_trials: int | None, *, name: str, model_cfg: Model
     budget = TimeBudget(deadline)
     objective = make_objective(name, model_cfg, preprocessor, data, cfg, n_jobs, budget, worker=index, keep=keep)
     with limit_threads(n_jobs):
-        run_trials(study, objective, n_trials, budget, report_progress(name, budget, cfg.time_budget_seconds))
+        run_trials(study, objective, n_trials, budget, report_progress(name, budget, cfg.time_budget_seconds), patience)

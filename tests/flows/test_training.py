@@ -479,8 +479,8 @@ def test_retraining_as_of_an_old_gold_version_reproduces_the_old_model_and_linea
     assert f"gold/credit_default/features version {layers1[2]['version']}" in shown.stdout and layers1[0]["batch_id"] in shown.stdout
 
 
-def test_one_time_budget_bounds_all_models_and_tunes_the_most_promising(tmp_path, prefect_harness, demo_dir):
-    """No trial cap: the global budget alone ends tuning, and every model still ends with a registered-ready fit."""
+def test_one_time_budget_bounds_all_models_and_tunes_the_most_promising_first(tmp_path, prefect_harness, demo_dir):
+    """No trial cap: the global budget (or a stalled score) alone ends tuning, and every model still ends with a fit."""
     from flows.layers import run_flow
     from flows.training import training_flow
     from tests.conftest import shipped_config
@@ -492,13 +492,18 @@ def test_one_time_budget_bounds_all_models_and_tunes_the_most_promising(tmp_path
                                           f"training.time_budget_seconds={budget}", "training.tuning.n_trials=null",
                                           "training.tuning.cv_folds=3"])
     slots = summary["concurrency"]["concurrent_models"]
-    assert len(summary["tuned_models"]) == min(slots, 2)  # at most half of three, rounded up
-    by_name = {m["name"]: m for m in summary["models"]}
-    defaults_cv = {name: m["cv_mean"] for name, m in by_name.items() if not m["tuned"] and m["params_from"] != "ensemble"}
-    for name in summary["tuned_models"]:
-        model = by_name[name]
-        assert model["tuned"] and model["trials"]["COMPLETE"] >= 2  # more than one trial: the deadline, not a cap, ended it
-        assert all(model["cv_mean"] >= cv for cv in defaults_cv.values())  # the tuned ones had the better defaults
+    by_name = {m["name"]: m for m in summary["models"] if m["params_from"] != "ensemble"}
+    assert len(by_name) == 3 and len(summary["tuned_models"]) >= min(slots, 2)  # at least the first ones tuned
+    for name, model in by_name.items():
+        if name in summary["tuned_models"]:
+            assert model["tuned"] and model["trials"]["COMPLETE"] >= 2  # more than one trial: no cap ended it
+            assert model["tuning_ended"] in ("stalled", "time budget")
+        else:  # queued behind the first ones: the budget ran out before a trial of it completed
+            assert not model["tuned"] and model["tuning_ended"] in ("", "time budget")
+            assert model["note"] in ("the time budget ended before its turn to be tuned", "no trial completed within the time budget")
+    # the models queued behind a slot that a stalled study freed got tuned; otherwise only the first ones were
+    stalled = [n for n in summary["tuned_models"] if by_name[n]["tuning_ended"] == "stalled"]
+    assert len(summary["tuned_models"]) <= min(slots, 2) + len(stalled)
     # model work is bounded by the budget; the final fits and MLflow logging come on top (a generous bound for a busy box)
     assert summary["seconds"] < budget + 30, summary["seconds"]
 

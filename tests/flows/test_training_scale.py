@@ -126,7 +126,7 @@ def test_two_workers_share_one_study(tmp_path):
     X, y, pre = _toy()
     storage = str(tmp_path / "study.journal")
     cfg = _tuning_cfg(n_trials=6, n_workers=2, storage=storage)
-    best, trials = tune("logistic_regression", ModelConfig(), pre, split_data(X, y, cfg), cfg, 1, "shared", _threads)
+    best, trials, _ = tune("logistic_regression", ModelConfig(), pre, split_data(X, y, cfg), cfg, 1, "shared", _threads)
     params = best.params
     assert 1e-3 <= params["C"] <= 10
     study = optuna.load_study(study_name="shared", storage=open_storage(storage))
@@ -142,7 +142,7 @@ def test_without_a_worker_map_the_workers_run_in_turn(tmp_path):
 
     X, y, pre = _toy()
     cfg = _tuning_cfg(n_trials=4, n_workers=2, storage=str(tmp_path / "study.journal"))
-    best, trials = tune("logistic_regression", ModelConfig(), pre, split_data(X, y, cfg), cfg, 1, "turns")
+    best, trials, _ = tune("logistic_regression", ModelConfig(), pre, split_data(X, y, cfg), cfg, 1, "turns")
     assert best is not None and len(trials) == 4 and {t["worker"] for t in trials} == {0, 1}
 
 
@@ -153,9 +153,9 @@ def test_a_rerun_on_the_same_storage_resumes_the_study(tmp_path):
     X, y, pre = _toy()
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     data = split_data(X, y, _tuning_cfg())
-    best, first = tune("logistic_regression", ModelConfig(), pre, data, _tuning_cfg(n_trials=3, storage=storage), 1, "resume")
-    resumed, again = tune("logistic_regression", ModelConfig(), pre, data, _tuning_cfg(n_trials=3, storage=storage), 1, "resume")
-    _, more = tune("logistic_regression", ModelConfig(), pre, data, _tuning_cfg(n_trials=5, storage=storage), 1, "resume")
+    best, first, _ = tune("logistic_regression", ModelConfig(), pre, data, _tuning_cfg(n_trials=3, storage=storage), 1, "resume")
+    resumed, again, _ = tune("logistic_regression", ModelConfig(), pre, data, _tuning_cfg(n_trials=3, storage=storage), 1, "resume")
+    _, more, _ = tune("logistic_regression", ModelConfig(), pre, data, _tuning_cfg(n_trials=5, storage=storage), 1, "resume")
     assert (len(first), len(again), len(more)) == (3, 3, 5)
     assert again == first and more[:3] == first
     # the resumed run's best trial ran in the first run: its out-of-fold predictions are computed again, the same
@@ -326,3 +326,24 @@ def test_export_loads_as_the_registered_model(workers_and_export, scaled):
     reference = mlflow.pyfunc.load_model(meta["model_uri"]).get_raw_model().pipeline.named_steps["pre"]
     np.testing.assert_array_equal(pre.transform(features), reference.transform(features))
     np.testing.assert_array_equal(load_preprocessor(path).transform(features), pre.transform(features))
+
+
+def test_a_study_that_stops_gaining_ends_before_the_deadline_and_says_so():
+    import time
+
+    from pipeline_core.modeling.budget import stall_patience
+    from pipeline_core.modeling.training import split_data
+    from pipeline_core.modeling.tuning import tune
+
+    X, y, pre = _toy()
+    cfg = _tuning_cfg()
+    flat = ModelConfig(search_space={"C": {"type": "float", "low": 1.0, "high": 1.000001}})  # every trial scores the same
+    started = time.time()
+    best, trials, ended = tune("logistic_regression", flat, pre, split_data(X, y, cfg), cfg, 1, "flat", deadline=started + 120)
+    completed = [t for t in trials if t["state"] == "COMPLETE"]
+    assert ended == "stalled" and best is not None
+    assert len(completed) == stall_patience(1) + 1  # one first best, then the patience without a gain
+    assert time.time() - started < 60  # far from the deadline: the freed time goes to the next model
+
+    _, capped, ended = tune("logistic_regression", flat, pre, split_data(X, y, cfg), _tuning_cfg(n_trials=4), 1, "capped")
+    assert ended == "trial cap" and len(capped) == 4

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from pipeline_core.config import TrainingConfig
-from pipeline_core.modeling.budget import deadline, promising
+from pipeline_core.modeling.budget import deadline, promising, stall_patience, stalled, tuning_schedule
 from pipeline_core.modeling.tuning import FINAL_FIT_FOLDS, TimeBudget, trial_cap
 
 
@@ -23,6 +23,32 @@ def test_lower_is_better_metrics_and_failed_scores_rank_correctly():
     assert promising({"a": 0.3, "b": 0.1, "c": 0.2}, slots=2, metric="fnr") == ["b", "c"]
     assert promising({"a": math.nan, "b": 0.6, "c": 0.5}, slots=2, metric="roc_auc") == ["b", "c"]
     assert promising({"b": 0.6, "a": 0.6}, slots=1, metric="roc_auc") == ["a"]  # ties: by name, so runs repeat
+
+
+def test_a_study_stalls_when_its_recent_trials_gain_no_more_than_the_tolerance():
+    flat = [0.80, 0.83, 0.8301, 0.8302, 0.8300, 0.8305]
+    assert stalled(flat, patience=4, minimize=False)  # best of the last four: +0.0005 over 0.83
+    assert not stalled(flat, patience=5, minimize=False)  # the 0.80 -> 0.83 step is inside the window
+    assert not stalled(flat[:4], patience=4, minimize=False)  # not yet more trials than the patience
+    assert not stalled([0.80, 0.81, 0.812, 0.813, 0.8112], patience=3, minimize=False)  # +0.003: a real gain
+    assert stalled([0.50, 0.40, 0.4005, 0.41], patience=2, minimize=True)  # loss: lower is better, 0.4005 is no gain
+    assert not stalled([0.50, 0.40, 0.398, 0.41], patience=2, minimize=True)
+    assert stall_patience(2) == 10 and stall_patience(7) == 35  # more trials for larger search spaces
+
+
+def test_freed_slots_tune_the_next_models_and_the_deadlines_keep_room_for_the_final_fits_behind_them():
+    scores = {"logistic_regression": 0.79, "lightgbm": 0.80, "xgboost": 0.795, "random_forest": 0.78}
+    fits = {"logistic_regression": 2.0, "lightgbm": 4.0, "xgboost": 6.0, "random_forest": 10.0}
+    plan = tuning_schedule(scores, fits, slots=2, metric="roc_auc", ends=1000.0, queue_tunes=True)
+    # best defaults first; the two waiting models' fits (2 + 10 s) are shared by the two slots
+    assert plan == [("lightgbm", True, 994.0), ("xgboost", True, 994.0),
+                    ("logistic_regression", True, 995.0), ("random_forest", True, 1000.0)]
+    # with a trial cap (or no deadline) the waiting models keep their defaults and go first: their fits are quick
+    assert tuning_schedule(scores, fits, slots=2, metric="roc_auc", ends=1000.0, queue_tunes=False) == [
+        ("logistic_regression", False, 1000.0), ("random_forest", False, 1000.0), ("lightgbm", True, 1000.0), ("xgboost", True, 1000.0)]
+    assert tuning_schedule(scores, fits, slots=1, metric="roc_auc", ends=None, queue_tunes=True)[0] == ("xgboost", False, None)
+    one = tuning_schedule({"a": 0.7}, {"a": 1.0}, slots=2, metric="roc_auc", ends=50.0, queue_tunes=True)
+    assert one == [("a", True, 50.0)]
 
 
 def test_a_fold_starts_only_while_it_and_the_final_fit_still_fit():
