@@ -749,7 +749,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--idle-wait", type=float, default=60.0, help="seconds to wait at most for a quiet machine before each measurement")
     ap.add_argument("--add-to-previous", action="store_true",
                     help="keep the previous results.json's rows for the (data set, seed) pairs this run does not measure")
-    ap.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/AUTOML_RESULTS.md alone")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/AUTOML_RESULTS.md and results.json alone")
     ap.add_argument("--setup-venv", action="store_true", help="build benchmarks/work/automl-venv first when it does not exist")
     args = ap.parse_args()
     args.datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
@@ -808,7 +808,8 @@ def main() -> None:
         print(f"{name}: {json.dumps(info['datasets'][name])}", flush=True)
         for seed in args.seeds:
             rows.append({**run_seed(name, df, seed, args, fast), "command": info["command"], "date": info["date"], "git": info["git"]})
-            raw.write_text(json.dumps({"info": info, "rows": order_rows(kept + rows)}, indent=1, default=str))
+            if not args.no_write:  # a trial run must not replace the rows an --add-to-previous run builds on
+                raw.write_text(json.dumps({"info": info, "rows": order_rows(kept + rows)}, indent=1, default=str))
     rows = order_rows(kept + rows)
     for dataset, facts in DESCRIBED.items():
         info["datasets"].setdefault(dataset, facts)

@@ -74,9 +74,9 @@ def tuning_schedule(cv_scores: dict[str, float], fit_seconds: dict[str, float], 
 
 
 def promising(cv_scores: dict[str, float], slots: int, metric: str) -> list[str]:
-    """The models rung 1 tunes: best default CV score first, as many as ``slots`` and at most half (rounded up).
+    """The models rung 1 tunes first: best default CV score first, as many as ``slots`` and at most half (rounded up).
 
-    The rung's tuning runs them side by side, so each gets the whole time left; ties go to the
+    The rung's tuning runs them side by side, so each may use the whole time left; ties go to the
     model named first alphabetically, so the same scores always pick the same models.
     """
     if not cv_scores:
