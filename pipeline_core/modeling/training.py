@@ -258,7 +258,8 @@ def train_model(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Spli
         chosen, trials, tuned, ended = defaults, [], False, ""
         note = "tuning off" if not cfg.tuning.enabled else "not among the most promising defaults"
         if tune:
-            best, trials, ended = run_tuning(name, model_cfg, preprocessor, data, cfg, n_jobs, study_name, run_workers, deadline=deadline)
+            best, trials, ended = run_tuning(name, model_cfg, preprocessor, data, cfg, n_jobs, study_name, run_workers, deadline=deadline,
+                                             fold_seconds=defaults.seconds / max(len(defaults.scores), 1))
             if best is None:
                 # no trial at all: it waited for a slot that freed too late
                 note = "no trial completed within the time budget" if trials else "the time budget ended before its turn to be tuned"

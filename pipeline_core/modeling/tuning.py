@@ -266,14 +266,15 @@ def trial_cap(cfg: TrainingConfig, deadline: float | None) -> int | None:
 
 
 def tune(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Split, cfg: TrainingConfig, n_jobs: int,
-         study_name: str, run_workers: WorkerMap | None = None, deadline: float | None = None
-         ) -> tuple[Evaluation | None, list[dict[str, Any]], str]:
+         study_name: str, run_workers: WorkerMap | None = None, deadline: float | None = None,
+         fold_seconds: float | None = None) -> tuple[Evaluation | None, list[dict[str, Any]], str]:
     """The best parameters by seeded TPE under stratified k-fold CV, pruned by Hyperband over folds.
 
     Returns (the best trial's evaluation, or None when no trial completed in time; the trials table;
     what ended tuning: "stalled", "trial cap" or "time budget").
     ``deadline`` (epoch seconds) is the global budget's; ``training.tuning.timeout_seconds`` caps this
-    model's share of it.
+    model's share of it. ``fold_seconds`` (the defaults' fold time) is the budget's first estimate of
+    a fold, so a model whose turn comes late starts no trial it cannot finish.
     """
     import optuna
 
@@ -287,7 +288,8 @@ def tune(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Split, cfg:
     if tuning.timeout_seconds is not None:
         own = time.time() + tuning.timeout_seconds
         deadline = own if deadline is None else min(deadline, own)
-    budget = TimeBudget(deadline)
+    seen = [fold_seconds] if fold_seconds else []
+    budget = TimeBudget(deadline, list(seen))
     # Created once, here: concurrent creation of one study on SQLite fails.
     study = optuna.create_study(study_name=study_name, direction=direction(cfg), sampler=_sampler(cfg.seed),
                                 pruner=_pruner(tuning.cv_folds), storage=open_storage(tuning.storage), load_if_exists=True)
@@ -305,7 +307,7 @@ def tune(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Split, cfg:
         shares = worker_shares(missing, tuning.n_workers)
         log.info("%s: %d Optuna workers on study %s, trials %s", name, len(shares), study_name, shares)
         work = partial(tune_worker, name=name, model_cfg=model_cfg, preprocessor=preprocessor, data=data, cfg=cfg,
-                       n_jobs=n_jobs, study_name=study_name, deadline=budget.deadline, keep=keep, patience=patience)
+                       n_jobs=n_jobs, study_name=study_name, deadline=budget.deadline, keep=keep, patience=patience, seen=seen)
         (run_workers or run_sequentially)(work, shares)
     trials = trial_rows(study)
     if study.user_attrs.get("stopped_by"):
@@ -330,7 +332,7 @@ def tune(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Split, cfg:
 
 def tune_worker(index: int, n_trials: int | None, *, name: str, model_cfg: ModelConfig, preprocessor: Any, data: Split,
                 cfg: TrainingConfig, n_jobs: int, study_name: str, deadline: float | None, keep: BestEvaluation | None = None,
-                patience: int | None = None) -> None:
+                patience: int | None = None, seen: list[float] | None = None) -> None:
     """One worker: load the shared study and run ``n_trials`` of it with sampler seed + index, within the deadline."""
     import optuna
 
@@ -339,7 +341,7 @@ def tune_worker(index: int, n_trials: int | None, *, name: str, model_cfg: Model
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=study_name, storage=open_storage(cfg.tuning.storage),
                               sampler=_sampler(cfg.seed + index), pruner=_pruner(cfg.tuning.cv_folds))
-    budget = TimeBudget(deadline)
+    budget = TimeBudget(deadline, list(seen or []))
     objective = make_objective(name, model_cfg, preprocessor, data, cfg, n_jobs, budget, worker=index, keep=keep)
     with limit_threads(n_jobs):
         run_trials(study, objective, n_trials, budget, report_progress(name, budget, cfg.time_budget_seconds), patience)

@@ -347,3 +347,18 @@ def test_a_study_that_stops_gaining_ends_before_the_deadline_and_says_so():
 
     _, capped, ended = tune("logistic_regression", flat, pre, split_data(X, y, cfg), _tuning_cfg(n_trials=4), 1, "capped")
     assert ended == "trial cap" and len(capped) == 4
+
+
+def test_a_model_whose_turn_comes_late_starts_no_trial_its_known_fold_time_cannot_finish():
+    import time
+
+    from pipeline_core.modeling.training import split_data
+    from pipeline_core.modeling.tuning import tune
+
+    X, y, pre = _toy()
+    cfg = _tuning_cfg()
+    data = split_data(X, y, cfg)
+    late, trials, _ = tune("logistic_regression", ModelConfig(), pre, data, cfg, 1, "late", deadline=time.time() + 2, fold_seconds=5.0)
+    assert late is None and trials == []  # 5 s folds and the final fit do not fit in 2 s
+    early, trials, _ = tune("logistic_regression", ModelConfig(), pre, data, cfg, 1, "early", deadline=time.time() + 2)
+    assert trials  # with no fold time known, a first trial starts
