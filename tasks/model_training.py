@@ -241,7 +241,7 @@ def rung_one(config: PipelineConfig, defaults: dict[str, Evaluation], slots: int
     if not config.training.tuning.enabled:
         return [(name, False, ends) for name in defaults]
     metric, cv = config.training.primary_metric, {n: d.cv_mean for n, d in defaults.items()}
-    fit_seconds = {n: FINAL_FIT_FOLDS * d.seconds / max(len(d.scores), 1) for n, d in defaults.items()}
+    fit_seconds = {n: FINAL_FIT_FOLDS * d.fold_seconds for n, d in defaults.items()}
     queue_tunes = config.training.tuning.n_trials is None and ends is not None
     schedule = tuning_schedule(cv, fit_seconds, slots, metric, ends, queue_tunes)
     first = promising(cv, slots, metric)

@@ -165,6 +165,11 @@ class Evaluation:
     seconds: float = 0.0
 
     @property
+    def fold_seconds(self) -> float:
+        """Mean seconds per fold run (the budget's estimate of a fold of this model)."""
+        return self.seconds / max(len(self.scores), 1)
+
+    @property
     def cv_mean(self) -> float:
         return float(np.mean(self.scores))
 
@@ -259,7 +264,7 @@ def train_model(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Spli
         note = "tuning off" if not cfg.tuning.enabled else "not among the most promising defaults"
         if tune:
             best, trials, ended = run_tuning(name, model_cfg, preprocessor, data, cfg, n_jobs, study_name, run_workers, deadline=deadline,
-                                             fold_seconds=defaults.seconds / max(len(defaults.scores), 1))
+                                             fold_seconds=defaults.fold_seconds)
             if best is None:
                 # no trial at all: it waited for a slot that freed too late
                 note = "no trial completed within the time budget" if trials else "the time budget ended before its turn to be tuned"
