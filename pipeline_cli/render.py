@@ -46,15 +46,19 @@ def training(console: Console, s: dict[str, Any]) -> None:
         table.add_row(r["name"], *[f"{r['metrics'][m]:.3f}" for m in metrics], f"{r['threshold']:.2f}",
                       f"{r['cv_mean']:.3f}", f"{r['seconds']:.0f}", _tuning_cell(r))
     console.print(table)
+    untuned: dict[str, list[str]] = {}  # one line per reason: with tuning off that is every model
     for r in s["models"]:
         if r.get("params_from") == "ensemble":
             members = ", ".join(f"{name} {weight:.2f}" for name, weight in r["params"].items())
             console.print(f"{r['name']}: weights chosen greedily on out-of-fold predictions: {members}", highlight=False)
         elif not r.get("tuned", True):
-            console.print(f"[yellow]{r['name']}: untuned[/], trained with its defaults: {r.get('note') or 'tuning off'}", highlight=False)
+            untuned.setdefault(r.get("note") or "tuning off", []).append(r["name"])
         elif r.get("params_from") == "defaults":
             console.print(f"{r['name']}*: tuned, but {r.get('note') or 'no trial beat the defaults'}: trained with its defaults",
                           highlight=False)
+    for why, names in untuned.items():
+        console.print(f"[yellow]{', '.join(names)}: untuned[/], trained with {'its' if len(names) == 1 else 'their'} defaults: {why}",
+                      highlight=False)
     if s.get("time_budget_seconds"):
         ended = {r["name"]: r.get("tuning_ended") for r in s["models"]}
         why = {"stalled": "stopped when its score stalled", "time budget": "until the budget ended", "trial cap": "up to the trial cap"}

@@ -353,6 +353,31 @@ def test_models_describe_shows_the_threshold_like_the_other_tables():
     assert [_threshold(v) for v in ("0.2811119949060108", 0.5, None, "n/a")] == ["0.281", "0.500", "-", "n/a"]
 
 
+def test_the_leaderboard_says_once_per_reason_which_models_kept_their_defaults():
+    from rich.console import Console
+
+    from pipeline_cli.render import training
+
+    def model(name, tuned, note="", params_from="tuned", ended=None):
+        return {"name": name, "metrics": {"roc_auc": 0.8, "pr_auc": 0.5, "f1": 0.6, "mcc": 0.4}, "threshold": 0.5, "cv_mean": 0.8, "seconds": 1.0,
+                "trials": {"COMPLETE": 3 if tuned else 0}, "tuned": tuned, "note": note, "params_from": params_from,
+                "tuning_ended": ended, "params": {}}
+
+    summary = {"primary_metric": "roc_auc", "ranked_by": "cv", "time_budget_seconds": 60, "tuned_models": ["xgboost"],
+               "promoted": True, "best_model": "xgboost", "registered_model": "m", "version": "1", "reason": "first",
+               "champion_version": "1", "tracking_uri": "sqlite:///x.db",
+               "models": [model("xgboost", True, ended="stalled"), model("lightgbm", False, "tuning off"),
+                          model("random_forest", False, "tuning off", "defaults"),
+                          model("logistic_regression", False, "the time budget ended before its turn to be tuned", "defaults")]}
+    console = Console(record=True, width=200)
+    training(console, summary)
+    lines = console.export_text().splitlines()
+    assert "lightgbm, random_forest: untuned, trained with their defaults: tuning off" in lines
+    assert "logistic_regression: untuned, trained with its defaults: the time budget ended before its turn to be tuned" in lines
+    assert not any(line.startswith("xgboost: untuned") for line in lines)
+    assert "time budget 60s for all models; tuned: xgboost (stopped when its score stalled)" in lines
+
+
 def test_the_mlflow_server_records_its_sqlite_store_by_absolute_path(tmp_path, monkeypatch):
     from pipeline_io.registry import absolute_tracking_uri, same_tracking_store
 
