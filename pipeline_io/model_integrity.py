@@ -5,6 +5,8 @@ the registry. They are data (`pipeline_io.model_format`: JSON and skops with a t
 at registration the sha256 of every file of the version is recorded as a tag of the version; the
 pipeline downloads a version, checks every file against that record and the format, and only then
 loads the copy it checked. A `runs:/` URI has no registered record: only its format is checked.
+A version refitted on all rows also records the digests of the model it was judged by before the
+refit (``holdout_artifact_sha256``), which the promotion gate rescores as the champion.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pipeline_io import model_format
 log = logging.getLogger(__name__)
 
 DIGEST_TAG = "artifact_sha256"
+HOLDOUT_DIGEST_TAG = "holdout_artifact_sha256"  # of the model a refitted version was judged by (its run's `model`)
 
 
 def file_digests(root: Path) -> dict[str, str]:
@@ -75,12 +78,34 @@ def verified_copy(client: Any, name: str, version: str, dest: Path, shown: str) 
         log.warning("%s: version %s has no recorded artifact digests (registered by an older release); its files are not checked",
                     shown, version)
     else:
-        differences = digest_mismatches(json.loads(recorded), file_digests(local))
-        if differences:
-            raise StorageError(f"{shown}: the files of version {version} differ from those registered ({', '.join(differences[:3])}); "
-                               "refusing to load them; restore the artifact store or register a retrained model")
+        _refuse_changed(json.loads(recorded), local, f"{shown}: the files of version {version}")
     model_format.check_loadable(local, shown)
     return local
+
+
+def _refuse_changed(recorded: dict[str, str], local: Path, what: str) -> None:
+    if differences := digest_mismatches(recorded, file_digests(local)):
+        raise StorageError(f"{what} differ from those registered ({', '.join(differences[:3])}); "
+                           "refusing to load them; restore the artifact store or register a retrained model")
+
+
+def run_model_digests(run_id: str, work_dir: Path) -> dict[str, str]:
+    """The digests of a run's logged `model`, for a registered version that was judged by it (``work_dir``: scratch)."""
+    uri = f"runs:/{run_id}/model"
+    local = _download(uri, work_dir)
+    model_format.check_loadable(local, uri)
+    return file_digests(local)
+
+
+def load_judged_model(run_id: str, recorded: str, shown: str) -> Any:
+    """The pyfunc of a run's `model`, loaded only if its files match ``recorded`` (JSON of `run_model_digests`)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="pipeline-model-") as tmp:
+        local = _download(f"runs:/{run_id}/model", Path(tmp))
+        _refuse_changed(json.loads(recorded), local, f"{shown}: the files of the model it was judged by (run {run_id})")
+        model_format.check_loadable(local, shown)
+        return _load_pyfunc(local, shown)
 
 
 def load_verified(client: Any, name: str, version: str, shown: str) -> Any:

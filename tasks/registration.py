@@ -46,8 +46,10 @@ def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[d
     holdout = raw_holdout(data)
     current = registry.champion_version(client, name)
     champion_metrics, evidence = None, None
-    if current is not None and current.tags.get("refit_full") == "true":
-        # a champion refitted on all rows has seen this holdout: compare with its holdout scores from before the refit
+    judged_by = current.tags.get(model_integrity.HOLDOUT_DIGEST_TAG) if current is not None else None
+    if current is not None and current.tags.get("refit_full") == "true" and judged_by is None:
+        # refitted on all rows by an earlier release, which kept no record of the model it was judged by before the
+        # refit: it has seen this holdout, so its holdout scores from before the refit stand in
         champion_metrics = dict(client.get_run(current.tags["holdout_run_id"]).data.metrics)
     elif current is not None and current.tags.get(model_format.FORMAT_TAG) != model_format.FORMAT:
         # an older release's pickled champion is never loaded: its own recorded holdout scores stand in
@@ -55,7 +57,13 @@ def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[d
                     name, current.version)
         champion_metrics = dict(client.get_run(current.run_id).data.metrics)
     elif current is not None:
-        champion = model_integrity.load_verified(client, name, str(current.version), f"models:/{name}@{registry.CHAMPION}")
+        shown = f"models:/{name}@{registry.CHAMPION}"
+        if judged_by is not None:
+            # refitted on all rows, the champion has seen this holdout; the model it was judged by before the refit
+            # has not (same gold rows, same split), and is what the candidate's holdout model is compared with
+            champion = model_integrity.load_judged_model(current.tags["holdout_run_id"], judged_by, shown)
+        else:
+            champion = model_integrity.load_verified(client, name, str(current.version), shown)
         proba = champion.predict(holdout)["probability"].to_numpy()
         champion_threshold = float(current.tags.get("threshold", 0.5))
         champion_metrics = classification_metrics(data.split.y_test, proba, champion_threshold)
@@ -68,6 +76,11 @@ def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[d
     log.info("%s", said.getvalue().strip())
     with tempfile.TemporaryDirectory(prefix="pipeline-digests-") as tmp:
         model_integrity.record_digests(client, name, str(version.version), Path(tmp))
+    if best.get("refit_full"):  # the model the gate rescores while this version is champion
+        with tempfile.TemporaryDirectory(prefix="pipeline-digests-") as tmp:
+            judged = model_integrity.run_model_digests(best["holdout_run_id"], Path(tmp))
+        client.set_model_version_tag(name, version.version, model_integrity.HOLDOUT_DIGEST_TAG,
+                                     json.dumps(judged, sort_keys=True, separators=(",", ":")))
     client.set_model_version_tag(name, version.version, "threshold", str(best["threshold"]))
     client.set_model_version_tag(name, version.version, "run_id", best["run_id"])
     if best.get("refit_full"):
