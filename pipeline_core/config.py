@@ -233,8 +233,8 @@ class TrainingConfig(StrictModel):
     tuning: TuningConfig = Field(default_factory=TuningConfig)
     ensemble: bool = Field(True, description="Add a greedy weighted ensemble of the models (on out-of-fold predictions) as a candidate.")
     refit_full: bool = Field(
-        False, description="Refit the chosen model on training + holdout rows before registering it; its holdout metrics "
-                           "stay those scored before the refit.")
+        True, description="Refit the chosen model on training + holdout rows before registering it; its holdout metrics "
+                          "stay those scored before the refit, and the gate compares the models as they were before it.")
     calibration: Literal["none", "isotonic", "sigmoid"] = Field(
         "none", description="Calibrate each model's probabilities with a map fitted on its out-of-fold predictions.")
     # `register` in the YAML; the attribute has another name because pydantic models have a `register` method

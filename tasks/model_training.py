@@ -24,7 +24,7 @@ from prefect.logging import get_run_logger
 from pipeline_core.config import PipelineConfig
 from pipeline_core.errors import Terminated
 from pipeline_core.fingerprint import digest
-from pipeline_core.modeling.budget import deadline, promising, tuning_schedule
+from pipeline_core.modeling.budget import deadline, promising, refit_reserve, tuning_schedule
 from pipeline_core.modeling.concurrency import training_plan
 from pipeline_core.modeling.ensemble import build_ensemble
 from pipeline_core.modeling.holdout import (
@@ -203,7 +203,9 @@ def refit_on_all_rows(config: PipelineConfig, best: dict[str, Any], parent_run_i
     hyperparameters, rounds, threshold, calibration and ensemble weights, logged in its own child run.
 
     Its holdout metrics are those of the model before the refit (the holdout is now training data):
-    the summary keeps them, and the run names where they were scored (``holdout_run_id``).
+    the summary keeps them, and the run names where they were scored (``holdout_run_id``). Its own
+    probabilities for the holdout rows are logged too, so that serving can be checked against the
+    registered model itself (no train/serve skew).
     """
     import mlflow
     import numpy as np
@@ -221,7 +223,14 @@ def refit_on_all_rows(config: PipelineConfig, best: dict[str, Any], parent_run_i
                                                  **run_tags(config, data)})
     for key, value in best["params"].items():
         client.log_param(run.info.run_id, key, str(value))
-    client.log_metric(run.info.run_id, "rows_fitted", float(len(split.y_train) + len(split.y_test)))
+    # the version's holdout metrics (what `models describe`, rollbacks and feedback read) are those scored before the refit
+    from mlflow.entities import Metric
+
+    now = int(datetime.now(timezone.utc).timestamp() * 1000)
+    judged = {**client.get_run(best["run_id"]).data.metrics, "rows_fitted": float(len(split.y_train) + len(split.y_test))}
+    client.log_batch(run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in judged.items()])
+    client.log_table(run.info.run_id, holdout_predictions(data, pipeline.predict_proba(split.X_test)[:, 1]),
+                     artifact_file="holdout_predictions.json")
     with mlflow.start_run(run_id=run.info.run_id, nested=True):
         info = registry.log_raw_record_model(pyfunc, raw_holdout(data).head(5), optional_raw_columns(data))
     client.set_terminated(run.info.run_id, "FINISHED")
@@ -229,6 +238,11 @@ def refit_on_all_rows(config: PipelineConfig, best: dict[str, Any], parent_run_i
                           len(split.y_train) + len(split.y_test), best["run_id"])
     return {**best, "pipeline": pipeline, "run_id": run.info.run_id, "model_uri": info.model_uri, "refit_full": True,
             "holdout_run_id": best["run_id"]}
+
+
+def final_fit_seconds(defaults: dict[str, Evaluation]) -> dict[str, float]:
+    """Each model's expected fit on all training rows, from its defaults' folds."""
+    return {n: FINAL_FIT_FOLDS * d.fold_seconds for n, d in defaults.items()}
 
 
 def rung_one(config: PipelineConfig, defaults: dict[str, Evaluation], slots: int, ends: float | None
@@ -241,7 +255,7 @@ def rung_one(config: PipelineConfig, defaults: dict[str, Evaluation], slots: int
     if not config.training.tuning.enabled:
         return [(name, False, ends) for name in defaults]
     metric, cv = config.training.primary_metric, {n: d.cv_mean for n, d in defaults.items()}
-    fit_seconds = {n: FINAL_FIT_FOLDS * d.fold_seconds for n, d in defaults.items()}
+    fit_seconds = final_fit_seconds(defaults)
     queue_tunes = config.training.tuning.n_trials is None and ends is not None
     schedule = tuning_schedule(cv, fit_seconds, slots, metric, ends, queue_tunes)
     first = promising(cv, slots, metric)
@@ -323,6 +337,8 @@ def train_and_register(config: PipelineConfig, as_of: str | None = None) -> dict
                                                            "n_jobs": plan.n_jobs, "deadline": ends}) for name in models]
                 wait_all(first)
                 defaults = {name: f.result() for name, f in zip(models, first)}
+                if ends is not None and config.training.refit_full:
+                    ends -= refit_reserve(final_fit_seconds(defaults), config.training.test_size)
                 schedule = rung_one(config, defaults, plan.concurrent_models, ends)
                 # rung 1: tuning in the schedule's order, then every model's final fit
                 futures = [runner.submit(train_model, {"config": config, "model": name, "parent_run_id": parent_id,

@@ -14,6 +14,8 @@ Successive halving across models, with a model's strong defaults as the low-fide
    the run past the deadline.
 3. Every model keeps whichever of its defaults and its best trial cross-validated better, and is
    refitted once on all training rows; the time for that fit is reserved from the first fold on.
+4. With ``training.refit_full`` (the default), the chosen model is fitted once more on training and
+   holdout rows; rung 1 ends early enough for that fit of every model (the ensemble may hold all).
 
 Pure functions: the training stage applies them, Prefect runs the models.
 """
@@ -35,6 +37,12 @@ def deadline(seconds: float | None, now: float | None = None) -> float | None:
 # a few thousand rows is about 0.005 ROC-AUC).
 STALL_TOLERANCE = 1e-3
 MIN_STALL_PATIENCE = 10  # completed trials; trial caps up to this never meet the stall rule
+
+
+def refit_reserve(fit_seconds: dict[str, float], test_size: float) -> float:
+    """Seconds held back for refitting the chosen model on training + holdout rows: each model's final
+    fit again, on 1 / (1 - test_size) times its rows, one after another (an ensemble refits its members)."""
+    return sum(fit_seconds.values()) / (1 - test_size)
 
 
 def stall_patience(n_params: int) -> int:

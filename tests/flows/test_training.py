@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -175,7 +176,8 @@ def test_training_registers_and_promotes(trained):
 
     registry.connect(load_config(config))
     client = MlflowClient()
-    plots = {a.path for a in client.list_artifacts(tuned["run_id"], "plots")}
+    # the best model's own run is where the holdout scored it; the refit on every row has a run of its own
+    plots = {a.path for a in client.list_artifacts(tuned.get("holdout_run_id", tuned["run_id"]), "plots")}
     assert {"plots/confusion_matrix.png", "plots/roc_curve.png", "plots/pr_curve.png", "plots/calibration_curve.png",
             "plots/feature_importance.png", "plots/optuna_history.png"} <= plots
     run = client.get_run(best["run_id"])
@@ -240,7 +242,7 @@ def test_unchanged_rerun_reuses_training_until_the_registry_loses_its_model(trai
     assert (again["version"], again["parent_run_id"]) == (first["version"], first["parent_run_id"]) == ("1", first["parent_run_id"])
     assert [m["metrics"] for m in again["models"]] == [m["metrics"] for m in first["models"]]
     client, experiment = registry.connect(load_config(config, quick))
-    assert len(client.search_runs([experiment])) == 2  # the parent and one model run: the hit logged nothing
+    assert len(client.search_runs([experiment])) == 3  # the parent, one model run and its refit: the hit logged nothing
     assert [v.version for v in MlflowClient().search_model_versions(f"name='{first['registered_model']}'")] == [1]
 
     # The hit trusted the database's signature; any registry change since is seen on the next hit.
@@ -301,7 +303,8 @@ def test_champion_scores_raw_records_in_a_fresh_process(trained, tmp_path):
 
 
 def _assert_stock_client_reproduces(client, data, holdout_path, models):
-    """[(model URI, run id, threshold)]: plain MLflow and pandas in a new process reproduce each run's holdout metrics."""
+    """[(model URI, run id, threshold)]: plain MLflow and pandas in a new process reproduce the holdout probabilities each
+    run logged, and its holdout metrics unless the run refitted the model on every row (the holdout included)."""
     import mlflow
 
     from pipeline_core.modeling.metrics import classification_metrics
@@ -315,10 +318,16 @@ def _assert_stock_client_reproduces(client, data, holdout_path, models):
     assert proc.returncode == 0, proc.stderr[-2000:]
     scored = [np.array(p) for p in json.loads(proc.stdout.strip().splitlines()[-1])]
     for proba, (uri, run_id, threshold) in zip(scored, models):
-        logged = client.get_run(run_id).data.metrics
+        with open(client.download_artifacts(run_id, "holdout_predictions.json", str(holdout_path.parent / run_id))) as fh:
+            table = json.load(fh)
+        expected = np.array([row[table["columns"].index("probability")] for row in table["data"]])
+        assert np.max(np.abs(proba - expected)) < 1e-9, uri
+        run = client.get_run(run_id)
+        if run.data.tags.get("refit_full") == "true":
+            continue
         got = classification_metrics(data.split.y_test, proba, threshold)
         for metric in ("roc_auc", "accuracy", "f1", "mcc"):
-            assert got[metric] == pytest.approx(logged[metric], abs=1e-12), (uri, metric)
+            assert got[metric] == pytest.approx(run.data.metrics[metric], abs=1e-12), (uri, metric)
 
 
 def test_the_fast_preset_ensembles_untuned_models_and_registers_each_for_a_stock_client(tmp_path, prefect_harness, demo_dir):
@@ -508,7 +517,7 @@ def test_one_time_budget_bounds_all_models_and_tunes_the_most_promising_first(tm
     assert summary["seconds"] < budget + 30, summary["seconds"]
 
 
-def test_refit_full_registers_a_model_fitted_on_every_row_and_the_gate_compares_holdout_scores_from_before_the_refit(tmp_path, prefect_harness, demo_dir):
+def test_refit_full_registers_a_model_fitted_on_every_row_and_the_gate_compares_the_models_from_before_the_refit(tmp_path, prefect_harness, demo_dir):
     from mlflow import MlflowClient
 
     from flows.layers import run_flow
@@ -517,7 +526,7 @@ def test_refit_full_registers_a_model_fitted_on_every_row_and_the_gate_compares_
 
     config = shipped_config("credit_default", demo_dir / "credit.csv", tmp_path)
     run_flow(str(config), FAST, through="gold")
-    quick = [*FAST, "training.ensemble=false", "training.refit_full=true"]
+    quick = [*FAST, "training.ensemble=false"]  # refit_full is the default
     first = training_flow(str(config), quick)
     client = MlflowClient(first["tracking_uri"])
     version = client.get_model_version(first["registered_model"], first["version"])
@@ -527,6 +536,8 @@ def test_refit_full_registers_a_model_fitted_on_every_row_and_the_gate_compares_
     holdout_run = client.get_run(version.tags["holdout_run_id"])
     assert refit.data.tags["refit_full"] == "true" and refit.data.params == holdout_run.data.params
     assert holdout_run.data.metrics["roc_auc"] == pytest.approx(best["metrics"]["roc_auc"])
+    # the version's run carries the holdout metrics scored before the refit: describe, rollback and feedback read them there
+    assert {k: v for k, v in refit.data.metrics.items() if k != "rows_fitted"} == holdout_run.data.metrics
     from pipeline_core.config import load_config
     from pipeline_io.readers import load_training_data
     from pipeline_io.store import Store
@@ -534,6 +545,26 @@ def test_refit_full_registers_a_model_fitted_on_every_row_and_the_gate_compares_
     cfg = load_config(config)
     data = load_training_data(cfg, Store(cfg.store.root))
     assert refit.data.metrics["rows_fitted"] == len(data.split.y_train) + len(data.split.y_test) == data.gold.height
-    # the champion has seen this run's holdout: an identical retrain is compared with its holdout scores from before the refit, and ties
+    # the registered model's own probabilities for the holdout rows are logged with it: serving is checked against it
+    def logged_table(run_id):
+        with open(client.download_artifacts(run_id, "holdout_predictions.json", str(tmp_path / run_id))) as fh:
+            table = json.load(fh)
+        return pd.DataFrame(table["data"], columns=table["columns"])
+
+    logged, pre_refit = logged_table(refit.info.run_id), logged_table(holdout_run.info.run_id)
+    assert logged["id"].tolist() == pre_refit["id"].tolist() and not np.allclose(logged["probability"], pre_refit["probability"])
+    # the champion has seen this run's holdout; the model it was judged by has not: an identical retrain is compared with
+    # that model by the paired bootstrap, and ties
+    assert json.loads(version.tags["holdout_artifact_sha256"])
     second = training_flow(str(config), quick, refresh=True)
-    assert not second["promoted"] and f"champion's {best['metrics']['roc_auc']:.4f}" in second["reason"]
+    assert not second["promoted"] and second["evidence"] is not None, second["reason"]
+    assert second["evidence"]["delta"] == pytest.approx(0.0, abs=1e-12) and "not better by more than 0" in second["reason"]
+    # the model the champion was judged by is checked like a registered one: a changed file stops the gate
+    from urllib.parse import unquote, urlparse
+
+    logged_model = client.get_logged_model(holdout_run.outputs.model_outputs[0].model_id)
+    folder = Path(unquote(urlparse(logged_model.artifact_location).path))
+    fitted = next(p for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "MLmodel")
+    fitted.write_bytes(fitted.read_bytes() + b" ")
+    with pytest.raises(StorageError, match=r"the files of the model it was judged by \(run \w+\) differ from those registered"):
+        training_flow(str(config), quick, refresh=True)

@@ -231,13 +231,14 @@ def test_concurrent_models_log_into_their_own_runs(scaled):
     for label in ("thread", "dask"):
         client = MlflowClient(scaled[label]["tracking_uri"])
         for m in scaled[label]["models"]:
-            run = client.get_run(m["run_id"])
+            run_id = m.get("holdout_run_id", m["run_id"])  # the best model's own run, not the run of its refit on every row
+            run = client.get_run(run_id)
             assert run.data.tags["model"] == m["name"] and run.info.run_name == m["name"]
             assert set(run.data.params) == {k for k in m["params"]}
             assert run.data.metrics["roc_auc"] == pytest.approx(m["metrics"]["roc_auc"])
             assert run.data.tags["tuned"] == str(m["tuned"]).lower()
             if m["name"] in scaled[label]["tuned_models"]:
-                trials = _read_artifact(client, m["run_id"], "optuna/trials.json", scaled["tmp"])
+                trials = _read_artifact(client, run_id, "optuna/trials.json", scaled["tmp"])
                 assert len(trials["data"]) == 3  # training.tuning.n_trials in FAST
             else:  # the budget's first rung found it less promising: trained with its defaults, and says so
                 assert not m["tuned"] and run.data.tags["untuned_reason"] == "not among the most promising defaults"
@@ -279,7 +280,8 @@ def test_n_workers_runs_two_prefect_task_workers_on_one_study_from_the_cli(worke
     assert summary["concurrency"]["tuning_workers"] == 2
     model = summary["models"][0]
     assert model["optuna_storage"].endswith(os.path.join("store", "optuna", "credit_default.journal"))  # default under the store root
-    trials = _read_artifact(MlflowClient(summary["tracking_uri"]), model["run_id"], "optuna/trials.json", scaled["tmp"])
+    trials = _read_artifact(MlflowClient(summary["tracking_uri"]), model.get("holdout_run_id", model["run_id"]), "optuna/trials.json",
+                            scaled["tmp"])
     columns = trials["columns"]
     rows = [dict(zip(columns, r)) for r in trials["data"]]
     assert len(rows) == 4 and {r["worker"] for r in rows} == {0, 1} and len({r["thread"] for r in rows}) == 2

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from pipeline_core.config import TrainingConfig
-from pipeline_core.modeling.budget import deadline, promising, stall_patience, stalled, tuning_schedule
+from pipeline_core.modeling.budget import deadline, promising, refit_reserve, stall_patience, stalled, tuning_schedule
 from pipeline_core.modeling.tuning import FINAL_FIT_FOLDS, TimeBudget, trial_cap
 
 
@@ -49,6 +49,13 @@ def test_freed_slots_tune_the_next_models_and_the_deadlines_keep_room_for_the_fi
     assert tuning_schedule(scores, fits, slots=1, metric="roc_auc", ends=None, queue_tunes=True)[0] == ("xgboost", False, None)
     one = tuning_schedule({"a": 0.7}, {"a": 1.0}, slots=2, metric="roc_auc", ends=50.0, queue_tunes=True)
     assert one == [("a", True, 50.0)]
+
+
+def test_the_refit_on_all_rows_is_reserved_for_every_model_on_the_larger_row_count():
+    # an ensemble may refit every model, one after another, each on training + holdout rows
+    assert refit_reserve({"lightgbm": 6.0, "logistic_regression": 2.0}, test_size=0.2) == pytest.approx(10.0)
+    assert refit_reserve({"xgboost": 3.0}, test_size=0.5) == pytest.approx(6.0)
+    assert refit_reserve({}, test_size=0.2) == 0.0
 
 
 def test_a_fold_starts_only_while_it_and_the_final_fit_still_fit():
