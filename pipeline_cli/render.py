@@ -69,7 +69,10 @@ def training(console: Console, s: dict[str, Any]) -> None:
         console.print(f"training: [cyan]cached[/] in {s['seconds']:.1f}s: gold data, config and code unchanged, nothing retrained "
                       f"(leaderboard of MLflow run {s['parent_run_id']}; --refresh trains again)", highlight=False)
         verdict = "(earlier run) " + verdict
-    console.print(f"best: [bold]{s['best_model']}[/] -> {s['registered_model']} v{s['version']} {verdict}: {s['reason']}", highlight=False)
+    refit = next((m for m in s["models"] if m.get("refit_full")), None)
+    refitted = f" (refitted on all {refit['rows_fitted']:,} rows: training + holdout)" if refit and refit.get("rows_fitted") else ""
+    console.print(f"best: [bold]{s['best_model']}[/]{refitted} -> {s['registered_model']} v{s['version']} {verdict}: {s['reason']}",
+                  highlight=False)
     console.print(f"champion: v{s['champion_version']}; tracking: {s['tracking_uri']}", highlight=False)
     if s.get("model_versions"):
         console.print("every model registered: " + ", ".join(s["model_versions"].values()), highlight=False)

@@ -237,7 +237,7 @@ def refit_on_all_rows(config: PipelineConfig, best: dict[str, Any], parent_run_i
     get_run_logger().info("%s refitted on %d rows (training + holdout); holdout metrics are from run %s", best["name"],
                           len(split.y_train) + len(split.y_test), best["run_id"])
     return {**best, "pipeline": pipeline, "run_id": run.info.run_id, "model_uri": info.model_uri, "refit_full": True,
-            "holdout_run_id": best["run_id"]}
+            "holdout_run_id": best["run_id"], "rows_fitted": len(split.y_train) + len(split.y_test)}
 
 
 def final_fit_seconds(defaults: dict[str, Evaluation]) -> dict[str, float]:

@@ -366,7 +366,8 @@ def test_the_leaderboard_says_once_per_reason_which_models_kept_their_defaults()
     summary = {"primary_metric": "roc_auc", "ranked_by": "cv", "time_budget_seconds": 60, "tuned_models": ["xgboost"],
                "promoted": True, "best_model": "xgboost", "registered_model": "m", "version": "1", "reason": "first",
                "champion_version": "1", "tracking_uri": "sqlite:///x.db",
-               "models": [model("xgboost", True, ended="stalled"), model("lightgbm", False, "tuning off"),
+               "models": [{**model("xgboost", True, ended="stalled"), "refit_full": True, "rows_fitted": 12345},
+                          model("lightgbm", False, "tuning off"),
                           model("random_forest", False, "tuning off", "defaults"),
                           model("logistic_regression", False, "the time budget ended before its turn to be tuned", "defaults")]}
     console = Console(record=True, width=200)
@@ -376,6 +377,7 @@ def test_the_leaderboard_says_once_per_reason_which_models_kept_their_defaults()
     assert "logistic_regression: untuned, trained with its defaults: the time budget ended before its turn to be tuned" in lines
     assert not any(line.startswith("xgboost: untuned") for line in lines)
     assert "time budget 60s for all models; tuned: xgboost (stopped when its score stalled)" in lines
+    assert "best: xgboost (refitted on all 12,345 rows: training + holdout) -> m v1 promoted to champion: first" in lines
 
 
 def test_the_mlflow_server_records_its_sqlite_store_by_absolute_path(tmp_path, monkeypatch):

@@ -545,6 +545,7 @@ def test_refit_full_registers_a_model_fitted_on_every_row_and_the_gate_compares_
     cfg = load_config(config)
     data = load_training_data(cfg, Store(cfg.store.root))
     assert refit.data.metrics["rows_fitted"] == len(data.split.y_train) + len(data.split.y_test) == data.gold.height
+    assert best["rows_fitted"] == data.gold.height and best["refit_full"]  # what the console's "best:" line reports
     # the registered model's own probabilities for the holdout rows are logged with it: serving is checked against it
     def logged_table(run_id):
         with open(client.download_artifacts(run_id, "holdout_predictions.json", str(tmp_path / run_id))) as fh:
