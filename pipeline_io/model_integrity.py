@@ -99,13 +99,8 @@ def run_model_digests(run_id: str, work_dir: Path) -> dict[str, str]:
 
 def load_judged_model(run_id: str, recorded: str, shown: str) -> Any:
     """The pyfunc of a run's `model`, loaded only if its files match ``recorded`` (JSON of `run_model_digests`)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="pipeline-model-") as tmp:
-        local = _download(f"runs:/{run_id}/model", Path(tmp))
-        _refuse_changed(json.loads(recorded), local, f"{shown}: the files of the model it was judged by (run {run_id})")
-        model_format.check_loadable(local, shown)
-        return _load_pyfunc(local, shown)
+    return load_unregistered(f"runs:/{run_id}/model", shown,
+                             (json.loads(recorded), f"{shown}: the files of the model it was judged by (run {run_id})"))
 
 
 def load_verified(client: Any, name: str, version: str, shown: str) -> Any:
@@ -116,14 +111,18 @@ def load_verified(client: Any, name: str, version: str, shown: str) -> Any:
         return _load_pyfunc(verified_copy(client, name, version, Path(tmp), shown), shown)
 
 
-def load_unregistered(uri: str) -> Any:
-    """The pyfunc behind a ``runs:/`` URI, loaded only if it is in the pipeline's model format."""
+def load_unregistered(uri: str, shown: str | None = None, recorded: tuple[dict[str, str], str] | None = None) -> Any:
+    """The pyfunc behind a ``runs:/`` URI, loaded only if it is in the pipeline's model format (and, with
+    ``recorded`` = (digests, what the error calls the files), only if its files match them)."""
     import tempfile
 
+    shown = shown or uri
     with tempfile.TemporaryDirectory(prefix="pipeline-model-") as tmp:
         local = _download(uri, Path(tmp))
-        model_format.check_loadable(local, uri)
-        return _load_pyfunc(local, uri)
+        if recorded is not None:
+            _refuse_changed(recorded[0], local, recorded[1])
+        model_format.check_loadable(local, shown)
+        return _load_pyfunc(local, shown)
 
 
 def _load_pyfunc(local: Path, shown: str) -> Any:
