@@ -74,6 +74,8 @@ def export_metadata(config: PipelineConfig, outcome: dict[str, Any], best: dict[
         "hyperparameters": best["params"], "threshold": best["threshold"], "metrics": best["metrics"],
         "metrics_at_0.5": best.get("metrics_at_0.5"), "primary_metric": config.training.primary_metric,
         "cv_mean": best["cv_mean"], "cv_std": best["cv_std"], "duration_seconds": best["seconds"],
+        # refitted on training + holdout: `metrics` were scored before the refit, by the model of `holdout_run_id`
+        "refit_full": bool(best.get("refit_full")), "holdout_run_id": best.get("holdout_run_id"), "rows_fitted": best.get("rows_fitted"),
         "promoted": outcome["promoted"], "registry_reason": outcome["reason"],
         "dataset": config.dataset.name, "feature_version": run.data.tags.get("feature_version"),
         "data_fingerprint": run.data.tags.get("data_fingerprint"), "git_commit": run.data.tags.get("git_commit"),

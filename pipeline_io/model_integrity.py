@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipeline_core.errors import StorageError
+from pipeline_core.errors import StorageError, environment_fault
 from pipeline_io import model_format
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,15 @@ def _download(uri: str, dest: Path) -> Path:
 
     from pipeline_io.workarounds import quiet_stderr
 
-    with quiet_stderr():  # MLflow draws a download progress bar on stderr
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+    try:
+        with quiet_stderr():  # MLflow draws a download progress bar on stderr
+            return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+    except Exception as exc:  # a run deleted or garbage-collected, a bucket gone: one line naming the model
+        if (fault := environment_fault(exc)) is not None:
+            raise fault from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise StorageError(f"{uri}: its files cannot be read from the artifact store ({first}); "
+                           "restore them, or choose another version (`pipeline-cli models promote` moves the champion)") from None
 
 
 def record_digests(client: Any, name: str, version: str, work_dir: Path) -> dict[str, str]:

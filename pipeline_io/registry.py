@@ -270,6 +270,13 @@ def champion_version(client: Any, name: str) -> Any | None:
         return None
 
 
+def holdout_metrics(client: Any, mv: Any) -> dict[str, float]:
+    """A version's holdout scores. A refitted version's own run fitted the holdout too, so they are read from the run
+    that scored it before the refit (older refit runs carry no copy of them)."""
+    run_id = mv.tags.get("holdout_run_id") or mv.tags.get("run_id") or mv.run_id
+    return dict(client.get_run(run_id).data.metrics) if run_id else {}
+
+
 def record_alias(client: Any, name: str, alias: str, version: str, metrics: dict[str, float], reason: str,
                  **facts: str) -> dict[str, Any]:
     """Move an alias and keep the move as a tag of the version (one tag per move, never rewritten)."""
@@ -314,7 +321,7 @@ def rollback(client: Any, name: str, reason: str) -> dict[str, Any]:
                          f"(`pipeline-cli models promote {name} VERSION` picks one by hand)")
     target = line[-2]
     mv = client.get_model_version(name, target)
-    metrics = client.get_run(mv.tags.get("run_id") or mv.run_id).data.metrics
+    metrics = holdout_metrics(client, mv)
     entry = record_alias(client, name, CHAMPION, target, {k: v for k, v in metrics.items() if "_at_" not in k},
                          f"rollback from version {current.version}: {reason}", rollback_of=str(current.version))
     return {**entry, "previous": str(current.version)}
@@ -356,7 +363,7 @@ def describe_model(client: Any, name: str) -> dict[str, Any]:
     versions = []
     for v in sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version)):
         run_id = v.tags.get("run_id") or v.run_id
-        metrics = client.get_run(run_id).data.metrics if run_id else {}
+        metrics = holdout_metrics(client, v)
         versions.append({"version": str(v.version), "aliases": aliases.get(str(v.version), []), "run_id": run_id,
                          "threshold": v.tags.get("threshold"), "created": v.creation_timestamp,
                          "metrics": {k: metrics[k] for k in sorted(metrics) if "_at_" not in k and not k.startswith("cv_")}})
@@ -369,7 +376,7 @@ def promote(client: Any, name: str, version: str, reason: str) -> dict[str, Any]
         mv = client.get_model_version(name, str(version))
     except Exception:
         raise ModelError(f"model '{name}' has no version {version}; `pipeline-cli models describe {name}` lists them") from None
-    metrics = client.get_run(mv.tags.get("run_id") or mv.run_id).data.metrics
+    metrics = holdout_metrics(client, mv)
     return record_alias(client, name, CHAMPION, str(version), {k: v for k, v in metrics.items() if "_at_" not in k}, reason)
 
 

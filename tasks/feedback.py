@@ -56,7 +56,7 @@ def _previous_champion_score(client: Any, name: str, metric: str, known: dict[st
         rows = sum(r["labelled_rows"] for r in realized)
         return previous, sum(r["metrics"][metric] * r["labelled_rows"] for r in realized) / rows
     mv = client.get_model_version(name, previous)
-    return previous, float(client.get_run(mv.tags.get("run_id") or mv.run_id).data.metrics[metric])
+    return previous, float(registry.holdout_metrics(client, mv)[metric])
 
 
 def shadow_evidence(config: PipelineConfig, client: Any, name: str, champion: str,
@@ -159,7 +159,7 @@ def record_outcomes(config: PipelineConfig, labels_uri: str, label_column: str |
     # the champion's realized score: its batches' scores, weighted by their labelled rows
     labelled = sum(b["labelled_rows"] for b in own)
     realized = sum(b["metrics"][primary] * b["labelled_rows"] for b in own) / labelled
-    holdout = float(client.get_run(champion.tags.get("run_id") or champion.run_id).data.metrics[primary])
+    holdout = float(registry.holdout_metrics(client, champion)[primary])
     summary["champion"] = {"version": version, "labelled_rows": labelled, "realized": realized, "holdout": holdout}
     if (short := degradation(realized, holdout, primary, config.monitoring.degraded_margin)) is not None:
         payload = {"metric": primary, "realized": realized, "holdout": holdout, "shortfall": short, "labelled_rows": labelled}

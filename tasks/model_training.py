@@ -213,8 +213,10 @@ def refit_on_all_rows(config: PipelineConfig, best: dict[str, Any], parent_run_i
 
     data = load_training_data(config, open_store(config), as_of=str(gold_version))
     split = data.split
+    started = time.perf_counter()
     pipeline = clone(best["pipeline"]).fit(pd.concat([split.X_train, split.X_test], ignore_index=True),
                                           np.concatenate([split.y_train, split.y_test]))
+    refit_seconds = time.perf_counter() - started
     probabilities = np.asarray(best["holdout_probabilities"])
     pyfunc = served_model(data, pipeline, best["threshold"], probabilities)
     client = mlflow.MlflowClient()
@@ -227,7 +229,8 @@ def refit_on_all_rows(config: PipelineConfig, best: dict[str, Any], parent_run_i
     from mlflow.entities import Metric
 
     now = int(datetime.now(timezone.utc).timestamp() * 1000)
-    judged = {**client.get_run(best["run_id"]).data.metrics, "rows_fitted": float(len(split.y_train) + len(split.y_test))}
+    judged = {**client.get_run(best["run_id"]).data.metrics, "rows_fitted": float(len(split.y_train) + len(split.y_test)),
+              "train_seconds": refit_seconds}  # this run's own fit
     client.log_batch(run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in judged.items()])
     client.log_table(run.info.run_id, holdout_predictions(data, pipeline.predict_proba(split.X_test)[:, 1]),
                      artifact_file="holdout_predictions.json")
@@ -338,7 +341,7 @@ def train_and_register(config: PipelineConfig, as_of: str | None = None) -> dict
                 wait_all(first)
                 defaults = {name: f.result() for name, f in zip(models, first)}
                 if ends is not None and config.training.refit_full:
-                    ends -= refit_reserve(final_fit_seconds(defaults), config.training.test_size)
+                    ends -= refit_reserve(final_fit_seconds(defaults), config.training.test_size, config.training.ensemble)
                 schedule = rung_one(config, defaults, plan.concurrent_models, ends)
                 # rung 1: tuning in the schedule's order, then every model's final fit
                 futures = [runner.submit(train_model, {"config": config, "model": name, "parent_run_id": parent_id,

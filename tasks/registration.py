@@ -50,12 +50,12 @@ def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[d
     if current is not None and current.tags.get("refit_full") == "true" and judged_by is None:
         # refitted on all rows by an earlier release, which kept no record of the model it was judged by before the
         # refit: it has seen this holdout, so its holdout scores from before the refit stand in
-        champion_metrics = dict(client.get_run(current.tags["holdout_run_id"]).data.metrics)
+        champion_metrics = registry.holdout_metrics(client, current)
     elif current is not None and current.tags.get(model_format.FORMAT_TAG) != model_format.FORMAT:
         # an older release's pickled champion is never loaded: its own recorded holdout scores stand in
         log.warning("champion %s v%s predates the safe model format: compared by the metrics recorded with it, not rescored",
                     name, current.version)
-        champion_metrics = dict(client.get_run(current.run_id).data.metrics)
+        champion_metrics = registry.holdout_metrics(client, current)
     elif current is not None:
         shown = f"models:/{name}@{registry.CHAMPION}"
         if judged_by is not None:
@@ -72,21 +72,22 @@ def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[d
         if gate.confidence > 0 and candidate_probabilities is not None:
             evidence = paired_bootstrap(data.split.y_test, candidate_probabilities, proba, cfg.primary_metric,
                                         (best["threshold"], champion_threshold), gate.confidence, gate.resamples, cfg.seed)
+    judged = None
+    if best.get("refit_full"):  # the model the gate rescores while this version is champion, read before registering
+        with tempfile.TemporaryDirectory(prefix="pipeline-digests-") as tmp:
+            judged = model_integrity.run_model_digests(best["holdout_run_id"], Path(tmp))
     with quiet_stderr() as said:
         version = mlflow.register_model(best["model_uri"], name)
     log.info("%s", said.getvalue().strip())
     with tempfile.TemporaryDirectory(prefix="pipeline-digests-") as tmp:
         model_integrity.record_digests(client, name, str(version.version), Path(tmp))
-    if best.get("refit_full"):  # the model the gate rescores while this version is champion
-        with tempfile.TemporaryDirectory(prefix="pipeline-digests-") as tmp:
-            judged = model_integrity.run_model_digests(best["holdout_run_id"], Path(tmp))
-        client.set_model_version_tag(name, version.version, model_integrity.HOLDOUT_DIGEST_TAG,
-                                     json.dumps(judged, sort_keys=True, separators=(",", ":")))
     client.set_model_version_tag(name, version.version, "threshold", str(best["threshold"]))
     client.set_model_version_tag(name, version.version, "run_id", best["run_id"])
-    if best.get("refit_full"):
+    if judged is not None:
         client.set_model_version_tag(name, version.version, "refit_full", "true")
         client.set_model_version_tag(name, version.version, "holdout_run_id", best["holdout_run_id"])
+        client.set_model_version_tag(name, version.version, model_integrity.HOLDOUT_DIGEST_TAG,
+                                     json.dumps(judged, sort_keys=True, separators=(",", ":")))
     for key, value in lineage_tags(data).items():  # which gold version (and table) the model learnt from
         client.set_model_version_tag(name, version.version, key, value)
     registry.record_alias(client, name, registry.CHALLENGER, version.version, best["metrics"], "best model of this training run")
@@ -116,7 +117,8 @@ def register_each(config: PipelineConfig, data: TrainingData, ranked: list[dict[
             version = mlflow.register_model(r["model_uri"], f"{name}-{r['name']}")
         with tempfile.TemporaryDirectory(prefix="pipeline-digests-") as tmp:
             model_integrity.record_digests(client, version.name, str(version.version), Path(tmp))
-        for key, value in {"threshold": str(r["threshold"]), "run_id": r["run_id"], **lineage_tags(data)}.items():
+        refit = {"refit_full": "true", "holdout_run_id": r["holdout_run_id"]} if r.get("refit_full") else {}
+        for key, value in {"threshold": str(r["threshold"]), "run_id": r["run_id"], **refit, **lineage_tags(data)}.items():
             client.set_model_version_tag(version.name, version.version, key, value)
         uris[r["name"]] = f"models:/{version.name}/{version.version}"
     return uris

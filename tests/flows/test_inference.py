@@ -402,6 +402,7 @@ def test_a_replaced_model_file_is_refused_not_run(model_env, demo_dir, tmp_path)
     import skops.io
 
     from pipeline_io.model_format import FORMAT, FORMAT_TAG, PIPELINE_FILE, SPEC_FILE
+    from pipeline_io import model_integrity
     from pipeline_io.model_integrity import DIGEST_TAG
     from tests.unit.test_model_format import Payload
 
@@ -426,6 +427,17 @@ def test_a_replaced_model_file_is_refused_not_run(model_env, demo_dir, tmp_path)
         assert not marker.exists() and not (tmp_path / "out.parquet").exists()
     finally:
         fitted.write_bytes(original)
+    # files gone from the artifact store (a bucket emptied), or a run that is gone (garbage-collected): one line naming it
+    moved = folder.with_name(folder.name + ".moved")
+    folder.rename(moved)
+    try:
+        with pytest.raises(StorageError, match=rf"models:/{name}/{version}: the files of version {version} differ .*MLmodel \(missing\)"):
+            _predict(config, demo_dir / "credit.csv", tmp_path / "out.parquet", model_uri=f"models:/{name}/{version}")
+    finally:
+        moved.rename(folder)
+    gone = f"runs:/{'0' * 32}/model"
+    with pytest.raises(StorageError, match=f"{gone}: its files cannot be read from the artifact store"):
+        model_integrity.load_unregistered(gone)
     scored = _predict(config, demo_dir / "credit.csv", tmp_path / "out.parquet", model_uri=f"models:/{name}/{version}")
     assert scored["rows_scored"] > 0 and not marker.exists()
 

@@ -304,11 +304,14 @@ def test_champion_scores_raw_records_in_a_fresh_process(trained, tmp_path):
 
 def _assert_stock_client_reproduces(client, data, holdout_path, models):
     """[(model URI, run id, threshold)]: plain MLflow and pandas in a new process reproduce the holdout probabilities each
-    run logged, and its holdout metrics unless the run refitted the model on every row (the holdout included)."""
+    run logged, and its holdout metrics; for a model refitted on every row (the holdout included) the metrics are
+    reproduced by the model of its `holdout_run_id`, scored beside it."""
     import mlflow
 
     from pipeline_core.modeling.metrics import classification_metrics
 
+    judged = [client.get_run(run_id).data.tags.get("holdout_run_id") for _, run_id, _ in models]
+    models = models + [(f"runs:/{h}/model", h, threshold) for h, (_, _, threshold) in zip(judged, models) if h]
     script = (
         "import sys, json, mlflow, pandas as pd; mlflow.set_tracking_uri(sys.argv[1]); X = pd.read_parquet(sys.argv[2]); "
         "print(json.dumps([mlflow.pyfunc.load_model(u).predict(X)['probability'].tolist() for u in sys.argv[3:]]))"
@@ -522,6 +525,7 @@ def test_refit_full_registers_a_model_fitted_on_every_row_and_the_gate_compares_
 
     from flows.layers import run_flow
     from flows.training import training_flow
+    from pipeline_io import registry
     from tests.conftest import shipped_config
 
     config = shipped_config("credit_default", demo_dir / "credit.csv", tmp_path)
@@ -536,8 +540,14 @@ def test_refit_full_registers_a_model_fitted_on_every_row_and_the_gate_compares_
     holdout_run = client.get_run(version.tags["holdout_run_id"])
     assert refit.data.tags["refit_full"] == "true" and refit.data.params == holdout_run.data.params
     assert holdout_run.data.metrics["roc_auc"] == pytest.approx(best["metrics"]["roc_auc"])
-    # the version's run carries the holdout metrics scored before the refit: describe, rollback and feedback read them there
-    assert {k: v for k, v in refit.data.metrics.items() if k != "rows_fitted"} == holdout_run.data.metrics
+    # the version's run carries a copy of the holdout metrics scored before the refit, beside its own fit's time and rows
+    own = ("rows_fitted", "train_seconds")
+    assert {k: v for k, v in refit.data.metrics.items() if k not in own} == {k: v for k, v in holdout_run.data.metrics.items() if k not in own}
+    assert refit.data.metrics["train_seconds"] != holdout_run.data.metrics["train_seconds"]
+    # `models describe` reads them from the run that scored them, so versions refitted before the copy existed show them too
+    described = next(v for v in registry.describe_model(client, first["registered_model"])["versions"] if v["version"] == first["version"])
+    assert described["run_id"] == refit.info.run_id and described["metrics"] == {
+        k: v for k, v in holdout_run.data.metrics.items() if "_at_" not in k and not k.startswith("cv_")}
     from pipeline_core.config import load_config
     from pipeline_io.readers import load_training_data
     from pipeline_io.store import Store
@@ -560,6 +570,16 @@ def test_refit_full_registers_a_model_fitted_on_every_row_and_the_gate_compares_
     second = training_flow(str(config), quick, refresh=True)
     assert not second["promoted"] and second["evidence"] is not None, second["reason"]
     assert second["evidence"]["delta"] == pytest.approx(0.0, abs=1e-12) and "not better by more than 0" in second["reason"]
+    # a candidate not refitted is its holdout model itself: the same paired comparison, and a tie
+    plain = training_flow(str(config), [*quick, "training.refit_full=false"], refresh=True)
+    assert not plain["promoted"] and plain["evidence"]["delta"] == pytest.approx(0.0, abs=1e-12), plain["reason"]
+    # a champion refitted by an earlier release has no record of its judged model: its recorded holdout scores stand in
+    judged_by = version.tags["holdout_artifact_sha256"]
+    client.delete_model_version_tag(first["registered_model"], first["version"], "holdout_artifact_sha256")
+    older = training_flow(str(config), quick, refresh=True)
+    assert older["evidence"] is None and not older["promoted"]
+    assert f"does not beat the champion's {holdout_run.data.metrics['roc_auc']:.4f}" in older["reason"], older["reason"]
+    client.set_model_version_tag(first["registered_model"], first["version"], "holdout_artifact_sha256", judged_by)
     # the model the champion was judged by is checked like a registered one: a changed file stops the gate
     from urllib.parse import unquote, urlparse
 

@@ -56,6 +56,9 @@ def test_the_refit_on_all_rows_is_reserved_for_every_model_on_the_larger_row_cou
     assert refit_reserve({"lightgbm": 6.0, "logistic_regression": 2.0}, test_size=0.2) == pytest.approx(10.0)
     assert refit_reserve({"xgboost": 3.0}, test_size=0.5) == pytest.approx(6.0)
     assert refit_reserve({}, test_size=0.2) == 0.0
+    # without an ensemble only the chosen model is refitted: at most the slowest one
+    assert refit_reserve({"lightgbm": 6.0, "logistic_regression": 2.0}, test_size=0.2, ensemble=False) == pytest.approx(7.5)
+    assert refit_reserve({}, test_size=0.2, ensemble=False) == 0.0
 
 
 def test_a_fold_starts_only_while_it_and_the_final_fit_still_fit():
