@@ -401,8 +401,8 @@ def test_a_replaced_model_file_is_refused_not_run(model_env, demo_dir, tmp_path)
     import mlflow
     import skops.io
 
-    from pipeline_io.model_format import FORMAT, FORMAT_TAG, PIPELINE_FILE, SPEC_FILE
     from pipeline_io import model_integrity
+    from pipeline_io.model_format import FORMAT, FORMAT_TAG, PIPELINE_FILE, SPEC_FILE
     from pipeline_io.model_integrity import DIGEST_TAG
     from tests.unit.test_model_format import Payload
 
