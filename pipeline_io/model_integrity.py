@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipeline_core.errors import StorageError, environment_fault
+from pipeline_core.errors import PipelineError, StorageError, environment_fault
 from pipeline_io import model_format
 
 log = logging.getLogger(__name__)
@@ -51,15 +51,8 @@ def _download(uri: str, dest: Path) -> Path:
 
     from pipeline_io.workarounds import quiet_stderr
 
-    try:
-        with quiet_stderr():  # MLflow draws a download progress bar on stderr
-            return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
-    except Exception as exc:  # a run deleted or garbage-collected, a bucket gone: one line naming the model
-        if (fault := environment_fault(exc)) is not None:
-            raise fault from None
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise StorageError(f"{uri}: its files cannot be read from the artifact store ({first}); "
-                           "restore them, or choose another version (`pipeline-cli models promote` moves the champion)") from None
+    with quiet_stderr():  # MLflow draws a download progress bar on stderr
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
 
 
 def record_digests(client: Any, name: str, version: str, work_dir: Path) -> dict[str, str]:
@@ -106,8 +99,17 @@ def run_model_digests(run_id: str, work_dir: Path) -> dict[str, str]:
 
 def load_judged_model(run_id: str, recorded: str, shown: str) -> Any:
     """The pyfunc of a run's `model`, loaded only if its files match ``recorded`` (JSON of `run_model_digests`)."""
-    return load_unregistered(f"runs:/{run_id}/model", shown,
-                             (json.loads(recorded), f"{shown}: the files of the model it was judged by (run {run_id})"))
+    try:
+        return load_unregistered(f"runs:/{run_id}/model", shown,
+                                 (json.loads(recorded), f"{shown}: the files of the model it was judged by (run {run_id})"))
+    except PipelineError:
+        raise
+    except Exception as exc:  # its run deleted or garbage-collected: the gate cannot judge, and says so in one line
+        if (fault := environment_fault(exc)) is not None:
+            raise fault from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise StorageError(f"{shown}: the model it was judged by before its refit (run {run_id}) cannot be read ({first}); "
+                           "restore that run, or move the champion by hand (`pipeline-cli models promote`)") from None
 
 
 def load_verified(client: Any, name: str, version: str, shown: str) -> Any:

@@ -427,7 +427,7 @@ def test_a_replaced_model_file_is_refused_not_run(model_env, demo_dir, tmp_path)
         assert not marker.exists() and not (tmp_path / "out.parquet").exists()
     finally:
         fitted.write_bytes(original)
-    # files gone from the artifact store (a bucket emptied), or a run that is gone (garbage-collected): one line naming it
+    # files gone from the artifact store (a bucket emptied), or the run of a refitted champion's judged model: one line
     moved = folder.with_name(folder.name + ".moved")
     folder.rename(moved)
     try:
@@ -435,9 +435,9 @@ def test_a_replaced_model_file_is_refused_not_run(model_env, demo_dir, tmp_path)
             _predict(config, demo_dir / "credit.csv", tmp_path / "out.parquet", model_uri=f"models:/{name}/{version}")
     finally:
         moved.rename(folder)
-    gone = f"runs:/{'0' * 32}/model"
-    with pytest.raises(StorageError, match=f"{gone}: its files cannot be read from the artifact store"):
-        model_integrity.load_unregistered(gone)
+    gone = "0" * 32
+    with pytest.raises(StorageError, match=rf"champion: the model it was judged by before its refit \(run {gone}\) cannot be read"):
+        model_integrity.load_judged_model(gone, "{}", "champion")
     scored = _predict(config, demo_dir / "credit.csv", tmp_path / "out.parquet", model_uri=f"models:/{name}/{version}")
     assert scored["rows_scored"] > 0 and not marker.exists()
 
