@@ -44,7 +44,7 @@ class _OneLine(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info or "\n" in record.getMessage():
-            record.msg = record.getMessage().splitlines()[0]
+            record.msg = (record.getMessage().splitlines() or [""])[0]
             record.args = None
             record.exc_info = None
             record.exc_text = None

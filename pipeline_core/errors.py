@@ -36,6 +36,13 @@ class DriftDetected(PipelineError):
     """A monitored batch crossed a drift threshold (raised where the user asked to fail on drift)."""
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of ``exc``'s message, cut to ``limit`` characters; its type's name when the message is empty
+    (a driver's message can run to pages, and a one-line error quotes only its start)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__
+
+
 class Terminated(BaseException):
     """The process was asked to stop (SIGTERM): raised in the main thread like Ctrl-C's KeyboardInterrupt."""
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline_core.config import S3Settings
-from pipeline_core.errors import StorageError
+from pipeline_core.errors import StorageError, first_line
 from pipeline_io.s3 import is_s3, s3_filesystem
 
 
@@ -78,7 +78,7 @@ def publish_staged(local: Path, uri: str, s3: S3Settings) -> str:
         try:
             s3_filesystem(s3).put_file(str(local), uri)
         except Exception as exc:  # botocore raises many types for one cause
-            raise StorageError(f"{uri}: cannot write ({str(exc).splitlines()[0][:200]})") from None
+            raise StorageError(f"{uri}: cannot write ({first_line(exc)})") from None
         return uri
     target = Path(uri).expanduser().resolve()
     try:

@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline_core.errors import ConfigError, DataError, StorageError
+from pipeline_core.errors import ConfigError, DataError, StorageError, first_line
 from pipeline_io.store import Store
 
 FAULT_ENV = "PIPELINE_FAULT_AT"  # tests: the commit point at which the process kills itself
@@ -59,9 +59,9 @@ def table(store: Store, uri: str, version: int | None = None) -> Any:
         return None
     except Exception as exc:  # deltalake reports a vacuumed or missing version as a generic DeltaError
         if version is not None and DeltaTable.is_deltatable(uri, storage_options=_options(store)):
-            raise StorageError(f"{store.relative(uri)}: version {version} cannot be read ({_first_line(exc)}); "
+            raise StorageError(f"{store.relative(uri)}: version {version} cannot be read ({first_line(exc)}); "
                                "it may be older than store.retention and vacuumed") from None
-        raise StorageError(f"{store.relative(uri)}: not a readable Delta table ({_first_line(exc)})") from None
+        raise StorageError(f"{store.relative(uri)}: not a readable Delta table ({first_line(exc)})") from None
 
 
 def version(store: Store, uri: str) -> int | None:
@@ -324,7 +324,3 @@ def refuse_damaged(store: Store, tables: dict[str, int | None]) -> None:
             raise StorageError(f"{path}: damaged data file (its size differs from the one the table's log recorded); "
                                "restore it from a backup or rebuild the layer with --full-refresh") from None
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

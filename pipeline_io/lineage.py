@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 
 from pipeline_core.config import PipelineConfig
-from pipeline_core.errors import DataError, ModelError
+from pipeline_core.errors import DataError, ModelError, first_line
 from pipeline_io import delta, layout, registry
 from pipeline_io.store import Store, open_store
 
@@ -26,7 +26,7 @@ def model_from_predictions(path: str, storage_options: dict[str, str] | None) ->
     except (pl.exceptions.ColumnNotFoundError, pl.exceptions.SchemaError):
         raise DataError(f"{path}: not a predictions file of this pipeline (no model_name/model_version columns)") from None
     except pl.exceptions.PolarsError as exc:
-        raise DataError(f"{path}: cannot be read as Parquet ({str(exc).splitlines()[0][:160]})") from None
+        raise DataError(f"{path}: cannot be read as Parquet ({first_line(exc, 160)})") from None
     models = models.filter(pl.col("model_version") != "")
     if models.height != 1:
         raise DataError(f"{path}: expected the predictions of one registered model version, found {models.rows()}")

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline_core.errors import ModelError, StorageError
+from pipeline_core.errors import ModelError, StorageError, first_line
 
 FORMAT = "raw-record/skops-1"
 LOADER_MODULE = __name__
@@ -72,7 +72,7 @@ def read_model_files(folder: Path) -> Any:
     try:
         foreign = sorted(set(skops.io.get_untrusted_types(file=path)) - ALLOWED_TYPES)
     except Exception as exc:
-        raise StorageError(f"model file {path}: unreadable ({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}); "
+        raise StorageError(f"model file {path}: unreadable ({first_line(exc, 160)}); "
                            "restore the artifact store or retrain") from None
     if foreign:
         raise StorageError(f"model file {path}: names types outside the allow-list ({', '.join(foreign[:3])}); refusing to load it")

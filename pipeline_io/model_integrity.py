@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipeline_core.errors import PipelineError, StorageError, environment_fault
+from pipeline_core.errors import PipelineError, StorageError, environment_fault, first_line
 from pipeline_io import model_format
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def load_judged_model(run_id: str, recorded: str, shown: str) -> Any:
     except Exception as exc:  # its run deleted or garbage-collected: the gate cannot judge, and says so in one line
         if (fault := environment_fault(exc)) is not None:
             raise fault from None
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc)
         raise StorageError(f"{shown}: the model it was judged by before its refit (run {run_id}) cannot be read ({first}); "
                            "restore that run, or move the champion by hand (`pipeline-cli models promote`)") from None
 

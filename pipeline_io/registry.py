@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline_core.config import PipelineConfig
-from pipeline_core.errors import ConfigError, ModelError, StorageError, environment_fault
+from pipeline_core.errors import ConfigError, ModelError, StorageError, environment_fault, first_line
 from pipeline_core.modeling.specs import MODEL_SPECS
 from pipeline_io import layout, model_integrity
 from pipeline_io.registry_rest import ServerUnavailable
@@ -208,7 +208,7 @@ def _connect(config: PipelineConfig, uri: str) -> tuple[Any, str]:
     except Exception as exc:
         if fault := environment_fault(exc):  # a full or read-only disk under the tracking database
             raise StorageError(f"mlflow.tracking_uri {uri}: {fault}") from None
-        raise StorageError(f"mlflow.tracking_uri {uri}: tracking server unreachable or unusable ({str(exc).splitlines()[0][:200]})") from None
+        raise StorageError(f"mlflow.tracking_uri {uri}: tracking server unreachable or unusable ({first_line(exc)})") from None
     return client, exp_id
 
 
@@ -469,7 +469,7 @@ def load_scoring_model(uri: str, client: Any) -> ScoringModel:
     except (StorageError, ModelError):
         raise
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc)
         raise ModelError(f"--model {uri}: cannot load it ({first}); `pipeline-cli models describe NAME` lists the versions") from None
     inner = pyfunc.get_raw_model()
     if not all(hasattr(inner, a) for a in ("cleaning", "features", "pipeline", "threshold")):

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline_core.config import DatasetConfig, HttpSettings, S3Settings
-from pipeline_core.errors import ConfigError, DataError, StorageError, TransientSourceError
+from pipeline_core.errors import ConfigError, DataError, StorageError, TransientSourceError, first_line
 from pipeline_core.redaction import redact, reveal
 from pipeline_io.atomic import atomic_path
 
@@ -168,7 +168,7 @@ def scan_source(path: Path, fmt: str, table: str | None = None, separator: str =
         except pl.exceptions.NoDataError:
             raise DataError(f"{path}: file is empty") from None
         except pl.exceptions.ComputeError as exc:
-            raise DataError(f"{path}: not a readable CSV file ({_first_line(exc)}); save it as UTF-8 CSV") from None
+            raise DataError(f"{path}: not a readable CSV file ({first_line(exc)}); save it as UTF-8 CSV") from None
         if head.height == 0 and not allow_empty:
             raise DataError(f"{path}: CSV has a header but no rows")
         header = pl.read_csv(path, n_rows=1, has_header=False, infer_schema=False, separator=separator).row(0)
@@ -181,7 +181,7 @@ def scan_source(path: Path, fmt: str, table: str | None = None, separator: str =
         try:
             schema = pl.read_parquet_schema(path)
         except Exception as exc:  # pyarrow and polars raise different types for a corrupt file
-            raise DataError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from None
+            raise DataError(f"{path}: not a readable Parquet file ({first_line(exc)})") from None
         nested = [f"{name} ({dtype})" for name, dtype in schema.items() if dtype.is_nested()]
         if nested:
             raise DataError(f"{path}: nested column(s) {', '.join(nested)}: the pipeline reads flat tables; "
@@ -198,7 +198,3 @@ def scan_source(path: Path, fmt: str, table: str | None = None, separator: str =
         return frame.lazy()
     raise DataError(f"{path}: unsupported format '{fmt}'")
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

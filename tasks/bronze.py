@@ -23,7 +23,7 @@ from prefect.logging import get_run_logger
 
 from pipeline_core.cleaning import LINEAGE_COLUMNS, RESERVED_COLUMNS, reserved_names, schema_diff, with_lineage
 from pipeline_core.config import PipelineConfig
-from pipeline_core.errors import DataError, StorageError
+from pipeline_core.errors import DataError, StorageError, first_line
 from pipeline_core.redaction import redact
 from pipeline_io import delta, layout, sources
 from pipeline_io.store import Store, open_store
@@ -126,7 +126,7 @@ def ingest_batch(config: PipelineConfig, store: Store, local_path: Path, now: da
         if current is None and not store.exists(f"{uri}/_delta_log"):
             store.remove(uri)  # a first write that never committed: nothing but its own files is there
         # later ones leave files no version names; `pipeline-cli store vacuum` deletes them
-        raise DataError(f"{local_path}: cannot be read as {fmt} ({str(exc).splitlines()[0][:200]})") from None
+        raise DataError(f"{local_path}: cannot be read as {fmt} ({first_line(exc)})") from None
     delta.fault_point("bronze:after-commit")
     rows = int(delta.committed(store, uri, run_id)["operationMetrics"].get("num_added_rows", 0))
     if any(change.values()):

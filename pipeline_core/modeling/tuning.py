@@ -31,7 +31,7 @@ import numpy as np
 
 from pipeline_core import progress
 from pipeline_core.config import ModelConfig, TrainingConfig
-from pipeline_core.errors import ConfigError, StorageError
+from pipeline_core.errors import ConfigError, StorageError, first_line
 from pipeline_core.modeling.budget import stall_patience, stalled
 from pipeline_core.modeling.specs import search_space, suggest
 from pipeline_core.modeling.training import Evaluation, Split, cv_scores, default_params
@@ -124,7 +124,7 @@ def open_storage(url: str | None) -> Any:
     except Exception as exc:  # a driver's own error (SQLAlchemy, OSError): name the key and the storage
         from pipeline_core.redaction import redact
 
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc)
         raise StorageError(f"training.tuning.storage {redact(url)}: cannot open it ({redact(first)}); "
                            "check the URL, that its server answers and that the path is writable") from None
 
