@@ -83,10 +83,10 @@ def verified_copy(client: Any, name: str, version: str, dest: Path, shown: str) 
     return local
 
 
-def _refuse_changed(recorded: dict[str, str], local: Path, what: str) -> None:
+def _refuse_changed(recorded: dict[str, str], local: Path, what: str,
+                    todo: str = "restore the artifact store or register a retrained model") -> None:
     if differences := digest_mismatches(recorded, file_digests(local)):
-        raise StorageError(f"{what} differ from those registered ({', '.join(differences[:3])}); "
-                           "refusing to load them; restore the artifact store or register a retrained model")
+        raise StorageError(f"{what} differ from those registered ({', '.join(differences[:3])}); refusing to load them; {todo}")
 
 
 def run_model_digests(run_id: str, work_dir: Path) -> dict[str, str]:
@@ -97,19 +97,22 @@ def run_model_digests(run_id: str, work_dir: Path) -> dict[str, str]:
     return file_digests(local)
 
 
+# the champion is in doubt, not the candidate: a person decides which model serves
+_JUDGED_TODO = "restore that run and its artifacts, or move the champion by hand (`pipeline-cli models promote`)"
+
+
 def load_judged_model(run_id: str, recorded: str, shown: str) -> Any:
     """The pyfunc of a run's `model`, loaded only if its files match ``recorded`` (JSON of `run_model_digests`)."""
     try:
         return load_unregistered(f"runs:/{run_id}/model", shown,
-                                 (json.loads(recorded), f"{shown}: the files of the model it was judged by (run {run_id})"))
+                                 (json.loads(recorded), f"{shown}: the files of the model it was judged by (run {run_id})", _JUDGED_TODO))
     except PipelineError:
         raise
     except Exception as exc:  # its run deleted or garbage-collected: the gate cannot judge, and says so in one line
         if (fault := environment_fault(exc)) is not None:
             raise fault from None
         first = first_line(exc)
-        raise StorageError(f"{shown}: the model it was judged by before its refit (run {run_id}) cannot be read ({first}); "
-                           "restore that run, or move the champion by hand (`pipeline-cli models promote`)") from None
+        raise StorageError(f"{shown}: the model it was judged by before its refit (run {run_id}) cannot be read ({first}); {_JUDGED_TODO}") from None
 
 
 def load_verified(client: Any, name: str, version: str, shown: str) -> Any:
@@ -120,16 +123,17 @@ def load_verified(client: Any, name: str, version: str, shown: str) -> Any:
         return _load_pyfunc(verified_copy(client, name, version, Path(tmp), shown), shown)
 
 
-def load_unregistered(uri: str, shown: str | None = None, recorded: tuple[dict[str, str], str] | None = None) -> Any:
+def load_unregistered(uri: str, shown: str | None = None, recorded: tuple[dict[str, str], str, str] | None = None) -> Any:
     """The pyfunc behind a ``runs:/`` URI, loaded only if it is in the pipeline's model format (and, with
-    ``recorded`` = (digests, what the error calls the files), only if its files match them)."""
+    ``recorded`` = (digests, what the error calls the files, what to do about a mismatch), only if its files match them)."""
     import tempfile
 
     shown = shown or uri
     with tempfile.TemporaryDirectory(prefix="pipeline-model-") as tmp:
         local = _download(uri, Path(tmp))
         if recorded is not None:
-            _refuse_changed(recorded[0], local, recorded[1])
+            digests, what, todo = recorded
+            _refuse_changed(digests, local, what, todo)
         model_format.check_loadable(local, shown)
         return _load_pyfunc(local, shown)
 

@@ -587,5 +587,6 @@ def test_refit_full_registers_a_model_fitted_on_every_row_and_the_gate_compares_
     folder = Path(unquote(urlparse(logged_model.artifact_location).path))
     fitted = next(p for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "MLmodel")
     fitted.write_bytes(fitted.read_bytes() + b" ")
-    with pytest.raises(StorageError, match=r"the files of the model it was judged by \(run \w+\) differ from those registered"):
+    with pytest.raises(StorageError, match=r"the files of the model it was judged by \(run \w+\) differ from those registered .*; "
+                       r"refusing to load them; restore that run and its artifacts, or move the champion by hand \(`pipeline-cli models promote`\)$"):
         training_flow(str(config), quick, refresh=True)
