@@ -241,7 +241,8 @@ def inference_pipeline(model_uri: Annotated[str, typer.Argument(metavar="MODEL_U
 
 @app.command("monitor", help="Recent scored batches and their drift; --fail-on-drift exits 5 when one of them drifted.")
 def monitor(config: ConfigOpt, set_: SetOpt = None,
-            last: Annotated[int, typer.Option("--last", "-n", metavar="N", min=1, help="How many recent batches to show (and check).")] = 10,
+            last: Annotated[int, typer.Option("--last", "-n", metavar="N", min=1, max=1_000_000,
+                                                    help="How many recent batches to show (and check).")] = 10,
             fail_on_drift: Annotated[bool, typer.Option("--fail-on-drift", metavar="", help="Exit 5 when a shown batch crossed a drift threshold.")] = False,
             json_: JsonOpt = False, debug: DebugOpt = False) -> None:
     opts = Options(command="monitor", config=config, overrides=set_ or [], json=json_, debug=debug, log_file=False)
@@ -348,12 +349,13 @@ def lineage(target: Annotated[str, typer.Argument(metavar="TARGET", help="A pred
     execute(opts, body, render="lineage")
 
 
-TableOpt = Annotated[Optional[str], typer.Option("--table", metavar="TABLE", help="Only this table: bronze, silver, quarantine, gold or monitoring.")]
+TableOpt = Annotated[Optional[str], typer.Option("--table", metavar="TABLE",
+                                                  help="Only this table: bronze, silver, quarantine, gold, monitoring or performance.")]
 
 
 @store_app.command("history", help="The newest commits of the dataset's tables: version, time, operation, rows, run.")
 def store_history(config: ConfigOpt, set_: SetOpt = None, table: TableOpt = None,
-                  limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", min=1, help="Commits per table.")] = 10,
+                  limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", min=1, max=1_000_000, help="Commits per table.")] = 10,
                   json_: JsonOpt = False, debug: DebugOpt = False) -> None:
     opts = Options(command="store-history", config=config, overrides=set_ or [], json=json_, debug=debug, log_file=False)
 
@@ -362,8 +364,8 @@ def store_history(config: ConfigOpt, set_: SetOpt = None, table: TableOpt = None
         from pipeline_core.errors import ConfigError
         from pipeline_io import maintenance
 
-        if table not in (None, "bronze", "silver", "quarantine", "gold", "monitoring"):
-            raise ConfigError(f"--table {table!r}: choose bronze, silver, quarantine, gold or monitoring")
+        if table is not None and table not in maintenance.TABLES:
+            raise ConfigError(f"--table {table!r}: choose {', '.join(maintenance.TABLES[:-1])} or {maintenance.TABLES[-1]}")
         return maintenance.history(load_config(config, opts.overrides), table, limit)
 
     execute(opts, body, render="store_history")

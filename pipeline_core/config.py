@@ -70,7 +70,7 @@ class S3Settings(StrictModel):
 class RetentionConfig(StrictModel):
     """How long old table versions stay readable (time travel, --as-of) before `store vacuum` may delete their files."""
 
-    days: float = Field(7.0, ge=0, description="Versions newer than this many days stay readable after `pipeline-cli store vacuum`.")
+    days: float = Field(7.0, ge=0, le=36500, description="Versions newer than this many days stay readable after `pipeline-cli store vacuum`.")
 
 
 class StoreConfig(StrictModel):

@@ -108,6 +108,7 @@ CONFIG_CASES = [
     ("inference.model_alias=bad alias!", "inference.model_alias"),
     ("training.tuning.timeout_seconds=-1", "training.tuning.timeout_seconds"),
     ("cleaning.null_tokens=5", "unknown key 'cleaning.null_tokens'"),
+    ("store.retention.days=1e400", "key 'store.retention.days': Input should be less than or equal to 36500"),
 ]
 
 
@@ -336,7 +337,10 @@ ARGUMENT_CASES = {
     "--task-runner ray": (["run", "--config", "{cfg}", "--task-runner", "ray"], "training.concurrency.task_runner"),
     "serve-model on all interfaces": (["serve-model", "--config", "{cfg}", "--host", "0.0.0.0"], "--host 0.0.0.0: the scoring server has no authentication"),
     "server on all interfaces": (["server", "start", "--host", "0.0.0.0"], "--host 0.0.0.0 exposes the unauthenticated Prefect"),
-    "--table unknown": (["store", "history", "--config", "{cfg}", "--table", "nope"], "--table 'nope': choose bronze, silver"),
+    "--table unknown": (["store", "history", "--config", "{cfg}", "--table", "nope"],
+                        "--table 'nope': choose bronze, silver, quarantine, gold, monitoring or performance"),
+    "--limit too large": (["store", "history", "--config", "{cfg}", "--limit", "100000000000000000000"], "Invalid value for '--limit'"),
+    "--last too large": (["monitor", "--config", "{cfg}", "--last", "100000000000000000000"], "Invalid value for '--last'"),
     "--kind unknown": (["report", "open", "--config", "{cfg}", "--kind", "weekly"], "--kind 'weekly': choose training or scoring"),
 }
 
