@@ -95,6 +95,8 @@ def _build(config: PipelineConfig, store: Store, full_refresh: bool, as_of: str 
     if as_of is not None:
         report = silver_report(store, ds.name, delta.resolve_version(store, s_paths["data"], as_of))
     silver_version = report["versions"]["data"]
+    if as_of is not None:  # an old version's files may have been vacuumed: one line naming the first gone, not the reader's error
+        delta.refuse_damaged(store, {s_paths["data"]: silver_version})
     silver = delta.scan(store, s_paths["data"], silver_version).drop(LINEAGE_COLUMNS, strict=False)
     target = report["cleaning_spec"]["target"]
     target_values = silver.select(pl.col(target).unique()).collect().to_series().to_list()

@@ -415,6 +415,12 @@ def _damage(store: Path, config: Path, tmp: Path, case: str) -> None:
         layer = case.split()[1]
         data = sorted(store.rglob(f"{layer}/**/*.parquet"))[0]
         data.write_bytes(data.read_bytes()[:200])
+    elif case == "old silver version vacuumed":  # a newer version, then `store vacuum` at zero retention
+        from deltalake import DeltaTable, write_deltalake
+
+        table = str(store / "silver" / "credit_default" / "data")
+        write_deltalake(table, DeltaTable(table).to_pyarrow_table(), mode="overwrite")
+        assert DeltaTable(table).vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
     elif case == "bronze file deleted":
         sorted(store.rglob("bronze/**/*.parquet"))[0].unlink()
     elif case == "model pipeline replaced":
@@ -437,6 +443,7 @@ STORE_CASES = {
     "truncated gold": (["train", "--refresh", "--set", "training.models={logistic_regression: {}}"], 4, "damaged data file"),
     "truncated silver": (["features", "--full-refresh"], 4, "damaged data file"),
     "bronze file deleted": (["silver", "--full-refresh"], 4, ".parquet: missing"),
+    "old silver version vacuumed": (["features", "--as-of", "0"], 4, ".parquet: missing; `pipeline-cli store vacuum` deletes"),
     "model pipeline replaced": (["predict", "{csv}", "{out}"], 4, "pipeline.skops (changed)"),
     "model spec edited": (["predict", "{csv}", "{out}"], 4, "model.json (changed)"),
     "model file added": (["predict", "{csv}", "{out}"], 4, "python_model.pkl (added)"),
