@@ -61,8 +61,22 @@ def describe_gold(config: PipelineConfig, spec: FeatureSpec, silver_report: dict
         "cleaning_spec": silver_report["cleaning_spec"],
         "sources": {"silver": silver_report["fingerprint"], "bronze": silver_report["input_fingerprint"]},
         "code_version": code_version,
+        "settings_digest": settings_digest(config),
     }
     return preprocessing, metadata
+
+
+def settings_digest(config: PipelineConfig) -> str:
+    """The digest of the config sections gold is built from (features, preprocessing)."""
+    return digest(config.section_json("features", "preprocessing"))[:12]
+
+
+def built_with_other_settings(config: PipelineConfig, metadata: dict[str, Any]) -> bool:
+    """Whether gold was built from other features/preprocessing settings than ``config``'s: training
+    reads gold's own preprocessing config, so changed settings would be recorded but not used.
+    (Metadata written before the digest was kept cannot tell, and passes.)"""
+    recorded = metadata.get("settings_digest")
+    return recorded is not None and recorded != settings_digest(config)
 
 
 def with_current_counts(previous: dict[str, Any], rows: int, positives: int, null_counts: dict[str, int]) -> dict[str, Any]:

@@ -22,8 +22,9 @@ from prefect.exceptions import TerminationSignal
 from prefect.logging import get_run_logger
 
 from pipeline_core.config import PipelineConfig
-from pipeline_core.errors import Terminated
+from pipeline_core.errors import ConfigError, Terminated
 from pipeline_core.fingerprint import digest
+from pipeline_core.gold_metadata import built_with_other_settings
 from pipeline_core.modeling.budget import deadline, promising, refit_reserve, tuning_schedule
 from pipeline_core.modeling.concurrency import training_plan
 from pipeline_core.modeling.ensemble import build_ensemble
@@ -320,6 +321,9 @@ def train_and_register(config: PipelineConfig, as_of: str | None = None) -> dict
                           plan.tuning_workers)
     store = open_store(config)
     gold = gold_metadata(store, config.dataset.name, as_of)
+    if as_of is None and built_with_other_settings(config, gold):  # (an --as-of retrain reads an old version as it was built)
+        raise ConfigError(f"features/preprocessing: gold/{config.dataset.name} version {gold['version']} was built with other settings "
+                          "than this config's; run `pipeline-cli features` (or `run`) to rebuild gold with them before training")
     # a damaged gold file is named before any run is recorded for it
     delta.refuse_damaged(store, {layout.gold_paths(store, config.dataset.name)["features"]: gold["version"]})
     client, experiment_id = registry.connect(config)

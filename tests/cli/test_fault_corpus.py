@@ -451,6 +451,8 @@ STORE_CASES = {
     "tuning storage unopenable": (["train", "--set", "training.tuning.storage=sqlite:////proc/none/optuna.db"], 4,
                                   "training.tuning.storage sqlite:////proc/none/optuna.db: cannot open it"),
     "export folder is a file": (["train", "--refresh", "--set", "training.export_dir={file}"], 4, "training.export_dir"),
+    "preprocessing changed since gold": (["train", "--set", "preprocessing.scaler=standard"], 2,
+                                         "features/preprocessing: gold/credit_default version 0 was built with other settings"),
     "gold version unknown": (["train", "--as-of", "999"], 3, "--as-of 999: gold/credit_default/features is only at version"),
     "--as-of not a version": (["features", "--as-of", "nope"], 2, "--as-of 'nope': give a table version"),
     "promote unknown version": (["models", "promote", "credit-default-classifier", "99"], 6, "has no version 99"),
