@@ -145,6 +145,12 @@ def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, outp
                     done += flagged.rows
                     if progress:
                         progress(done, total)
+            if total and not out.rows and not allow_empty:
+                quarantine.close()
+                reasons = pl.read_parquet(q_tmp, columns=["_reason"])["_reason"].value_counts(sort=True).head(3).rows()
+                raise DataError(f"{shown}: every one of its {total} rows failed the cleaning rules, so nothing was scored "
+                                f"(most often: {'; '.join(f'{r} ({n})' for r, n in reasons)}); fix the input, or pass "
+                                "--allow-empty to record the batch and write its quarantine file")
             if out.rows and quarantine.rows:
                 out.close()
                 quarantine.close()

@@ -246,6 +246,7 @@ def trained(tmp_path_factory, prefect_harness, demo_dir):
     inputs.mkdir()
     head.drop("AGE").write_csv(inputs / "no_age.csv")
     head.head(0).write_csv(inputs / "empty.csv")
+    head.head(20).with_columns(pl.exclude("ID").str.replace(r".*", "n/a?!")).write_csv(inputs / "all_bad.csv")
     head.write_parquet(inputs / "records.parquet")
     (inputs / "trunc.parquet").write_bytes((inputs / "records.parquet").read_bytes()[:200])
     pl.DataFrame({"a": [[1]], "ID": [1]}).write_parquet(inputs / "nested.parquet")
@@ -257,6 +258,8 @@ def trained(tmp_path_factory, prefect_harness, demo_dir):
 PREDICT_CASES = {
     "missing column": (["{in}/no_age.csv", "{out}/p.parquet"], 3, "missing required column(s) AGE"),
     "no rows": (["{in}/empty.csv", "{out}/p.parquet"], 3, "no rows to score; pass --allow-empty"),
+    "every row quarantined": (["{in}/all_bad.csv", "{out}/p.parquet"], 3,
+                              "all_bad.csv: every one of its 20 rows failed the cleaning rules, so nothing was scored (most often: "),
     "input is output": (["{in}/records.parquet", "{in}/records.parquet"], 2, "is the INPUT"),
     "output not parquet": (["{in}/records.csv", "{out}/p.csv"], 2, "give a path ending in .parquet"),
     "output under /proc": (["{in}/records.csv", "/proc/p.parquet"], 4, "/proc/p.parquet: cannot write in /proc"),
