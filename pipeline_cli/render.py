@@ -237,6 +237,8 @@ def inference_summary(console: Console, s: dict[str, Any]) -> None:
     if s.get("shadow"):
         console.print(f"shadow: {s['shadow']['name']} v{s['shadow']['version']} scored the same rows (shadow_probability); "
                       "`pipeline-cli feedback` compares both once outcomes arrive", highlight=False)
+    if s.get("shadow_skipped"):
+        console.print(f"[yellow]{s['shadow_skipped']}[/]", highlight=False)
     if s["rows_quarantined"]:
         console.print(f"[yellow]quarantined {s['rows_quarantined']:,} row(s)[/] with reasons: {s['quarantine']}", highlight=False)
     if s.get("unseen_category_values"):

@@ -210,12 +210,16 @@ def drift_summary(drift: DriftAccumulator, config: PipelineConfig, gold_metadata
     return report
 
 
+def no_shadow_line(name: str) -> str:
+    return f"no shadow: {name} has no challenger other than the served version, so the batch was scored by the served model alone"
+
+
 def shadow_model(config: PipelineConfig, client: Any, served: ScoringModel) -> ScoringModel | None:
     """The challenger, to score beside the served model; None (with a warning) when there is no other one."""
     name = registry.registered_model_name(config)
     challenger = registry.alias_version(client, name, registry.CHALLENGER)
     if challenger is None or (served.name == name and str(served.version) == challenger):
-        get_run_logger().warning("shadow: %s has no challenger other than the served version; scored without a shadow", name)
+        get_run_logger().warning(no_shadow_line(name))
         return None
     return registry.load_scoring_model(f"models:/{name}/{challenger}", client)
 
@@ -233,6 +237,8 @@ def score_batch(config: PipelineConfig, input_uri: str, output_uri: str, model_u
     summary = score_file(config, model, input_uri, output_uri, gold_metadata=gold_metadata, threshold=threshold,
                          allow_empty=allow_empty, progress=lambda done, total: progress.report("scoring", done, total),
                          record=lambda s: records.record_batch(store, config.dataset.name, s), shadow=challenger)
+    if shadow and challenger is None:  # asked for and not done: the console says so, not only the log file
+        summary["shadow_skipped"] = no_shadow_line(registry.registered_model_name(config))
     get_run_logger().info("scored %d of %d rows (%d quarantined) with %s in %.1fs; drift: %s", summary["rows_scored"],
                           summary["rows_in"], summary["rows_quarantined"], model.uri, summary["seconds"], summary["drift_status"])
     return summary

@@ -189,7 +189,7 @@ print(json.dumps(dict(zip(raw["ID"].astype(str), out["probability"].tolist()))))
 
 
 def test_bad_inputs(model_env, demo_dir, tmp_path):
-    config, _, _ = model_env
+    config, training, _ = model_env
     raw = pl.read_csv(demo_dir / "credit.csv", infer_schema=False).head(300)
     raw.drop("AGE", "LIMIT_BAL").write_csv(tmp_path / "missing.csv")
     (tmp_path / "keep.parquet").write_bytes(b"previous output")
@@ -206,6 +206,11 @@ def test_bad_inputs(model_env, demo_dir, tmp_path):
     assert empty.height == 0 and empty.columns == [*raw.columns, "prediction", "probability", "inference_timestamp", "model_name", "model_version"]
     quarantine = pl.read_parquet(out["quarantine"])
     assert quarantine.height == 0 and quarantine.columns == [*raw.columns, "_reason"]
+    assert "shadow_skipped" not in out
+    # a shadow asked for with no challenger registered: scored alone, and the summary (the console) says so
+    alone = _predict(config, tmp_path / "empty.csv", tmp_path / "e.parquet", allow_empty=True, shadow=True)
+    assert "shadow_probability" not in pl.read_parquet(alone["output"]).columns and not alone.get("shadow")
+    assert alone["shadow_skipped"].startswith(f"no shadow: {training['registered_model']} has no challenger other than the served version")
 
     with pytest.raises(ModelError, match="has no version with alias 'nope'"):
         _predict(config, demo_dir / "credit.csv", tmp_path / "x.parquet", model_uri="models:/credit-default-classifier@nope")
