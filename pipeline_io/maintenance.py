@@ -8,7 +8,6 @@ from pipeline_core.config import PipelineConfig
 from pipeline_io import delta, layout
 from pipeline_io.store import Store, open_store
 
-
 TABLES = ("bronze", "silver", "quarantine", "gold", "monitoring", "performance")
 
 
