@@ -257,7 +257,7 @@ def monitor(config: ConfigOpt, set_: SetOpt = None,
         store = Store(cfg.store.root, cfg.store.s3)
         realized = outcomes.latest_performance(store, cfg.dataset.name)
         shadowed = outcomes.latest_performance(store, cfg.dataset.name, outcomes.SHADOW)
-        return [monitoring.batch_row(r, realized.get(str(r.get("output"))), cfg.training.primary_metric, shadowed.get(str(r.get("output"))))
+        return [monitoring.batch_row(r, realized.get(outcomes.batch_key(r)), cfg.training.primary_metric, shadowed.get(outcomes.batch_key(r)))
                 for r in records.recent_batches(store, cfg.dataset.name, last)]
 
     def drifted(rows: list[dict[str, Any]]) -> None:

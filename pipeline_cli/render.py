@@ -290,6 +290,8 @@ def feedback(console: Console, data: dict[str, Any], elapsed: float, log_path: P
         console.print(table)
     for name in data.get("missing_outputs", []):
         console.print(f"[yellow]predictions file gone, not joined:[/] {name}", highlight=False)
+    for why in data.get("skipped_outputs", []):
+        console.print(f"[yellow]skipped:[/] {why}", highlight=False)
     if data.get("champion"):
         c = data["champion"]
         console.print(f"champion v{c['version']}: realized {c['realized']:.4f} on {c['labelled_rows']:,} rows, holdout {c['holdout']:.4f}",

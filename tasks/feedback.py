@@ -19,7 +19,7 @@ from pipeline_core.config import PipelineConfig
 from pipeline_core.errors import ConfigError, DataError
 from pipeline_core.modeling.metrics import classification_metrics
 from pipeline_core.modeling.promotion import paired_bootstrap
-from pipeline_core.outcomes import degradation, join_outcomes, labels_frame, realized_metrics, shadow_pairs
+from pipeline_core.outcomes import degradation, join_outcomes, labels_frame, no_match_message, realized_metrics, shadow_pairs
 from pipeline_core.redaction import redact
 from pipeline_io import events, layout, outcomes, records, registry
 from pipeline_io.sources import detect_format, fetch_to_local, http_headers, scan_source
@@ -105,16 +105,25 @@ def record_outcomes(config: PipelineConfig, labels_uri: str, label_column: str |
     if not store.exists(meta_uri):
         raise DataError(f"no gold layer for dataset '{name_ds}' in {config.store.root}: train and score before sending outcomes")
     # the positive value is the one gold mapped to 1 when the model was trained
-    labels = labels_frame(raw, config.dataset.id_column, column, store.read_json(meta_uri)["positive_label"])
+    labels = labels_frame(raw, config.dataset.id_column, column, store.read_json(meta_uri)["positive_label"], redact(labels_uri))
     primary = config.training.primary_metric
-    batches, unmatched, gone, judged, shadowed = [], set(labels["id"].to_list()), [], [], []
+    batches, unmatched, gone, judged, shadowed, skipped = [], set(labels["id"].to_list()), [], [], [], []
+    joinable, scored_example = 0, None
     for record in records.recent_batches(store, name_ds, last=10**9):
-        scored = outcomes.scored_rows(store, record["output"], config.dataset.id_column)
+        try:
+            scored = outcomes.scored_rows(store, record, config.dataset.id_column)
+        except outcomes.Unjoinable as exc:
+            # one unusable file must not hold back the outcomes of every other batch
+            logger.warning("feedback: %s", exc)
+            skipped.append(str(exc))
+            continue
         if scored is None:
             gone.append(record["output"])
             continue
+        joinable += 1
         joined = join_outcomes(scored, labels)
         if joined.height == 0:
+            scored_example = scored_example or next(iter(scored["id"].drop_nulls().head(1).to_list()), None)
             continue
         unmatched -= set(joined["id"].to_list())
         judged.append((record, len(batches)))
@@ -129,12 +138,15 @@ def record_outcomes(config: PipelineConfig, labels_uri: str, label_column: str |
                             **realized_metrics(joined.with_columns(pl.col("shadow_probability").alias("probability")),
                                                shadow["threshold"])})
             shadowed.append((model, shadow, record["threshold"], joined))
+    if not joinable:
+        why = (f"{len(skipped)} skipped (first: {skipped[0]}), {len(gone)} with the predictions file gone" if skipped
+               else f"{len(gone)} with the predictions file gone" if gone else "none is recorded; predict first")
+        raise DataError(f"{redact(labels_uri)}: no scored batch of dataset '{name_ds}' can take outcomes: {why}")
+    if not batches:
+        raise DataError(f"{redact(labels_uri)}: {no_match_message(config.dataset.id_column, labels, scored_example)}")
     summary: dict[str, Any] = {"layer": "feedback", "status": "ran", "labels": redact(labels_uri), "labelled_ids": labels.height,
                                "matched_ids": labels.height - len(unmatched), "unmatched_ids": len(unmatched),
-                               "batches": batches, "missing_outputs": gone, "events": [], "rollback": None}
-    if not batches:
-        logger.warning("feedback: none of the %d labelled ids matches a scored row of a recorded batch", labels.height)
-        return {**summary, "status": "unmatched"}
+                               "batches": batches, "missing_outputs": gone, "skipped_outputs": skipped, "events": [], "rollback": None}
     summary["table"] = outcomes.record_performance(store, name_ds, batches)
     client, experiment_id = registry.connect(config)
     run_ids = [registry.log_outcome_run(experiment_id, batch, primary) for batch in batches]

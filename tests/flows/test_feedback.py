@@ -86,7 +86,11 @@ def test_outcomes_give_realized_metrics_and_a_degraded_champion_is_rolled_back(t
     assert (got["model_version"], fed["events"], fed["rollback"]) == ("1", [], None)  # healthy: nothing to act on
     cfg = load_config(config, QUICK)
     stored = outcomes.latest_performance(Store(cfg.store.root), cfg.dataset.name)
-    assert stored[got["output"]]["metrics"]["roc_auc"] == pytest.approx(want["roc_auc"])
+    assert stored[outcomes.batch_key(got)]["metrics"]["roc_auc"] == pytest.approx(want["roc_auc"])
+    from pipeline_io import maintenance
+
+    commits = maintenance.history(cfg, "performance")  # the outcomes table is one of the store's tables
+    assert [(c["version"], c["operation"], c["rows"]) for c in commits] == [(0, "WRITE", 1)]
     runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.kind = 'outcomes'", output_format="list")
     assert runs[0].data.metrics["realized_roc_auc"] == pytest.approx(want["roc_auc"])
 
@@ -262,3 +266,89 @@ def test_a_challenger_clearly_better_on_live_outcomes_is_promoted_from_shadow_ev
     while not (found := [e for e in _events("pipeline.model.promoted") if "shadow on" in e["payload"]["reason"]]) and time.time() < deadline:
         time.sleep(1)
     assert found and found[0]["payload"]["from"] == "1" and found[0]["related"][0]["pipeline.model.version"] == "2"
+
+
+def test_feedback_joins_each_batch_to_its_own_rows_and_skips_files_that_are_not_its_predictions(tmp_path, prefect_harness, demo_dir):
+    """Float-written labels and ids count as their integers; a batch without ids, a predictions path now
+    holding a quarantine file, and a batch whose file a later predict replaced are skipped with a warning,
+    and realized performance stays with the batch it was measured on."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from flows.feedback import feedback_flow
+    from flows.inference import inference_flow
+    from flows.layers import run_flow
+    from pipeline_cli.main import app
+    from pipeline_core.config import load_config
+    from pipeline_io import outcomes, records
+    from pipeline_io.store import Store
+    from tests.conftest import shipped_config
+
+    config = shipped_config("credit_default", demo_dir / "credit.csv", tmp_path)
+    run_flow(str(config), QUICK)
+    cfg = load_config(config, QUICK)
+    store = Store(cfg.store.root)
+    source = pl.read_csv(demo_dir / "credit.csv", infer_schema=False)
+    out = tmp_path / "r.parquet"
+    source.head(1000).write_csv(tmp_path / "first.csv")
+    first = inference_flow(str(config), str(tmp_path / "first.csv"), str(out), overrides=QUICK)
+    source.slice(1000, 500).drop("ID").write_csv(tmp_path / "noid.csv")
+    inference_flow(str(config), str(tmp_path / "noid.csv"), str(tmp_path / "noid.parquet"), overrides=QUICK)
+    source.slice(1500, 300).write_csv(tmp_path / "other.csv")
+    inference_flow(str(config), str(tmp_path / "other.csv"), str(tmp_path / "other.parquet"), overrides=QUICK)
+    shutil.copy(tmp_path / "r.quarantine.parquet", tmp_path / "other.parquet")  # another predict's quarantine file now there
+
+    def realized(output: Path, labels: pl.DataFrame, threshold: float) -> dict:
+        rows = pl.read_parquet(output).with_columns(pl.col("ID").cast(pl.String)).join(labels, on="ID")
+        return classification_metrics(rows["y"].to_numpy(), rows["probability"].to_numpy(), threshold) | {"rows": rows.height}
+
+    # as pandas writes a labels file once a column has a gap: ids 2.0, labels 1.0 / 0.0
+    truth = source.head(700).select("ID", pl.col(TARGET).cast(pl.Int8).alias("y"))
+    (truth.select(pl.col("ID").cast(pl.Float64), pl.col("y").cast(pl.Float64).alias(TARGET))
+          .vstack(pl.DataFrame({"ID": [5000.0], TARGET: [None]}, schema={"ID": pl.Float64, TARGET: pl.Float64}))
+          .write_csv(tmp_path / "floats.csv"))
+    assert "1.0" in (tmp_path / "floats.csv").read_text()
+    fed = feedback_flow(str(config), str(tmp_path / "floats.csv"), QUICK)
+    want = realized(out, truth, first["threshold"])
+    [got] = fed["batches"]
+    assert got["output"] == str(out) and got["labelled_rows"] == want["rows"] > 600  # a few rows were quarantined, not scored
+    assert (fed["labelled_ids"], fed["matched_ids"]) == (700, want["rows"])  # the id without a label is dropped
+    assert got["metrics"]["roc_auc"] == pytest.approx(want["roc_auc"], abs=1e-12) and got["metrics"]["roc_auc"] > 0.6
+    assert sorted(fed["skipped_outputs"]) == [
+        f"{tmp_path / 'noid.parquet'}: no id column 'ID' (dataset.id_column) in the predictions, no id to join outcomes on; not joined",
+        f"{tmp_path / 'other.parquet'}: not a predictions file (no probability, prediction, inference_timestamp), so not joined"]
+
+    # a later predict to the same path: the new batch has no outcomes yet, the old keeps its own
+    source.slice(1800, 600).write_csv(tmp_path / "second.csv")
+    second = inference_flow(str(config), str(tmp_path / "second.csv"), str(out), overrides=QUICK)
+    [newest, *_, oldest] = records.recent_batches(store, cfg.dataset.name, last=10)
+    assert (newest["inference_timestamp"], oldest["inference_timestamp"]) == (second["inference_timestamp"], first["inference_timestamp"])
+    known = outcomes.latest_performance(store, cfg.dataset.name)
+    assert outcomes.batch_key(newest) not in known
+    assert known[outcomes.batch_key(oldest)]["metrics"]["roc_auc"] == pytest.approx(want["roc_auc"])
+    later = source.slice(1800, 400).select("ID", pl.col(TARGET).cast(pl.Int8).alias("y"))
+    later.rename({"y": TARGET}).write_csv(tmp_path / "later.csv")
+    shown = CliRunner().invoke(app, ["feedback", str(tmp_path / "later.csv"), "--config", str(config),
+                                     *[a for o in QUICK for a in ("--set", o)], "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.count("overwritten by a later batch") == 1
+    [now] = json.loads(shown.stdout)["result"]["batches"]
+    want2 = realized(out, later, second["threshold"])
+    assert now["labelled_rows"] == want2["rows"] and now["metrics"]["roc_auc"] == pytest.approx(want2["roc_auc"], abs=1e-12)
+    known = outcomes.latest_performance(store, cfg.dataset.name)
+    assert known[outcomes.batch_key(newest)]["metrics"]["roc_auc"] == pytest.approx(want2["roc_auc"])
+    assert known[outcomes.batch_key(oldest)]["metrics"]["roc_auc"] == pytest.approx(want["roc_auc"])  # not credited with the new rows
+
+    # labels that cannot be joined are one line of error, and nothing is recorded
+    table = outcomes.performance_table(store, cfg.dataset.name)
+    before = pl.read_delta(table).height
+    pl.DataFrame({"ID": ["C-1", "C-2"], TARGET: ["1", "0"]}).write_csv(tmp_path / "foreign.csv")
+    pl.DataFrame({"ID": ["1", "2"], TARGET: ["yes", "no"]}).write_csv(tmp_path / "yesno.csv")
+    for name, expected in [("foreign.csv", "none of the 2 labelled ids matches a scored row by 'ID' (dataset.id_column): the labels "
+                                           "have ids like 'C-1', the scored batches like '1801'"),
+                           ("yesno.csv", f"label column '{TARGET}' has 2 values ('no', 'yes')")]:
+        result = CliRunner().invoke(app, ["feedback", str(tmp_path / name), "--config", str(config),
+                                          *[a for o in QUICK for a in ("--set", o)]])
+        assert result.exit_code == 3 and result.stderr.strip().count("\n") == 0 and expected in result.stderr, result.output
+    assert pl.read_delta(table).height == before
