@@ -198,6 +198,10 @@ def _predict(command: str, config: str, input_uri: str, output_uri: str, model: 
         from pipeline_core.config import load_config
 
         loaded = load_config(config, opts.overrides)
+        if model is not None:
+            from pipeline_io.registry import check_model_uri
+
+            check_model_uri(model, "MODEL_URI" if command == "inference-pipeline" else "--model")
         from flows.inference import inference_flow
         from pipeline_core import progress
 
@@ -292,7 +296,7 @@ def serve_model(config: ConfigOpt, set_: SetOpt = None, model: ModelOpt = None,
             raise ConfigError(f"--host {host}: the scoring server has no authentication; put it behind an authenticating proxy "
                               "and pass --allow-remote, or use 127.0.0.1")
         cfg = load_config(config, opts.overrides)
-        client, _ = registry.connect(cfg)
+        client, _ = registry.connect(cfg, existing=True)
         uri = model or registry.default_model_uri(cfg)
         name, version = registry.registered_version(client, uri)
         if not (name and version):
@@ -460,12 +464,13 @@ def _registry(command: str, config: str, set_: list[str] | None, json_: bool, de
             from pipeline_cli.runtime import running_mlflow_server
             from pipeline_io.registry_rest import RestRegistry, ServerUnavailable
 
-            if url := running_mlflow_server(registry.tracking_uri(cfg)):
+            if url := running_mlflow_server(registry.tracking_uri(cfg, create=False)):
                 try:
                     return call(registry, RestRegistry(url))
                 except ServerUnavailable as exc:  # it stopped meanwhile: the store itself answers
                     logging.getLogger(__name__).warning("MLflow server did not answer (%s); reading the store directly", exc)
-        client, _ = registry.connect(cfg)
+        # every models command needs a registered model: a missing store is a mistyped location, not one to create
+        client, _ = registry.connect(cfg, existing=True)
         return call(registry, client)
 
     execute(opts, body, render=render)
@@ -487,7 +492,7 @@ def models_describe(name: NameArg, config: ConfigOpt, set_: SetOpt = None, json_
 
 @models_app.command("history", help="Every alias move of a model: when, which version, which metrics, why.")
 def models_history(name: NameArg, config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False) -> None:
-    _registry("models-history", config, set_, json_, debug, lambda t, c: t.alias_history(c, name), "alias_history",
+    _registry("models-history", config, set_, json_, debug, lambda t, c: t.model_history(c, name), "alias_history",
               server_may_answer=True)
 
 

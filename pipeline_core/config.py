@@ -411,13 +411,15 @@ def _format_error(source: str, err: ValidationError) -> str:
 
 
 def _allowed_keys_hint(loc: tuple[Any, ...]) -> str:
+    """The keys a section accepts, as the YAML spells them (a field's alias where it has one)."""
     model: Any = PipelineConfig
     for part in loc[:-1]:
-        field = model.model_fields.get(str(part)) if hasattr(model, "model_fields") else None
+        keys = {f.alias or n: f for n, f in model.model_fields.items()} if hasattr(model, "model_fields") else {}
+        field = keys.get(str(part))
         if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
             return ""
         model = field.annotation
-    return "; allowed keys: " + ", ".join(model.model_fields)
+    return "; allowed keys: " + ", ".join(f.alias or n for n, f in model.model_fields.items())
 
 
 def parse_config(raw: Any, overrides: list[str] | None = None, source: str = "config") -> PipelineConfig:

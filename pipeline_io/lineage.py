@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 
 from pipeline_core.config import PipelineConfig
-from pipeline_core.errors import DataError, ModelError, first_line
+from pipeline_core.errors import ConfigError, DataError, ModelError, first_line
 from pipeline_io import delta, layout, registry
 from pipeline_io.store import Store, open_store
 
@@ -38,18 +38,19 @@ def model_version(client: Any, ref: str) -> Any:
     """The registry entry behind models:/NAME/VERSION or models:/NAME@ALIAS."""
     if not ref.startswith("models:/"):
         raise ModelError(f"{ref!r}: give a predictions file or a registered model as models:/NAME/VERSION or models:/NAME@ALIAS")
-    name, version = registry.registered_version(client, ref)
-    if version is None:
-        raise ModelError(f"{ref!r}: name a version, e.g. models:/{name}/1 or models:/{name}@champion")
+    name, version = registry.registered_version(client, ref, "TARGET")
+    if version is None:  # a logged model's own URI (models:/m-...): it has no registry entry to follow
+        raise ConfigError(f"TARGET {ref!r}: a logged model, not a registered version; give models:/NAME/VERSION or models:/NAME@ALIAS")
     try:
         return client.get_model_version(name, version)
     except Exception:
+        registry.registered_model(client, name)  # an unknown name: point at the names, not at its versions
         raise ModelError(f"{ref}: model '{name}' has no version {version}; `pipeline-cli models describe {name}` lists them") from None
 
 
 def chain(config: PipelineConfig, target: str) -> dict[str, Any]:
     """The lineage of a predictions file or a registered model version, as one record per link."""
-    client, _ = registry.connect(config)
+    client, _ = registry.connect(config, existing=True)
     store = open_store(config)
     links: dict[str, Any] = {}
     if target.startswith("models:/"):

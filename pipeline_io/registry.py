@@ -11,6 +11,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -41,12 +42,29 @@ _REQUIREMENTS = ["tabular-pipeline", "mlflow", "scikit-learn", "skops", "polars"
                  *sorted({spec.package for spec in MODEL_SPECS.values()} - {"scikit-learn"})]
 
 
-def tracking_uri(config: PipelineConfig) -> str:
+def tracking_uri(config: PipelineConfig, *, create: bool = True) -> str:
+    """``create``: make the store's folder for its database; a command that only reads must not, or a
+    mistyped store.root would leave folders wherever it points."""
     if config.mlflow.tracking_uri:
         return config.mlflow.tracking_uri
     db = layout.tracking_db(config.store.root)
-    db.parent.mkdir(parents=True, exist_ok=True)
+    if create:
+        db.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{db}"
+
+
+def require_tracking_store(config: PipelineConfig) -> str:
+    """The tracking URI of a store that must already exist: a command that only reads the registry refuses a
+    missing SQLite database rather than creating an empty one where a mistyped location points."""
+    uri = tracking_uri(config, create=False)
+    db = sqlite_path(uri)
+    if db is None or db.exists():
+        return uri
+    if config.mlflow.tracking_uri:
+        raise StorageError(f"mlflow.tracking_uri {uri}: no MLflow store there yet; train a model first (`pipeline-cli run`) "
+                           "or fix mlflow.tracking_uri")
+    raise StorageError(f"store.root {config.store.root}: no MLflow store there yet ({db} is missing); train a model first "
+                       "(`pipeline-cli run`) or fix store.root")
 
 
 def artifact_location(config: PipelineConfig) -> str:
@@ -159,14 +177,16 @@ def server_for(uri: str) -> str | None:
     return url if url and store and same_tracking_store(store, uri) else None
 
 
-def connect(config: PipelineConfig, *, through_server: bool = False) -> tuple[Any, str]:
+def connect(config: PipelineConfig, *, through_server: bool = False, existing: bool = False) -> tuple[Any, str]:
     """Point MLflow at the configured store and make sure the experiment exists; fail clearly if unreachable.
+
+    ``existing``: refuse a local store that has no database yet (`require_tracking_store`) instead of creating it.
 
     ``through_server``: talk to the store through the MLflow server of `server start --mlflow` when
     one serves it (`server_for`), which spares this process opening the SQLite store (its schema
     check is the slow part); back to the store itself if that server does not answer.
     """
-    uri = tracking_uri(config)
+    uri = require_tracking_store(config) if existing else tracking_uri(config)
     if through_server and (url := server_for(uri)):
         from pipeline_io.registry_rest import healthy
 
@@ -255,6 +275,36 @@ def log_raw_record_model(model: Any, input_example: Any, optional_columns: set[s
         )
 
 
+def version_number(value: str, what: str, name: str | None = None) -> str:
+    """A model version as the registry spells it ("01" -> "1"): the alias history and rollbacks compare versions
+    as text, so a version taken from the user is normalised before it is looked up or recorded."""
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit()) or int(text) == 0:
+        listing = f"`pipeline-cli models describe {name}` lists them" if name else "`pipeline-cli models describe NAME` lists them"
+        raise ConfigError(f"{what}: a model version is a whole number from 1, e.g. 1; {listing}")
+    return str(int(text))
+
+
+def _same_version(a: Any, b: Any) -> bool:
+    # histories written before versions were normalised may hold "01" for version 1
+    return _version_key(a) == _version_key(b)
+
+
+def _version_key(version: Any) -> str:
+    text = str(version)
+    return str(int(text)) if text.isascii() and text.isdigit() else text
+
+
+def registered_model(client: Any, name: str) -> Any:
+    """The registered model ``name``, or a ModelError that points at the list of names."""
+    try:
+        return client.get_registered_model(name)
+    except ServerUnavailable:
+        raise  # not an answer: the caller reads the store instead
+    except Exception:
+        raise ModelError(f"no registered model '{name}'; `pipeline-cli models list` shows the names") from None
+
+
 def alias_version(client: Any, name: str, alias: str) -> str | None:
     """The version an alias names, or None (no such model or alias)."""
     try:
@@ -280,8 +330,9 @@ def holdout_metrics(client: Any, mv: Any) -> dict[str, float]:
 def record_alias(client: Any, name: str, alias: str, version: str, metrics: dict[str, float], reason: str,
                  **facts: str) -> dict[str, Any]:
     """Move an alias and keep the move as a tag of the version (one tag per move, never rewritten)."""
+    version = _version_key(version)
     client.set_registered_model_alias(name, alias, version)
-    entry = {"at": datetime.now(timezone.utc).isoformat(), "alias": alias, "version": str(version),
+    entry = {"at": datetime.now(timezone.utc).isoformat(), "alias": alias, "version": version,
              "metrics": {k: round(v, 6) for k, v in metrics.items()}, "reason": reason, **facts}
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     client.set_model_version_tag(name, version, f"{HISTORY_PREFIX}{stamp}:{alias}", json.dumps(entry))
@@ -296,6 +347,12 @@ def alias_history(client: Any, name: str) -> list[dict[str, Any]]:
     return sorted(entries, key=lambda e: e["at"])
 
 
+def model_history(client: Any, name: str) -> list[dict[str, Any]]:
+    """`alias_history` of a model a person named: an unknown name is a mistake, not a model without moves."""
+    registered_model(client, name)
+    return alias_history(client, name)
+
+
 def champion_line(history: list[dict[str, Any]]) -> list[str]:
     """The champions in the order they took over, with rolled-back ones taken off: the last is the
     current champion, the one before it is where a rollback goes."""
@@ -303,10 +360,11 @@ def champion_line(history: list[dict[str, Any]]) -> list[str]:
     for entry in history:
         if entry["alias"] != CHAMPION:
             continue
-        if entry.get("rollback_of") is not None and line and line[-1] == entry["rollback_of"]:
+        version = _version_key(entry["version"])
+        if entry.get("rollback_of") is not None and line and _same_version(line[-1], entry["rollback_of"]):
             line.pop()
-        if not line or line[-1] != entry["version"]:
-            line.append(entry["version"])
+        if not line or line[-1] != version:
+            line.append(version)
     return line
 
 
@@ -316,7 +374,7 @@ def rollback(client: Any, name: str, reason: str) -> dict[str, Any]:
     if current is None:
         raise ModelError(f"model '{name}' has no champion to roll back; `pipeline-cli models list` shows the names")
     line = champion_line(alias_history(client, name))
-    if len(line) < 2 or line[-1] != str(current.version):
+    if len(line) < 2 or not _same_version(line[-1], current.version):
         raise ModelError(f"model '{name}': version {current.version} is the only champion it has had; nothing to roll back to "
                          f"(`pipeline-cli models promote {name} VERSION` picks one by hand)")
     target = line[-2]
@@ -351,12 +409,7 @@ def list_models(client: Any) -> list[dict[str, Any]]:
 
 def describe_model(client: Any, name: str) -> dict[str, Any]:
     """Every version of a model with its aliases, threshold, run and holdout metrics."""
-    try:
-        rm = client.get_registered_model(name)
-    except ServerUnavailable:
-        raise  # not an answer: the caller reads the store instead
-    except Exception:
-        raise ModelError(f"no registered model '{name}'; `pipeline-cli models list` shows the names") from None
+    rm = registered_model(client, name)
     aliases: dict[str, list[str]] = {}
     for alias, version in (getattr(rm, "aliases", {}) or {}).items():
         aliases.setdefault(str(version), []).append(alias)
@@ -372,12 +425,14 @@ def describe_model(client: Any, name: str) -> dict[str, Any]:
 
 def promote(client: Any, name: str, version: str, reason: str) -> dict[str, Any]:
     """A manual champion move, kept in the history like the gate's."""
+    version = version_number(version, f"VERSION {version!r}", name)
+    registered_model(client, name)  # else "no version" would point at a describe that fails too
     try:
-        mv = client.get_model_version(name, str(version))
+        mv = client.get_model_version(name, version)
     except Exception:
         raise ModelError(f"model '{name}' has no version {version}; `pipeline-cli models describe {name}` lists them") from None
     metrics = holdout_metrics(client, mv)
-    return record_alias(client, name, CHAMPION, str(version), {k: v for k, v in metrics.items() if "_at_" not in k}, reason)
+    return record_alias(client, name, CHAMPION, version, {k: v for k, v in metrics.items() if "_at_" not in k}, reason)
 
 
 def log_inference_run(experiment_id: str, summary: dict[str, Any], markdown: str) -> str:
@@ -441,27 +496,44 @@ def default_model_uri(config: PipelineConfig) -> str:
     return f"models:/{registered_model_name(config)}@{config.inference.model_alias}"
 
 
-def registered_version(client: Any, uri: str) -> tuple[str | None, str | None]:
-    """(name, version) that a models:/ URI points at; (None, None) for runs:/."""
+LOGGED_MODEL_ID = re.compile(r"m-[0-9a-f]{32}")
+
+
+def check_model_uri(uri: str, argument: str = "--model") -> tuple[str | None, str | None, str | None]:
+    """(name, version, alias) of a model URI, refused by its form alone before any registry is opened; the
+    error names ``argument``, the option or argument the URI came in."""
+    if not uri.startswith(MODEL_SCHEMES):
+        raise ConfigError(f"{argument} {uri!r}: use models:/<name>/<version>, models:/<name>@<alias> or runs:/<run id>/model")
     if not uri.startswith("models:/"):
-        return None, None
+        return None, None, None
     ref = uri[len("models:/"):]
-    if "@" in ref:
-        name, alias = ref.split("@", 1)
+    if LOGGED_MODEL_ID.fullmatch(ref):  # MLflow 3's own URI of a logged model: like runs:/, not a registered version
+        return None, None, None
+    name, at, alias = ref.partition("@")
+    version = None
+    if not at:
+        name, _, version = ref.partition("/")
+    if not name or not (alias or version):
+        shown = name or "NAME"
+        raise ConfigError(f"{argument} {uri!r}: name a version, e.g. models:/{shown}/1 or models:/{shown}@champion")
+    return name, version_number(version, f"{argument} {uri!r}", name) if version else None, alias or None
+
+
+def registered_version(client: Any, uri: str, argument: str = "--model") -> tuple[str | None, str | None]:
+    """(name, version) that a models:/ URI points at; (None, None) for runs:/."""
+    name, version, alias = check_model_uri(uri, argument)
+    if alias is not None:
         try:
             return name, str(client.get_model_version_by_alias(name, alias).version)
         except Exception:
             raise ModelError(f"model '{name}' has no version with alias '{alias}'; train one (`pipeline-cli train`), "
-                              f"promote one (`pipeline-cli models promote`) or pass --model") from None
-    name, _, version = ref.partition("/")
-    return name, version or None
+                             f"promote one (`pipeline-cli models promote`) or name a version (models:/{name}/VERSION)") from None
+    return name, version
 
 
 def load_scoring_model(uri: str, client: Any) -> ScoringModel:
     """The pyfunc behind a models:/ or runs:/ URI, with its registry name, version and input columns."""
 
-    if not uri.startswith(MODEL_SCHEMES):
-        raise ConfigError(f"--model {uri!r}: use models:/<name>/<version>, models:/<name>@<alias> or runs:/<run id>/model")
     name, version = registered_version(client, uri)
     try:
         # a registered version is loaded only as it was registered; a run's model as given, if in the safe format
@@ -470,10 +542,10 @@ def load_scoring_model(uri: str, client: Any) -> ScoringModel:
         raise
     except Exception as exc:
         first = first_line(exc)
-        raise ModelError(f"--model {uri}: cannot load it ({first}); `pipeline-cli models describe NAME` lists the versions") from None
+        raise ModelError(f"{uri}: cannot load it ({first}); `pipeline-cli models describe NAME` lists the versions") from None
     inner = pyfunc.get_raw_model()
     if not all(hasattr(inner, a) for a in ("cleaning", "features", "pipeline", "threshold")):
-        raise ModelError(f"--model {uri}: not a model logged by this pipeline (it lacks the raw-record cleaning and features)")
+        raise ModelError(f"{uri}: not a model logged by this pipeline (it lacks the raw-record cleaning and features)")
     schema = pyfunc.metadata.get_input_schema()
     columns = schema.input_names() if schema is not None else list(inner.cleaning["renames"])
     from pipeline_core.scoring import ScoringModel

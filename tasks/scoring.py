@@ -228,7 +228,7 @@ def shadow_model(config: PipelineConfig, client: Any, served: ScoringModel) -> S
 def score_batch(config: PipelineConfig, input_uri: str, output_uri: str, model_uri: str | None, threshold: float | None,
                 allow_empty: bool, shadow: bool = False) -> dict[str, Any]:
     """Score one batch with the registered model (and, with ``shadow``, the challenger) and keep its record for `monitor`."""
-    client, _ = registry.connect(config, through_server=True)
+    client, _ = registry.connect(config, through_server=True, existing=True)  # no model to score with in a store not made yet
     model = registry.load_scoring_model(model_uri or registry.default_model_uri(config), client)
     challenger = shadow_model(config, client, model) if shadow else None
     store = open_store(config)

@@ -339,6 +339,7 @@ def test_models_list_falls_back_to_the_store_when_the_mlflow_server_stops_answer
         asked.append(endpoint)
         raise registry_rest.ServerUnavailable(f"{endpoint}: connection refused")
 
+    _registry_with_versions(credit_config, 0)  # a store without models: it answers an empty list
     monkeypatch.setattr("pipeline_cli.runtime.running_mlflow_server", lambda uri: "http://127.0.0.1:9")
     monkeypatch.setattr(registry_rest.RestRegistry, "_get", unreachable)
     result = runner.invoke(app, ["models", "list", "--config", str(credit_config), "--json"])
@@ -441,3 +442,135 @@ with end_without_teardown():
     assert earlier.exists() == handler_before
     assert torn_down.exists() == handler_before  # the teardown is skipped unless a handler came first
     assert (message in done.stderr) if message else done.stderr == ""
+
+
+# -- the registry commands on a registry of bare versions (no training needed) --------------------------------
+
+MODEL = "credit-default-classifier"
+
+
+def _registry_with_versions(config: Path, versions: int, name: str = MODEL):
+    """A tracking store holding ``versions`` versions of ``name`` (none: an empty store), without artifacts."""
+    from pipeline_core.config import load_config
+    from pipeline_io import registry
+
+    client, _ = registry.connect(load_config(str(config), []))
+    if versions:
+        client.create_registered_model(name)
+        for _ in range(versions):
+            client.create_model_version(name, source="file:///nowhere/model")
+    return client
+
+
+def _error(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+def test_promote_normalises_the_version_so_a_rollback_finds_the_champion_before(credit_config):
+    client = _registry_with_versions(credit_config, 2)
+    assert invoke("models", "promote", MODEL, "2", "--config", credit_config).exit_code == 0
+    promoted = invoke("models", "promote", MODEL, "01", "--config", credit_config, "--json")
+    assert promoted.exit_code == 0, promoted.output
+    assert json.loads(promoted.stdout)["result"]["version"] == "1"
+    rolled = invoke("models", "rollback", MODEL, "--config", credit_config, "--json")
+    assert rolled.exit_code == 0, rolled.output
+    assert (json.loads(rolled.stdout)["result"]["version"], json.loads(rolled.stdout)["result"]["previous"]) == ("2", "1")
+    moves = len(json.loads(invoke("models", "history", MODEL, "--config", credit_config, "--json").stdout)["result"])
+    for bad in ("abc", "0", "1.0"):
+        refused = invoke("models", "promote", MODEL, bad, "--config", credit_config)
+        assert refused.exit_code == 2
+        assert _error(refused) == (f"error: VERSION {bad!r}: a model version is a whole number from 1, e.g. 1; "
+                                   f"`pipeline-cli models describe {MODEL}` lists them")
+    assert len(json.loads(invoke("models", "history", MODEL, "--config", credit_config, "--json").stdout)["result"]) == moves
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "2"
+
+
+def test_a_rollback_reads_a_history_that_recorded_a_version_as_typed(credit_config):
+    """Histories written before versions were normalised may hold "01": the champion line still matches."""
+    from pipeline_io.registry import champion_line
+
+    history = [{"alias": "champion", "version": "2"}, {"alias": "champion", "version": "01"}]
+    assert champion_line(history) == ["2", "1"]
+    assert champion_line([*history, {"alias": "champion", "version": "2", "rollback_of": "01"}]) == ["2"]
+
+
+@pytest.mark.parametrize("command", [["models", "list"], ["models", "describe", MODEL], ["models", "history", MODEL],
+                                     ["models", "promote", MODEL, "1"], ["models", "rollback", MODEL],
+                                     ["lineage", f"models:/{MODEL}/1"]])
+def test_registry_commands_never_create_a_tracking_store_where_a_mistyped_location_points(credit_config, tmp_path, command):
+    missing = tmp_path / "nonexistent" / "dir"
+    by_uri = invoke(*command, "--config", credit_config, "--set", f"mlflow.tracking_uri=sqlite:///{missing}/x.db")
+    assert by_uri.exit_code == 4
+    assert _error(by_uri) == (f"error: mlflow.tracking_uri sqlite:///{missing}/x.db: no MLflow store there yet; "
+                              "train a model first (`pipeline-cli run`) or fix mlflow.tracking_uri")
+    by_root = invoke(*command, "--config", credit_config, "--set", f"store.root={missing}")
+    assert by_root.exit_code == 4
+    assert _error(by_root).startswith(f"error: store.root {missing}: no MLflow store there yet (")
+    assert _error(by_root).endswith("is missing); train a model first (`pipeline-cli run`) or fix store.root")
+    assert not (tmp_path / "nonexistent").exists()
+    assert not (tmp_path / "store").exists()  # nor the configured store's
+
+
+@pytest.mark.parametrize("command", [["models", "history", "nope"], ["models", "describe", "nope"], ["models", "promote", "nope", "1"],
+                                     ["lineage", "models:/nope/1"]])
+def test_an_unknown_model_name_points_at_the_list_of_names(credit_config, command):
+    _registry_with_versions(credit_config, 1)
+    result = invoke(*command, "--config", credit_config)
+    assert result.exit_code == 6
+    assert _error(result) == "error: no registered model 'nope'; `pipeline-cli models list` shows the names"
+
+
+def test_lineage_of_an_unknown_alias_hints_at_what_lineage_takes(credit_config):
+    _registry_with_versions(credit_config, 1)
+    result = invoke("lineage", f"models:/{MODEL}@nope", "--config", credit_config)
+    assert result.exit_code == 6
+    assert _error(result) == (f"error: model '{MODEL}' has no version with alias 'nope'; train one (`pipeline-cli train`), "
+                              f"promote one (`pipeline-cli models promote`) or name a version (models:/{MODEL}/VERSION)")
+
+
+@pytest.mark.parametrize("command, argument", [(["predict", "{csv}", "{out}", "--model"], "--model"),
+                                               (["inference-pipeline"], "MODEL_URI"), (["lineage"], "TARGET")])
+@pytest.mark.parametrize("uri, problem", [(f"models:/{MODEL}", f"name a version, e.g. models:/{MODEL}/1 or models:/{MODEL}@champion"),
+                                          (f"models:/{MODEL}/01x", "a model version is a whole number from 1, e.g. 1; "
+                                                                   f"`pipeline-cli models describe {MODEL}` lists them")])
+def test_a_model_uri_without_a_version_is_refused_naming_the_argument(credit_config, demo_dir, tmp_path, command, argument, uri, problem):
+    _registry_with_versions(credit_config, 1)
+    args = [a.format(csv=demo_dir / "credit.csv", out=tmp_path / "p.parquet") for a in command]
+    if command == ["inference-pipeline"]:
+        args += [uri, str(demo_dir / "credit.csv"), str(tmp_path / "p.parquet")]
+    else:
+        args.append(uri)
+    result = invoke(*args, "--config", credit_config)
+    assert result.exit_code == 2
+    assert _error(result) == f"error: {argument} {uri!r}: {problem}"
+    assert not (tmp_path / "p.parquet").exists()
+
+
+def test_a_logged_models_own_uri_is_a_model_not_a_name_missing_its_version(credit_config):
+    """MLflow 3 names a logged model models:/m-<id>: scored like runs:/, and lineage says it is not a registered version."""
+    from pipeline_io.registry import check_model_uri
+
+    logged = "models:/m-82490dadf8024c24b8b0d6e03a9c8b4f"
+    assert check_model_uri(logged) == (None, None, None)
+    _registry_with_versions(credit_config, 1)
+    result = invoke("lineage", logged, "--config", credit_config)
+    assert result.exit_code == 2
+    assert _error(result) == (f"error: TARGET {logged!r}: a logged model, not a registered version; "
+                              "give models:/NAME/VERSION or models:/NAME@ALIAS")
+
+
+def test_inference_pipeline_names_its_positional_model_uri(credit_config, demo_dir, tmp_path):
+    result = invoke("inference-pipeline", "bogus", demo_dir / "credit.csv", tmp_path / "p.parquet", "--config", credit_config)
+    assert result.exit_code == 2
+    assert _error(result) == ("error: MODEL_URI 'bogus': use models:/<name>/<version>, models:/<name>@<alias> "
+                              "or runs:/<run id>/model")
+    assert not (tmp_path / "store").exists()
+
+
+def test_an_unknown_training_key_lists_register_not_its_attribute_name(credit_config):
+    result = invoke("config", "validate", "--config", credit_config, "--set", "training.registr=all")
+    assert result.exit_code == 2
+    allowed = _error(result).split("allowed keys: ", 1)[1].split(", ")
+    assert "register" in allowed and "registration" not in allowed
