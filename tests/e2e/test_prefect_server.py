@@ -363,6 +363,12 @@ def test_models_reads_are_answered_by_the_mlflow_server_of_the_store(server, tmp
     assert over_rest[("history", "a-classifier")] == (0, [move], False)
     code, error, _ = over_rest[("describe", "no-such-model")]
     assert code == 6 and error.startswith("error: no registered model 'no-such-model'"), error
+    code, error, _ = models(other, "list")  # a store with no MLflow database yet is not created by a read
+    assert code == 4 and "no MLflow store there yet" in error and not (tmp_path / "b" / "store" / "mlflow.db").exists(), error
+    from pipeline_core.config import load_config
+    from pipeline_io import registry
+
+    registry.connect(load_config(str(other)))
     assert models(other, "list") == (0, [], True)  # a store the server does not serve is read directly
     # flow commands hand the server and the store it serves to their scoring tasks (`registry.server_for`)
     handed = subprocess.run([sys.executable, "-c", "import os; from pipeline_cli.runtime import use_running_mlflow_server; "
