@@ -147,7 +147,8 @@ def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, outp
                         progress(done, total)
             if total and not out.rows and not allow_empty:
                 quarantine.close()
-                reasons = pl.read_parquet(q_tmp, columns=["_reason"])["_reason"].value_counts(sort=True).head(3).rows()
+                # a row's _reason lists every rule it broke: count the rules, not the combinations
+                reasons = pl.read_parquet(q_tmp, columns=["_reason"])["_reason"].str.split("; ").explode().value_counts(sort=True).head(3).rows()
                 raise DataError(f"{shown}: every one of its {total} rows failed the cleaning rules, so nothing was scored "
                                 f"(most often: {'; '.join(f'{r} ({n})' for r, n in reasons)}); fix the input, or pass "
                                 "--allow-empty to record the batch and write its quarantine file")

@@ -259,7 +259,7 @@ PREDICT_CASES = {
     "missing column": (["{in}/no_age.csv", "{out}/p.parquet"], 3, "missing required column(s) AGE"),
     "no rows": (["{in}/empty.csv", "{out}/p.parquet"], 3, "no rows to score; pass --allow-empty"),
     "every row quarantined": (["{in}/all_bad.csv", "{out}/p.parquet"], 3,
-                              "all_bad.csv: every one of its 20 rows failed the cleaning rules, so nothing was scored (most often: "),
+                              "all_bad.csv: every one of its 20 rows failed the cleaning rules, so nothing was scored (most often: cast:"),
     "input is output": (["{in}/records.parquet", "{in}/records.parquet"], 2, "is the INPUT"),
     "output not parquet": (["{in}/records.csv", "{out}/p.csv"], 2, "give a path ending in .parquet"),
     "output under /proc": (["{in}/records.csv", "/proc/p.parquet"], 4, "/proc/p.parquet: cannot write in /proc"),
