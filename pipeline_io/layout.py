@@ -49,6 +49,11 @@ def monitoring_table(store: Store, dataset: str) -> str:
     return store.uri("monitoring", dataset, "batches")
 
 
+def performance_table(store: Store, dataset: str) -> str:
+    """Realized performance of scored batches, appended by `feedback`."""
+    return store.uri("monitoring", dataset, "performance")
+
+
 def local_state_dir(store_root: str) -> Path:
     """Where the store's local companions live (MLflow database, artifacts, Optuna journals):
     the store root itself, or ./results for an object-storage store."""

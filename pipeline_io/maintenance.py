@@ -13,12 +13,10 @@ TABLES = ("bronze", "silver", "quarantine", "gold", "monitoring", "performance")
 
 def dataset_tables(store: Store, dataset: str) -> dict[str, str]:
     """Every Delta table of a dataset, by name (`TABLES`)."""
-    from pipeline_io.outcomes import performance_table
-
     silver = layout.silver_paths(store, dataset)
     return {"bronze": layout.bronze_table(store, dataset), "silver": silver["data"], "quarantine": silver["quarantine"],
             "gold": layout.gold_paths(store, dataset)["features"], "monitoring": layout.monitoring_table(store, dataset),
-            "performance": performance_table(store, dataset)}
+            "performance": layout.performance_table(store, dataset)}
 
 
 def history(config: PipelineConfig, table: str | None = None, limit: int = 20) -> list[dict[str, Any]]:

@@ -10,14 +10,10 @@ import polars as pl
 
 from pipeline_core.errors import DataError, first_line
 from pipeline_core.outcomes import unjoinable
-from pipeline_io import delta
+from pipeline_io import delta, layout
 from pipeline_io.store import Store
 
 SERVED, SHADOW = "served", "shadow"
-
-
-def performance_table(store: Store, dataset: str) -> str:
-    return store.uri("monitoring", dataset, "performance")
 
 
 class Unjoinable(DataError):
@@ -64,7 +60,7 @@ def _aware(value: datetime) -> datetime:
 
 def record_performance(store: Store, dataset: str, rows: list[dict[str, Any]]) -> str:
     """Append the realized performance of the batches that got outcomes (one commit); returns the table's path."""
-    uri = performance_table(store, dataset)
+    uri = layout.performance_table(store, dataset)
     now = datetime.now(timezone.utc).isoformat()
     frame = pl.DataFrame({
         "received_at": [now] * len(rows),
@@ -85,7 +81,7 @@ def latest_performance(store: Store, dataset: str, role: str = SERVED) -> dict[t
     """{`batch_key` of a scored batch: its newest realized performance} of the served model, or of the
     shadow (``role``); look a batch record up with ``batch_key(record)``. Rows kept before batches were
     told apart have no scoring time (key ``(output, None)``): which batch they judged is not known."""
-    uri = performance_table(store, dataset)
+    uri = layout.performance_table(store, dataset)
     if delta.table(store, uri) is None:
         return {}
     rows = delta.scan(store, uri).sort("received_at").collect().to_dicts()

@@ -285,12 +285,8 @@ def version_number(value: str, what: str, name: str | None = None) -> str:
     return str(int(text))
 
 
-def _same_version(a: Any, b: Any) -> bool:
-    # histories written before versions were normalised may hold "01" for version 1
-    return _version_key(a) == _version_key(b)
-
-
 def _version_key(version: Any) -> str:
+    # histories written before versions were normalised may hold "01" for version 1
     text = str(version)
     return str(int(text)) if text.isascii() and text.isdigit() else text
 
@@ -361,7 +357,7 @@ def champion_line(history: list[dict[str, Any]]) -> list[str]:
         if entry["alias"] != CHAMPION:
             continue
         version = _version_key(entry["version"])
-        if entry.get("rollback_of") is not None and line and _same_version(line[-1], entry["rollback_of"]):
+        if entry.get("rollback_of") is not None and line and line[-1] == _version_key(entry["rollback_of"]):
             line.pop()
         if not line or line[-1] != version:
             line.append(version)
@@ -374,7 +370,7 @@ def rollback(client: Any, name: str, reason: str) -> dict[str, Any]:
     if current is None:
         raise ModelError(f"model '{name}' has no champion to roll back; `pipeline-cli models list` shows the names")
     line = champion_line(alias_history(client, name))
-    if len(line) < 2 or not _same_version(line[-1], current.version):
+    if len(line) < 2 or line[-1] != _version_key(current.version):
         raise ModelError(f"model '{name}': version {current.version} is the only champion it has had; nothing to roll back to "
                          f"(`pipeline-cli models promote {name} VERSION` picks one by hand)")
     target = line[-2]

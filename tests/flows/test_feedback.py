@@ -281,7 +281,7 @@ def test_feedback_joins_each_batch_to_its_own_rows_and_skips_files_that_are_not_
     from flows.layers import run_flow
     from pipeline_cli.main import app
     from pipeline_core.config import load_config
-    from pipeline_io import outcomes, records
+    from pipeline_io import layout, outcomes, records
     from pipeline_io.store import Store
     from tests.conftest import shipped_config
 
@@ -341,7 +341,7 @@ def test_feedback_joins_each_batch_to_its_own_rows_and_skips_files_that_are_not_
     assert known[outcomes.batch_key(oldest)]["metrics"]["roc_auc"] == pytest.approx(want["roc_auc"])  # not credited with the new rows
 
     # labels that cannot be joined are one line of error, and nothing is recorded
-    table = outcomes.performance_table(store, cfg.dataset.name)
+    table = layout.performance_table(store, cfg.dataset.name)
     before = pl.read_delta(table).height
     pl.DataFrame({"ID": ["C-1", "C-2"], TARGET: ["1", "0"]}).write_csv(tmp_path / "foreign.csv")
     pl.DataFrame({"ID": ["1", "2"], TARGET: ["yes", "no"]}).write_csv(tmp_path / "yesno.csv")
