@@ -60,10 +60,15 @@ def refuse_foreign_result(stage_task: Any, config: PipelineConfig, input_fingerp
 
 
 def stage_cache_key(stage: str, *sections: str, code_version: Any) -> Any:
-    """A Prefect ``cache_key_fn`` keyed on ``parameters['input_fingerprint']``."""
+    """A Prefect ``cache_key_fn`` keyed on ``parameters['input_fingerprint']``.
+
+    A run ``as_of`` a past version has a key of its own: its result describes that version, and
+    under the current input's key a later plain run would take it for the current result.
+    """
 
     def key(context: Any, parameters: dict[str, Any]) -> str:
         config = parameters["config"]
+        as_of = [f"as-of {parameters['as_of']}"] if parameters.get("as_of") else []
         return f"{stage}-" + digest(
             stage,
             config.dataset.name,
@@ -71,6 +76,7 @@ def stage_cache_key(stage: str, *sections: str, code_version: Any) -> Any:
             parameters["input_fingerprint"],
             config.section_json(*sections),
             code_version(),
+            *as_of,
         )
 
     return key

@@ -54,6 +54,26 @@ def test_cache_hit_is_not_trusted_when_output_was_deleted(credit_config):
     assert os.path.exists(os.path.join(store, "gold", "credit_default", "features_metadata.json"))
 
 
+def test_a_features_run_as_of_a_past_silver_version_is_not_reused_as_the_current_gold(tmp_path, credit_config, demo_dir):
+    from flows.layers import features_flow, run_flow
+
+    raw = pl.read_csv(demo_dir / "credit.csv", infer_schema=False)
+    day1, day2 = tmp_path / "day1.csv", tmp_path / "day2.csv"
+    raw.slice(0, 1000).write_csv(day1)
+    raw.slice(1000).write_csv(day2)
+    first = run_flow(str(credit_config), [f"dataset.source={day1}"], through="gold")
+    second = run_flow(str(credit_config), [f"dataset.source={day2}"], through="gold")
+    assert second[2]["rows_out"] > first[2]["rows_out"]
+
+    old = features_flow(str(credit_config), [f"dataset.source={day2}"], as_of=str(first[1]["versions"]["data"]))
+    assert old["rows_out"] == first[2]["rows_out"]
+
+    # the plain run that follows builds gold from the current silver again, not from the as-of result
+    again = run_flow(str(credit_config), [f"dataset.source={day2}"], through="gold")
+    assert again[2]["status"] == "ran"
+    assert again[2]["rows_out"] == second[2]["rows_out"] and again[2]["silver_version"] == second[1]["versions"]["data"]
+
+
 def test_silver_before_bronze_is_a_clear_error(credit_config):
     from flows.layers import silver_flow
 
