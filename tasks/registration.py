@@ -19,7 +19,7 @@ from pipeline_core.config import PipelineConfig
 from pipeline_core.modeling.holdout import TrainingData, raw_holdout
 from pipeline_core.modeling.metrics import classification_metrics
 from pipeline_core.modeling.promotion import gate_decision, paired_bootstrap
-from pipeline_io import events, model_format, model_integrity, registry
+from pipeline_io import events, layout, model_format, model_integrity, registry
 from pipeline_io.readers import load_training_data
 from pipeline_io.store import open_store
 from pipeline_io.workarounds import quiet_stderr
@@ -30,7 +30,35 @@ log = logging.getLogger(__name__)
 def lineage_tags(data: TrainingData) -> dict[str, str]:
     meta = data.metadata
     return {"gold_table": meta["tables"]["features"], "gold_version": str(meta["version"]), "silver_version": str(meta["silver_version"]),
-            "feature_version": meta["feature_version"]}
+            "feature_version": meta["feature_version"], **predicted_class(meta)}
+
+
+def predicted_class(meta: dict[str, Any]) -> dict[str, str]:
+    """What a model's probability is the probability of: the target column and its positive label."""
+    target, label = meta.get("preprocessing", {}).get("target"), meta.get("positive_label")
+    return {} if target is None or label is None else {"target": str(target), "positive_label": str(label)}
+
+
+def champion_predicts(config: PipelineConfig, tags: dict[str, str]) -> dict[str, str] | None:
+    """The champion's target and positive label: from its tags, or (a version registered before they were tagged)
+    from the gold metadata of the version it learnt from; None when neither is there to read."""
+    if "target" in tags and "positive_label" in tags:
+        return {"target": tags["target"], "positive_label": tags["positive_label"]}
+    store = open_store(config)
+    folder = layout.gold_paths(store, config.dataset.name)["versions"]
+    if "gold_version" not in tags or not tags["gold_version"].isdigit():
+        return None
+    uri = layout.version_record(folder, int(tags["gold_version"]))
+    return predicted_class(store.read_json(uri)) if store.exists(uri) else None
+
+
+def incomparable(name: str, version: str, champion: dict[str, str], candidate: dict[str, str]) -> str | None:
+    """Why the gate cannot compare a candidate with a champion that predicts another class, or None when they agree."""
+    if champion == candidate:
+        return None
+    return (f"the champion ({name} v{version}) predicts {champion['target']} = {champion['positive_label']}, this model "
+            f"{candidate['target']} = {candidate['positive_label']}: their scores cannot be compared; give this model its own "
+            f"name (mlflow.registered_model) or promote it by hand (`pipeline-cli models promote {name} VERSION`)")
 
 
 def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[dict[str, Any]], parent_run_id: str,
@@ -47,26 +75,30 @@ def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[d
     current = registry.champion_version(client, name)
     champion_metrics, evidence = None, None
     judged_by = current.tags.get(model_integrity.HOLDOUT_DIGEST_TAG) if current is not None else None
-    if current is not None and current.tags.get("refit_full") == "true" and judged_by is None:
+    champion_class = champion_predicts(config, current.tags) if current is not None else None
+    mismatch = incomparable(name, str(current.version), champion_class, predicted_class(data.metadata)) if champion_class else None
+    # a champion that predicts another class is not scored at all: against these labels it would answer the wrong question
+    rival = None if mismatch else current
+    if rival is not None and rival.tags.get("refit_full") == "true" and judged_by is None:
         # refitted on all rows by an earlier release, which kept no record of the model it was judged by before the
         # refit: it has seen this holdout, so its holdout scores from before the refit stand in
-        champion_metrics = registry.holdout_metrics(client, current)
-    elif current is not None and current.tags.get(model_format.FORMAT_TAG) != model_format.FORMAT:
+        champion_metrics = registry.holdout_metrics(client, rival)
+    elif rival is not None and rival.tags.get(model_format.FORMAT_TAG) != model_format.FORMAT:
         # an older release's pickled champion is never loaded: its own recorded holdout scores stand in
         log.warning("champion %s v%s predates the safe model format: compared by the metrics recorded with it, not rescored",
-                    name, current.version)
-        champion_metrics = registry.holdout_metrics(client, current)
-    elif current is not None:
+                    name, rival.version)
+        champion_metrics = registry.holdout_metrics(client, rival)
+    elif rival is not None:
         shown = f"models:/{name}@{registry.CHAMPION}"
         if judged_by is not None:
             # refitted on all rows, the champion has seen this holdout; the model it was judged by before the refit
             # has not while gold is unchanged (same rows, same split), and is what the candidate's holdout model
             # is compared with (after new rows, like any champion, it may have trained on some holdout rows)
-            champion = model_integrity.load_judged_model(current.tags["holdout_run_id"], judged_by, shown)
+            champion = model_integrity.load_judged_model(rival.tags["holdout_run_id"], judged_by, shown)
         else:
-            champion = model_integrity.load_verified(client, name, str(current.version), shown)
+            champion = model_integrity.load_verified(client, name, str(rival.version), shown)
         proba = champion.predict(holdout)["probability"].to_numpy()
-        champion_threshold = float(current.tags.get("threshold", 0.5))
+        champion_threshold = float(rival.tags.get("threshold", 0.5))
         champion_metrics = classification_metrics(data.split.y_test, proba, champion_threshold)
         gate = config.mlflow.promotion
         if gate.confidence > 0 and candidate_probabilities is not None:
@@ -91,8 +123,8 @@ def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[d
     for key, value in lineage_tags(data).items():  # which gold version (and table) the model learnt from
         client.set_model_version_tag(name, version.version, key, value)
     registry.record_alias(client, name, registry.CHALLENGER, version.version, best["metrics"], "best model of this training run")
-    promote, reason = gate_decision(best["metrics"], champion_metrics, cfg.primary_metric, config.mlflow.min_metrics,
-                                    evidence, config.mlflow.promotion.min_improvement)
+    promote, reason = (False, mismatch) if mismatch else gate_decision(best["metrics"], champion_metrics, cfg.primary_metric,
+                                                                      config.mlflow.min_metrics, evidence, config.mlflow.promotion.min_improvement)
     if evidence is not None:  # the interval the decision rests on, kept with the version it judged
         client.set_model_version_tag(name, version.version, "gate_evidence", json.dumps({**asdict(evidence), "champion": str(current.version)}))
     if promote:

@@ -477,6 +477,8 @@ def test_retraining_as_of_an_old_gold_version_reproduces_the_old_model_and_linea
     again = training_flow(str(config), ONE_MODEL, as_of=str(layers1[2]["version"]))
     assert again["gold_version"] == first["gold_version"] == layers1[2]["version"]
     assert again["models"][0]["metrics"] == first["models"][0]["metrics"]  # exactly the old model's numbers
+    # the as-of result is not the current one: a plain run after it answers with the model of the current gold
+    assert training_flow(str(config), ONE_MODEL)["gold_version"] == layers2[2]["version"]
 
     links = chain(load_config(config, ONE_MODEL), f"models:/{first['registered_model']}/{first['version']}")
     assert links["gold"]["version"] == layers1[2]["version"] and links["gold"]["table"] == "gold/credit_default/features"
@@ -489,6 +491,27 @@ def test_retraining_as_of_an_old_gold_version_reproduces_the_old_model_and_linea
     shown = CliRunner().invoke(app, ["lineage", f"models:/{first['registered_model']}/{first['version']}", "--config", str(config)])
     assert shown.exit_code == 0, shown.output
     assert f"gold/credit_default/features version {layers1[2]['version']}" in shown.stdout and layers1[0]["batch_id"] in shown.stdout
+
+
+def test_the_gate_does_not_compare_a_model_of_another_positive_label_with_the_champion(tmp_path, prefect_harness, demo_dir):
+    from mlflow import MlflowClient
+
+    from flows.layers import run_flow
+    from flows.training import training_flow
+    from tests.conftest import shipped_config
+
+    config = shipped_config("credit_default", demo_dir / "credit.csv", tmp_path)
+    run_flow(str(config), ONE_MODEL, through="gold")
+    first = training_flow(str(config), ONE_MODEL)
+    assert first["promoted"]
+    flipped = [*ONE_MODEL, "dataset.positive_label=0"]
+    run_flow(str(config), flipped, through="gold")
+    second = training_flow(str(config), flipped)
+    # scored against labels where 0 is positive, the champion's P(default) would have lost by about 0.6 of ROC-AUC
+    assert not second["promoted"] and second["champion_version"] == first["version"]
+    assert "predicts default_payment_next_month = 1, this model default_payment_next_month = 0" in second["reason"]
+    tags = MlflowClient().get_model_version(second["registered_model"], second["version"]).tags
+    assert (tags["target"], tags["positive_label"]) == ("default_payment_next_month", "0")
 
 
 def test_one_time_budget_bounds_all_models_and_tunes_the_most_promising_first(tmp_path, prefect_harness, demo_dir):
