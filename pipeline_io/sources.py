@@ -133,68 +133,75 @@ def read_only_uri(path: Path) -> str:
     return Path(path).resolve().as_uri() + "?mode=ro"
 
 
-def sqlite_tables(path: Path) -> list[str]:
+def sqlite_tables(path: Path, shown: str | None = None) -> list[str]:
     try:
         with sqlite3.connect(read_only_uri(path), uri=True) as conn:
             rows = conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name").fetchall()
     except sqlite3.DatabaseError as exc:
-        raise DataError(f"{path}: not a readable SQLite database ({exc})") from None
+        raise DataError(f"{shown or path}: not a readable SQLite database ({exc})") from None
     return [r[0] for r in rows]
 
 
-def choose_table(path: Path, table: str | None) -> str:
-    tables = sqlite_tables(path)
+def choose_table(path: Path, table: str | None, shown: str | None = None) -> str:
+    name = shown or str(path)
+    tables = sqlite_tables(path, name)
     if not tables:
-        raise DataError(f"{path}: SQLite database has no tables")
+        raise DataError(f"{name}: SQLite database has no tables")
     if table is None:
         if len(tables) > 1:
-            raise DataError(f"{path}: several tables {tables}; set dataset.table to one of them")
+            raise DataError(f"{name}: several tables {tables}; set dataset.table to one of them")
         return tables[0]
     if table not in tables:
-        raise DataError(f"{path}: no table '{table}' (dataset.table); tables are {tables}")
+        raise DataError(f"{name}: no table '{table}' (dataset.table); tables are {tables}")
     return table
 
 
-def scan_source(path: Path, fmt: str, table: str | None = None, separator: str = ",", allow_empty: bool = False) -> pl.LazyFrame:
+def scan_source(path: Path, fmt: str, table: str | None = None, separator: str = ",", allow_empty: bool = False,
+                shown: str | None = None) -> pl.LazyFrame:
     """The raw rows, as they are: CSV columns stay text so that nothing is lost at ingest.
 
-    ``allow_empty`` accepts a header (or table) without rows, e.g. an empty inference batch.
+    ``allow_empty`` accepts a header (or table) without rows, e.g. an empty inference batch. ``shown`` is
+    what messages call the file (the source the user named, where ``path`` is a download of it). A
+    ``.tsv`` file is read tab-separated unless another separator than the default is configured.
     """
+    name = shown or str(path)
+    if fmt == "csv" and separator == "," and path.name.lower().endswith(".tsv"):
+        separator = "\t"
     if path.stat().st_size == 0:
-        raise DataError(f"{path}: file is empty")
+        raise DataError(f"{name}: file is empty")
     if fmt == "csv":
         try:
             head = pl.read_csv(path, n_rows=1, infer_schema=False, separator=separator)
         except pl.exceptions.NoDataError:
-            raise DataError(f"{path}: file is empty") from None
+            raise DataError(f"{name}: file is empty") from None
         except pl.exceptions.ComputeError as exc:
-            raise DataError(f"{path}: not a readable CSV file ({first_line(exc)}); save it as UTF-8 CSV") from None
+            raise DataError(f"{name}: not a readable CSV file ({first_line(exc)}); save it as UTF-8 CSV") from None
         if head.height == 0 and not allow_empty:
-            raise DataError(f"{path}: CSV has a header but no rows")
+            raise DataError(f"{name}: CSV has a header but no rows")
         header = pl.read_csv(path, n_rows=1, has_header=False, infer_schema=False, separator=separator).row(0)
-        repeated = sorted({name for name in header if header.count(name) > 1}, key=str)
+        repeated = sorted({col for col in header if header.count(col) > 1}, key=str)
         if repeated:
-            raise DataError(f"{path}: column {', '.join(repr(n) for n in repeated)} appears more than once in the header; "
+            raise DataError(f"{name}: column {', '.join(repr(n) for n in repeated)} appears more than once in the header; "
                             "rename the copies so each column has one name")
         return pl.scan_csv(path, infer_schema=False, separator=separator)
     if fmt == "parquet":
         try:
             schema = pl.read_parquet_schema(path)
         except Exception as exc:  # pyarrow and polars raise different types for a corrupt file
-            raise DataError(f"{path}: not a readable Parquet file ({first_line(exc)})") from None
-        nested = [f"{name} ({dtype})" for name, dtype in schema.items() if dtype.is_nested()]
+            raise DataError(f"{name}: not a readable Parquet file ({first_line(exc)})") from None
+        nested = [f"{col} ({dtype})" for col, dtype in schema.items() if dtype.is_nested()]
         if nested:
-            raise DataError(f"{path}: nested column(s) {', '.join(nested)}: the pipeline reads flat tables; "
+            raise DataError(f"{name}: nested column(s) {', '.join(nested)}: the pipeline reads flat tables; "
                             "flatten or drop them before ingest (e.g. one column per struct field)")
         return pl.scan_parquet(path)
     if fmt == "sqlite":
-        name = choose_table(path, table)
+        chosen = choose_table(path, table, name)
         # The name was checked against sqlite_master above; quoting keeps odd names intact.
-        query = 'SELECT * FROM "{}"'.format(name.replace('"', '""'))
+        query = 'SELECT * FROM "{}"'.format(chosen.replace('"', '""'))
         with sqlite3.connect(read_only_uri(path), uri=True) as conn:
             frame = pl.read_database(query, conn, infer_schema_length=None)
         if frame.height == 0 and not allow_empty:
-            raise DataError(f"{path}: table '{name}' has no rows")
+            raise DataError(f"{name}: table '{chosen}' has no rows")
         return frame.lazy()
-    raise DataError(f"{path}: unsupported format '{fmt}'")
+    raise DataError(f"{name}: unsupported format '{fmt}'")
 

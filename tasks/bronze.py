@@ -21,7 +21,15 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from pipeline_core.cleaning import LINEAGE_COLUMNS, RESERVED_COLUMNS, reserved_names, schema_diff, with_lineage
+from pipeline_core.cleaning import (
+    LINEAGE_COLUMNS,
+    RESERVED_COLUMNS,
+    case_clashes,
+    missing_required,
+    reserved_names,
+    schema_diff,
+    with_lineage,
+)
 from pipeline_core.config import PipelineConfig
 from pipeline_core.errors import DataError, StorageError, first_line
 from pipeline_core.redaction import redact
@@ -86,6 +94,28 @@ def scan_bronze(store: Store, dataset: str, at: int, batches: list[str] | None =
     return frame.select(*raw, *LINEAGE_COLUMNS)
 
 
+def refuse_unfit_columns(config: PipelineConfig, columns: list[str], shown: str) -> None:
+    """Refuse, before anything is stored, a batch that silver could never read: once in bronze, it would stay there."""
+    if clash := reserved_names(columns):
+        raise DataError(f"{shown}: column(s) {', '.join(clash)} have names the pipeline uses for its own columns; "
+                        f"rename them in the source (reserved: {', '.join(RESERVED_COLUMNS)})")
+    if clashes := case_clashes(columns):
+        pairs = ", ".join(f"'{a}' and '{b}'" for a, b in clashes)
+        raise DataError(f"{shown}: columns {pairs} differ only in case, which a Delta table cannot keep apart; rename one in the source")
+    if missing := missing_required(config.dataset, config.cleaning, columns):
+        shown_columns = ", ".join(repr(c) for c in columns[:8]) + (f" and {len(columns) - 8} more" if len(columns) > 8 else "")
+        separator = next((s for s in (";", "\t", "|", ",") if len(columns) == 1 and s in columns[0]), None)
+        hint = (f"its header looks {separator!r}-separated: set dataset.csv_separator" if separator
+                else "check dataset.target / dataset.id_column and the source")
+        raise DataError(f"{shown}: no {' and no '.join(missing)} column among {shown_columns}; {hint}; nothing was stored")
+
+
+def typed_empty_columns(frame: pl.LazyFrame, table_schema: pl.Schema) -> pl.LazyFrame:
+    """Columns without a single value (type Null, e.g. an all-NULL SQLite column) take the table's type for them, else text."""
+    empty = [c for c, t in frame.collect_schema().items() if t == pl.Null]
+    return frame.with_columns(pl.col(c).cast(table_schema.get(c, pl.String)) for c in empty) if empty else frame
+
+
 def ingest_batch(config: PipelineConfig, store: Store, local_path: Path, now: datetime | None = None) -> dict[str, Any]:
     """Append one bronze batch from a fetched source, unless identical content is already there."""
     ds = config.dataset
@@ -93,10 +123,8 @@ def ingest_batch(config: PipelineConfig, store: Store, local_path: Path, now: da
     uri = layout.bronze_table(store, ds.name)
     refuse_parquet_layout(store, ds.name)
     fmt = sources.detect_format(ds.source, ds.format)
-    frame = sources.scan_source(local_path, fmt, ds.table, ds.csv_separator)
-    if clash := reserved_names(list(frame.collect_schema())):
-        raise DataError(f"{shown}: column(s) {', '.join(clash)} have names the pipeline uses for its own columns; "
-                        f"rename them in the source (reserved: {', '.join(RESERVED_COLUMNS)})")
+    frame = sources.scan_source(local_path, fmt, ds.table, ds.csv_separator, shown=shown)
+    refuse_unfit_columns(config, list(frame.collect_schema()), shown)
     fingerprint = sources.file_fingerprint(local_path, extra=f"table={ds.table or ''}")[:FINGERPRINT_CHARS]
     for batch_id in batch_ids(store, ds.name):
         if batch_id.endswith(fingerprint):
@@ -106,27 +134,32 @@ def ingest_batch(config: PipelineConfig, store: Store, local_path: Path, now: da
 
     now = now or datetime.now(timezone.utc)
     batch_id = f"{now:%Y%m%dT%H%M%S%fZ}-{fingerprint}"
-    columns = {c: str(t) for c, t in frame.collect_schema().items()}
     current = delta.table(store, uri)
-    previous = None
-    if current is not None:
-        schema = pl.scan_delta(current).collect_schema()
-        previous = {c: str(t) for c, t in schema.items() if c not in LINEAGE_COLUMNS}
+    table_schema = pl.scan_delta(current).collect_schema() if current is not None else pl.Schema()
+    frame = typed_empty_columns(frame, table_schema)
+    columns = {c: str(t) for c, t in frame.collect_schema().items()}
+    previous = {c: str(t) for c, t in table_schema.items() if c not in LINEAGE_COLUMNS} if current is not None else None
     change = schema_diff(previous, columns)
     if change["changed"]:
-        raise DataError(f"{local_path}: columns changed type since the previous batch {change['changed']}; "
+        raise DataError(f"{shown}: columns changed type since the previous batch {change['changed']}; "
                         "bronze keeps one type per column: convert the source, or ingest it as a new dataset")
+    from deltalake.exceptions import DeltaError
+
     run_id = delta.new_run_id()
     delta.fault_point("bronze:before-commit")
     try:
         raw = with_lineage(frame, shown, batch_id, now.replace(tzinfo=None))
         version = delta.write(store, uri, raw.select(*LINEAGE_COLUMNS, *columns), mode="append", run_id=run_id,
                               facts={"layer": "bronze", "batch_id": batch_id, "source": shown, "format": fmt})
-    except pl.exceptions.PolarsError as exc:
+    except (pl.exceptions.PolarsError, DeltaError) as exc:
         if current is None and not store.exists(f"{uri}/_delta_log"):
             store.remove(uri)  # a first write that never committed: nothing but its own files is there
         # later ones leave files no version names; `pipeline-cli store vacuum` deletes them
-        raise DataError(f"{local_path}: cannot be read as {fmt} ({first_line(exc)})") from None
+        text = str(exc).lower()
+        if isinstance(exc, pl.exceptions.PolarsError) or "utf-8" in text or "utf8" in text:
+            hint = "; save it as UTF-8" if "utf-8" in text or "utf8" in text else ""
+            raise DataError(f"{shown}: cannot be read as {fmt} ({first_line(exc)}){hint}; nothing was stored") from None
+        raise StorageError(f"{store.relative(uri)}: the batch could not be written ({first_line(exc)}); nothing was stored") from None
     delta.fault_point("bronze:after-commit")
     rows = int(delta.committed(store, uri, run_id)["operationMetrics"].get("num_added_rows", 0))
     if any(change.values()):

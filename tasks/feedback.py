@@ -37,7 +37,7 @@ def read_labels(config: PipelineConfig, labels_uri: str, label_column: str | Non
     with tempfile.TemporaryDirectory(prefix="pipeline-feedback-") as tmp:
         local = fetch_to_local(labels_uri, config.store.s3, Path(tmp), ds.http.timeout_seconds, "labels file",
                                headers=http_headers(ds.http, ds.source, labels_uri))
-        raw = scan_source(local, detect_format(labels_uri), None, ds.csv_separator).collect()
+        raw = scan_source(local, detect_format(labels_uri), None, ds.csv_separator, shown=redact(labels_uri)).collect()
     missing = [c for c in (ds.id_column, column) if c not in raw.columns]
     if missing:
         raise DataError(f"{redact(labels_uri)}: missing column(s) {', '.join(missing)}; the labels need the id column "

@@ -122,7 +122,7 @@ def score_file(config: PipelineConfig, model: ScoringModel, input_uri: str, outp
         local = fetch_to_local(input_uri, s3, staging, http.timeout_seconds, "input file",
                                headers=http_headers(http, config.dataset.source, reveal(input_uri)))
         fmt = detect_format(str(local) if not is_s3(input_uri) else input_uri)
-        source = scan_source(local, fmt, None, config.dataset.csv_separator, allow_empty=True)
+        source = scan_source(local, fmt, None, config.dataset.csv_separator, allow_empty=True, shown=shown)
         total, schema, chunks = read_chunks(source, config.inference.chunk_size)
         check_input_columns(list(schema), model, shown)
         if total == 0 and not allow_empty:

@@ -28,6 +28,25 @@ RESERVED_COLUMNS = (*LINEAGE_COLUMNS, REASON, "prediction", "probability", "infe
 def reserved_names(columns: list[str]) -> list[str]:
     """The source columns whose names the pipeline uses for its own columns (compared case-sensitively, as polars does)."""
     return [c for c in columns if c in RESERVED_COLUMNS]
+
+
+def case_clashes(columns: list[str]) -> list[tuple[str, str]]:
+    """Pairs of columns whose names differ only in case: a Delta table's names are case-insensitive."""
+    seen: dict[str, str] = {}
+    clashes = []
+    for c in columns:
+        if c.lower() in seen:
+            clashes.append((seen[c.lower()], c))
+        seen.setdefault(c.lower(), c)
+    return clashes
+
+
+def missing_required(dataset: DatasetConfig, cleaning: CleaningConfig, columns: list[str]) -> list[str]:
+    """The configured target and id columns (``key 'name'``) that a batch with ``columns`` lacks; raw or cleaned names both count."""
+    names = set(columns) | {silver_name(c, cleaning.rename, cleaning.snake_case) for c in columns}
+    refs = [("dataset.target", dataset.target), ("dataset.id_column", dataset.id_column)]
+    return [f"{key} '{ref}'" for key, ref in refs
+            if ref and ref not in names and silver_name(ref, cleaning.rename, cleaning.snake_case) not in names]
 NULL_TOKENS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "?"]
 _TRUE = ["true", "t", "yes", "y", "1"]
 _FALSE = ["false", "f", "no", "n", "0"]

@@ -156,6 +156,13 @@ def _data_cases(tmp: Path, credit: pl.DataFrame) -> dict[str, tuple[list[str], i
         conn.execute("DROP TABLE t")
     _sqlite(tmp, "two.sqlite", {"a": head, "b": head})
     target = "default payment next month"
+    semicolons = _csv(tmp, "semi.csv", head)
+    semicolons.write_text(semicolons.read_text().replace(",", ";"))
+    (tmp / "page.csv").write_text("<!DOCTYPE html>\n<html><body><a href='credit.csv'>credit.csv</a></body></html>\n")
+    lines = _csv(tmp, "latin.csv", credit).read_bytes().split(b"\n")
+    lines[-2] = lines[-2].replace(b",", b",\xe9\xff", 1)  # one Latin-1 value far below the header
+    latin = tmp / "latin.csv"
+    latin.write_bytes(b"\n".join(lines))
     return {
         "missing file": ([f"dataset.source={tmp / 'nope.csv'}"], 3, "nope.csv: source file not found"),
         "folder": ([f"dataset.source={tmp / 'folder.csv'}"], 3, "folder.csv: source file is not a file"),
@@ -184,10 +191,16 @@ def _data_cases(tmp: Path, credit: pl.DataFrame) -> dict[str, tuple[list[str], i
         "header token not exported": (["dataset.source=http://127.0.0.1:9/credit.csv",
                                        "dataset.http.headers_from_env={X-Token: PIPELINE_TEST_UNSET_TOKEN}"], 2,
                                       "header X-Token (from PIPELINE_TEST_UNSET_TOKEN) not set"),
-        # found by silver, after bronze committed the batch: silver and gold stay absent
+        # refused by bronze before it stores anything: such a batch would stay in bronze and fail every later silver run
         "target missing": ([f"dataset.source={_csv(tmp, 't1.csv', head.drop(target))}"], 3,
-                           f"dataset.target column '{target}' is missing"),
-        "id missing": ([f"dataset.source={_csv(tmp, 't2.csv', head.drop('ID'))}"], 3, "dataset.id_column column 'ID' is missing"),
+                           f"t1.csv: no dataset.target '{target}' column among 'ID', 'LIMIT_BAL'"),
+        "id missing": ([f"dataset.source={_csv(tmp, 't2.csv', head.drop('ID'))}"], 3, "t2.csv: no dataset.id_column 'ID' column among"),
+        "semicolon separated": ([f"dataset.source={semicolons}"], 3, "its header looks ';'-separated: set dataset.csv_separator"),
+        "an html page": ([f"dataset.source={tmp / 'page.csv'}"], 3, "page.csv: no dataset.target"),
+        "not utf-8 further down": ([f"dataset.source={latin}"], 3, "latin.csv: cannot be read as csv"),
+        "columns differ in case": ([f"dataset.source={_csv(tmp, 't7.csv', head.with_columns(pl.col('AGE').alias('Age')))}"], 3,
+                                   "columns 'AGE' and 'Age' differ only in case"),
+        # found by silver, after bronze committed the batch: silver and gold stay absent
         "range on text": ([f"dataset.source={_csv(tmp, 't3.csv', head.with_columns(pl.lit('paris').alias('city')))}",
                            "cleaning.ranges={city: {min: 0, max: 3}}"], 2, "cleaning.ranges: column(s) city (str)"),
         "columns collide": ([f"dataset.source={_csv(tmp, 't4.csv', head.rename({'LIMIT_BAL': 'A B'}).with_columns(pl.lit(1).alias('a_b')))}"],
@@ -212,7 +225,7 @@ DATA_CASE_NAMES = ["missing file", "folder", "empty csv", "header only", "duplic
                    "truncated parquet", "nested parquet", "unknown extension", "not sqlite", "sqlite without tables",
                    "sqlite, several tables", "sqlite, no such table", "reserved _source", "reserved _batch_id", "reserved prediction",
                    "reserved probability", "s3 endpoint down", "header token not exported", "target missing", "id missing",
-                   "range on text", "columns collide", "single class", "three classes", "unknown rename", "unknown not_null column"]
+                   "semicolon separated", "an html page", "not utf-8 further down", "columns differ in case", "range on text", "columns collide", "single class", "three classes", "unknown rename", "unknown not_null column"]
 
 
 @pytest.mark.usefixtures("prefect_harness")
@@ -227,6 +240,11 @@ def test_bad_source_is_one_line_with_its_exit_code_and_no_layer_written(tmp_path
     # the class count is gold's check: silver holds the cleaned rows by then
     for layer in ("gold",) if case.endswith("class") or case.endswith("classes") else ("silver", "gold"):
         assert not list((store / layer).rglob("_delta_log")), f"{layer} was written"
+    if case in BRONZE_REFUSES:
+        assert not (store / "bronze").exists() or not any((store / "bronze").iterdir()), "bronze was written"
+
+
+BRONZE_REFUSES = {"target missing", "id missing", "semicolon separated", "an html page", "not utf-8 further down", "columns differ in case"}
 
 
 # -- predict: a refused batch writes no output, no quarantine and no temporary file ---------------------------

@@ -99,6 +99,16 @@ def test_http_404_fails_at_once(credit_config, demo_dir):
     assert sent == [404]
 
 
+def test_a_downloaded_source_is_named_by_its_url_in_errors(tmp_path, credit_config):
+    from flows.layers import bronze_flow
+
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with flaky_file_server(empty) as (url, _):
+        with pytest.raises(DataError, match=f"^{url}: file is empty$"):  # not the temporary file it was downloaded to
+            bronze_flow(str(credit_config), [f"dataset.source={url}"])
+
+
 def test_s3_round_trip_bronze_to_gold(tmp_path, demo_dir, monkeypatch):
     import boto3
 

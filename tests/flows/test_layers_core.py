@@ -236,6 +236,27 @@ def test_parquet_source_keeps_its_types(tmp_path):
     assert report["cleaning_spec"]["types"] == {"id": "int", "x": "float", "y": "bool"}
 
 
+def test_a_column_without_a_value_takes_the_tables_type_or_text(tmp_path):
+    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    pl.DataFrame({"id": [1, 2], "x": [0.5, 1.5], "note": [None, None], "y": [0, 1]}).write_parquet(first)
+    pl.DataFrame({"id": [3], "x": [None], "note": ["late"], "y": [1]}).write_parquet(second)
+    assert pl.read_parquet_schema(first)["note"] == pl.Null and pl.read_parquet_schema(second)["x"] == pl.Null
+    one, store = ingest(cfg(tmp_path, first))
+    assert one["columns"]["note"] == "String"  # no value to tell the type from: text, as CSV columns are
+    two, _ = ingest(cfg(tmp_path, second))
+    assert two["status"] == "ingested" and two["columns"]["x"] == "Float64" and two["schema_change"]["changed"] == {}
+    data = pl.read_delta(store.uri("bronze", "t")).sort("id")
+    assert data["x"].to_list() == [0.5, 1.5, None] and data["note"].to_list() == [None, None, "late"]
+
+
+def test_a_tsv_file_is_read_tab_separated(tmp_path):
+    src = tmp_path / "a.tsv"
+    src.write_text("id\tx\ty\n1\t2,5\t0\n2\t3\t1\n")
+    result, store = ingest(cfg(tmp_path, src))
+    assert result["columns"] == {"id": "String", "x": "String", "y": "String"}
+    assert pl.read_delta(store.uri("bronze", "t")).sort("id")["x"].to_list() == ["2,5", "3"]
+
+
 def test_corrupt_parquet_is_a_clear_error(tmp_path):
     src = tmp_path / "a.parquet"
     src.write_bytes(b"PAR1 this is not parquet")
