@@ -47,10 +47,14 @@ def _one_line_errors(debug: bool) -> Iterator[None]:
 
 
 def _reachable_api_url() -> str:
-    """PREFECT_API_URL (environment or Prefect profile) of a server that answers, else a StorageError."""
+    """PREFECT_API_URL (environment, the server `pipeline-cli server start` runs for this directory, or the
+    Prefect profile) of a server that answers, else a StorageError. Called before Prefect is imported,
+    which reads the URL once."""
     from deployments.local_server import healthy
+    from pipeline_cli.runtime import use_running_server
     from pipeline_core.errors import StorageError
 
+    use_running_server()
     url = os.environ.get("PREFECT_API_URL")
     if not url:
         from prefect.settings import get_current_settings  # a URL set with `prefect config set`
@@ -58,7 +62,7 @@ def _reachable_api_url() -> str:
         url = get_current_settings().api.url
     if not url:
         raise StorageError("PREFECT_API_URL is not set: deployments need a running Prefect server; "
-                           "start one with `pipeline-cli server start` and export the URL it prints")
+                           "start one with `pipeline-cli server start` (later commands in this directory find it)")
     if not healthy(url.rstrip("/") + "/health", timeout=5.0):
         raise StorageError(f"no Prefect server answers at {url} (PREFECT_API_URL); start one with `pipeline-cli server start`")
     return url

@@ -130,7 +130,7 @@ def test_deploy_and_serve_without_a_server_fail_in_one_line(tmp_path):
     unset = cli("deploy")
     assert unset.returncode == 4, unset.stderr
     assert unset.stderr.strip() == ("error: PREFECT_API_URL is not set: deployments need a running Prefect server; "
-                                    "start one with `pipeline-cli server start` and export the URL it prints")
+                                    "start one with `pipeline-cli server start` (later commands in this directory find it)")
     url = f"http://127.0.0.1:{free_port()}/api"
     for command in (["deploy"], ["serve"]):
         down = cli(*command, env_extra={"PREFECT_API_URL": url})
