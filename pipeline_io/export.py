@@ -50,6 +50,9 @@ def export_registered_model(config: PipelineConfig, outcome: dict[str, Any], bes
 
     name, version = outcome["registered_model"], str(outcome["version"])
     target = export_root(config) / f"{name}-v{version}"
+    if target.exists() and not is_export_of(target, mlflow.get_tracking_uri(), name, version):
+        raise StorageError(f"{target}: holds something else than this store's export of {name} v{version}, and is left as it is; "
+                           f"the model is registered as models:/{name}/{version}: move that folder away, or pick another --export folder")
     with atomic_path(target) as staging:
         staging.mkdir()
         local = model_integrity.verified_copy(mlflow.MlflowClient(), name, version, staging / "model", f"models:/{name}/{version}")
@@ -59,6 +62,21 @@ def export_registered_model(config: PipelineConfig, outcome: dict[str, Any], bes
         (staging / "config_snapshot.json").write_text(json.dumps(config.model_dump(mode="json", by_alias=True), indent=2))
     log.info("exported %s v%s to %s", name, version, target)
     return target
+
+
+EXPORT_FILES = frozenset({"model", "model_metadata.json", PREPROCESSOR_FILE, "config_snapshot.json"})
+
+
+def is_export_of(folder: Path, tracking_uri: str, name: str, version: str) -> bool:
+    """Whether ``folder`` is an export of exactly this version from this tracking store, with nothing of anyone else's in it
+    (what a re-export may replace): versions of two stores share names, and a folder may hold a person's own files."""
+    try:
+        meta = json.loads((folder / "model_metadata.json").read_text())
+        names = {p.name for p in folder.iterdir()}
+    except (OSError, ValueError):
+        return False
+    return (isinstance(meta, dict) and names <= EXPORT_FILES and meta.get("tracking_uri") == tracking_uri
+            and meta.get("model_uri") == f"models:/{name}/{version}")
 
 
 def export_metadata(config: PipelineConfig, outcome: dict[str, Any], best: dict[str, Any]) -> dict[str, Any]:

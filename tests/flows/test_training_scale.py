@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import time
 
 import numpy as np
@@ -9,7 +10,7 @@ import pandas as pd
 import pytest
 
 from pipeline_core.config import ModelConfig, TrainingConfig, parse_config
-from pipeline_core.errors import ConfigError
+from pipeline_core.errors import ConfigError, StorageError
 from pipeline_core.modeling.concurrency import plan_training
 from pipeline_core.modeling.tuning import worker_shares
 
@@ -287,14 +288,14 @@ def test_n_workers_runs_two_prefect_task_workers_on_one_study_from_the_cli(worke
     assert len(rows) == 4 and {r["worker"] for r in rows} == {0, 1} and len({r["thread"] for r in rows}) == 2
 
 
-def test_export_loads_as_the_registered_model(workers_and_export, scaled):
+def test_export_loads_as_the_registered_model(workers_and_export, scaled, tmp_path):
     import mlflow
     import skops.io
 
     from pipeline_core.config import load_config
     from pipeline_core.modeling.holdout import raw_holdout
     from pipeline_core.modeling.training import to_pandas_features
-    from pipeline_io.export import KNOWN_PREPROCESSOR_TYPES, load_preprocessor
+    from pipeline_io.export import KNOWN_PREPROCESSOR_TYPES, export_registered_model, is_export_of, load_preprocessor
     from pipeline_io.readers import load_training_data
     from pipeline_io.store import Store
 
@@ -310,6 +311,18 @@ def test_export_loads_as_the_registered_model(workers_and_export, scaled):
     assert meta["duration_seconds"] == best["seconds"] and meta["trained_at"] and meta["exported_at"]
     snapshot = json.loads((folder / "config_snapshot.json").read_text())
     assert snapshot["training"]["tuning"]["n_workers"] == 2
+    # a re-export replaces only an export of the same version from the same store, with nothing else in it
+    name, version = summary["registered_model"], summary["version"]
+    assert is_export_of(folder, meta["tracking_uri"], name, version)
+    assert not is_export_of(folder, "sqlite:///another-store.db", name, version) and not is_export_of(folder, meta["tracking_uri"], name, "2")
+    theirs = tmp_path / "theirs"
+    shutil.copytree(folder, theirs / folder.name)
+    (theirs / folder.name / "notes.txt").write_text("mine")
+    assert not is_export_of(theirs / folder.name, meta["tracking_uri"], name, version)
+    cfg = load_config(scaled["config"], [f"training.export_dir={theirs}"])
+    with pytest.raises(StorageError, match="holds something else than this store's export of .* and is left as it is"):
+        export_registered_model(cfg, summary, best)
+    assert (theirs / folder.name / "notes.txt").read_text() == "mine"
 
     cfg = load_config(scaled["config"])
     data = load_training_data(cfg, Store(cfg.store.root))
