@@ -276,7 +276,7 @@ def monitor(config: ConfigOpt, set_: SetOpt = None,
 @app.command("serve-model", help="Serve a registered model over HTTP (MLflow's scoring server) from a copy checked against its registration.")
 def serve_model(config: ConfigOpt, set_: SetOpt = None, model: ModelOpt = None,
                 host: Annotated[str, typer.Option("--host", metavar="HOST", help="Interface to listen on (non-loopback needs --allow-remote).")] = "127.0.0.1",
-                port: Annotated[int, typer.Option("--port", metavar="PORT", help="Port of the scoring server.")] = 5001,
+                port: Annotated[int, typer.Option("--port", metavar="PORT", min=1, max=65535, help="Port of the scoring server.")] = 5001,
                 allow_remote: Annotated[bool, typer.Option("--allow-remote", metavar="", help="Listen on a non-loopback --host (no authentication).")] = False,
                 debug: DebugOpt = False) -> None:
     """`mlflow models serve --env-manager local` on a verified local copy: POST raw records to /invocations."""
@@ -288,8 +288,9 @@ def serve_model(config: ConfigOpt, set_: SetOpt = None, model: ModelOpt = None,
         import tempfile
         from pathlib import Path
 
+        from deployments.local_server import port_free
         from pipeline_core.config import load_config
-        from pipeline_core.errors import ConfigError, ModelError
+        from pipeline_core.errors import ConfigError, ModelError, StorageError
         from pipeline_io import model_integrity, registry
 
         if not orchestration.is_loopback(host) and not allow_remote:
@@ -301,6 +302,13 @@ def serve_model(config: ConfigOpt, set_: SetOpt = None, model: ModelOpt = None,
         name, version = registry.registered_version(client, uri)
         if not (name and version):
             raise ModelError(f"--model {uri}: serve a registered version (models:/NAME/VERSION or models:/NAME@ALIAS)")
+        try:
+            client.get_model_version(name, version)
+        except Exception:
+            raise ModelError(f"--model {uri}: no such registered version; `pipeline-cli models list` names the models, "
+                             "`pipeline-cli models history NAME` their versions") from None
+        if not port_free(host, port):
+            raise StorageError(f"--port {port}: something already listens on {host}:{port}; pick another --port")
         with tempfile.TemporaryDirectory(prefix="pipeline-serve-") as tmp:
             local = model_integrity.verified_copy(client, name, version, Path(tmp), uri)
             print(f"serving {name} v{version} (files checked against its registration) on http://{host}:{port}/invocations; "

@@ -5,6 +5,7 @@ Exit codes (README): 2 config or argument, 3 data, 4 storage or environment, 6 m
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -357,6 +358,8 @@ ARGUMENT_CASES = {
     "--preset turbo": (["run", "--config", "{cfg}", "--preset", "turbo"], "training.preset"),
     "--task-runner ray": (["run", "--config", "{cfg}", "--task-runner", "ray"], "training.concurrency.task_runner"),
     "serve-model on all interfaces": (["serve-model", "--config", "{cfg}", "--host", "0.0.0.0"], "--host 0.0.0.0: the scoring server has no authentication"),
+    "serve-model --port 70000": (["serve-model", "--config", "{cfg}", "--port", "70000"], "Invalid value for '--port'"),
+    "serve-model --port 0": (["serve-model", "--config", "{cfg}", "--port", "0"], "Invalid value for '--port'"),
     "server on all interfaces": (["server", "start", "--host", "0.0.0.0"], "--host 0.0.0.0 exposes the unauthenticated Prefect"),
     "--table unknown": (["store", "history", "--config", "{cfg}", "--table", "nope"],
                         "--table 'nope': choose bronze, silver, quarantine, gold, monitoring or performance"),
@@ -488,6 +491,9 @@ STORE_CASES = {
     "feedback without ids": (["feedback", "{foreign}"], 3, "the labels need the id column 'ID'"),
     "pickled model version": (["predict", "{csv}", "{out}", "--model", "models:/legacy-pickled/1"], 6,
                               "not in this pipeline's model format (a pickled Python model, which is never loaded)"),
+    "serve an unknown version": (["serve-model", "--model", "models:/credit-default-classifier/99"], 6,
+                                 "--model models:/credit-default-classifier/99: no such registered version"),
+    "serve on a busy port": (["serve-model", "--port", "{busy}"], 4, "something already listens on 127.0.0.1:"),
 }
 
 
@@ -507,9 +513,12 @@ def test_a_damaged_store_or_a_refused_request_is_one_line_and_changes_nothing(tm
         register_pickled_model(marker)
     _damage(store, config, tmp_path, case)
     before = _files(store)
-    fill = {"csv": demo_dir / "credit.csv", "out": tmp_path / "out.parquet", "tmp": tmp_path, "file": tmp_path / "a-file",
-            "foreign": tmp_path / "foreign.parquet"}
-    result = invoke(*[_fill(a, fill) for a in args], "--config", config, *_quiet(args))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        fill = {"csv": demo_dir / "credit.csv", "out": tmp_path / "out.parquet", "tmp": tmp_path, "file": tmp_path / "a-file",
+                "foreign": tmp_path / "foreign.parquet", "busy": busy.getsockname()[1]}
+        result = invoke(*[_fill(a, fill) for a in args], "--config", config, *_quiet(args))
     assert result.exit_code == code, result.output[-1500:]
     assert text in one_line(result)
     assert _files(store) == before  # no layer, registry entry, model or record written, nothing lost
