@@ -74,6 +74,10 @@ def run_flow(config_path: str, overrides: list[str] | None = None, through: str 
     if bool(predict_input) != bool(predict_output):
         raise ConfigError("--predict needs both INPUT and OUTPUT")
     config = resolved_config(config_path, overrides, config)
+    if through == "training":  # a model's settings are checked before the layers are written, not after
+        from pipeline_core.modeling.training import check_training_config
+
+        check_training_config(config)
     summaries = [bronze_flow(config_path, overrides, config=config)]
     if through != "bronze":
         summaries.append(silver_flow(config_path, overrides, refresh, full_refresh, config=config))

@@ -444,8 +444,11 @@ def config_validate(config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = Fal
 
     def body() -> Any:
         from pipeline_core.config import load_config
+        from pipeline_core.modeling.specs import check_fixed_params
 
-        return load_config(config, opts.overrides).model_dump(mode="json", by_alias=True)
+        loaded = load_config(config, opts.overrides)
+        check_fixed_params(loaded.training.models)  # what the models' libraries reject (search spaces: checked by the config)
+        return loaded.model_dump(mode="json", by_alias=True)
 
     execute(opts, body, render="config")
 

@@ -228,8 +228,9 @@ class TrainingConfig(StrictModel):
                             "brier, ece), whose five-fold mean is steadier than one holdout; holdout for a thresholded metric, "
                             "scored at each model's own threshold.")
     models: dict[str, ModelConfig] = Field(
-        default_factory=lambda: {n: ModelConfig() for n in DEFAULT_MODELS}
-    )
+        default_factory=lambda: {n: ModelConfig() for n in DEFAULT_MODELS},
+        description="The models to train, each with its settings: a mapping given here replaces the default list "
+                    "(as FLAML's estimator_list does), so name every model to train.")
     tuning: TuningConfig = Field(default_factory=TuningConfig)
     ensemble: bool = Field(True, description="Add a greedy weighted ensemble of the models (on out-of-fold predictions) as a candidate.")
     refit_full: bool = Field(
@@ -265,7 +266,8 @@ class TrainingConfig(StrictModel):
         if unknown:
             raise ValueError(f"unknown model(s) {unknown}; allowed: {', '.join(MODEL_SPECS)}")
         if not any(m.enabled for m in v.values()):
-            raise ValueError("no model is enabled")
+            raise ValueError(f"no model is enabled: training.models names the models to train, in place of the default list "
+                             f"({', '.join(DEFAULT_MODELS)}); name at least one that is not `enabled: false`")
         for name, model in v.items():
             if model.search_space:
                 try:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline_core.errors import ConfigError
+from pipeline_core.errors import ConfigError, first_line
 
 Space = dict[str, dict[str, Any]]
 
@@ -277,6 +277,30 @@ def make_estimator(model: str, params: dict[str, Any], seed: int, n_jobs: int) -
         raise ConfigError(f"training.models.{model}: the {spec.package} package is not installed; "
                           f"pip install {spec.package}, or set enabled: false")
     return spec.build(params, seed, n_jobs)
+
+
+def check_fixed_params(models: dict[str, Any]) -> None:
+    """Fit each enabled model that has fixed ``params`` on a few synthetic rows: a name or value it rejects is a
+    ConfigError naming the key (the libraries check some at construction and the rest only when fitting)."""
+    import warnings
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 3)), np.tile([0, 1], 20)
+    for model, mc in models.items():
+        if not (mc.enabled and mc.params):
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                estimator = make_estimator(model, {**model_spec(model).defaults, **mc.params}, seed=0, n_jobs=1)
+                resolve_balance(estimator, y)
+                estimator.fit(X, y)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError(f"training.models.{model}.params: {first_line(exc)}") from None
 
 
 def search_space(model: str, configured: Space | None) -> Space:

@@ -110,6 +110,9 @@ CONFIG_CASES = [
     ("training.tuning.timeout_seconds=-1", "training.tuning.timeout_seconds"),
     ("cleaning.null_tokens=5", "unknown key 'cleaning.null_tokens'"),
     ("store.retention.days=1e400", "key 'store.retention.days': Input should be less than or equal to 36500"),
+    ("training.models={xgboost: {params: {max_depth: abc}}}", "training.models.xgboost.params: Invalid Parameter format for max_depth"),
+    ("training.models={random_forest: {params: {n_estimator: 50}}}", "training.models.random_forest.params: "),
+    ("training.models={logistic_regression: {params: {C: -1}}}", "training.models.logistic_regression.params: The 'C' parameter"),
 ]
 
 
