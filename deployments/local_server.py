@@ -257,6 +257,12 @@ def start_mlflow(state_dir: Path, backend_store_uri: str, host: str = "127.0.0.1
     """Start the MLflow UI on the pipeline's tracking store unless ours already runs."""
     current = status(state_dir, MLFLOW)
     if current.service is not None:
+        from pipeline_io.registry import same_tracking_store
+
+        served = backend_store(current.service)
+        if served is not None and not same_tracking_store(served, backend_store_uri):
+            raise StorageError(f"the MLflow UI already runs on another store ({served}); "
+                               "stop it first (`pipeline-cli server stop`) to show this one")
         return current.service, False
     if not port_free(host, port):
         raise StorageError(f"port {port} on {host} is in use; pick another with --mlflow-port")

@@ -524,7 +524,9 @@ def models_rollback(
 
 
 RowsOpt = Annotated[int, typer.Option("--rows", "-n", metavar="N", min=10, help="Number of rows (before a few injected duplicates).")]
-SeedOpt = Annotated[int, typer.Option("--seed", "-s", metavar="N", help="Random seed: same seed, same file.")]
+SeedOpt = Annotated[int, typer.Option("--seed", "-s", metavar="N", min=0, max=2**32 - 1, help="Random seed: same seed, same file.")]
+# what each demo file is, by the extensions its readers (dataset.format: auto) take it for
+DEMO_KINDS = {"write_csv": ("a CSV file", (".csv", ".txt")), "write_sqlite": ("a SQLite database", (".sqlite", ".sqlite3", ".db"))}
 
 
 @demo_app.command("credit-default", help="Credit-card default data (UCI schema) as CSV.")
@@ -550,10 +552,19 @@ def _demo(make: str, write: str, out: str, rows: int, seed: int, json_: bool, de
         from pathlib import Path
 
         from pipeline_core import demo_data
+        from pipeline_core.errors import ConfigError, StorageError
         from pipeline_io import demo_files
 
+        kind, extensions = DEMO_KINDS[write]
+        if not out.strip() or Path(out).is_dir():
+            raise ConfigError(f"--out {out!r}: give the path of a file to write")
+        if not out.lower().endswith(extensions):
+            raise ConfigError(f"--out {out}: this demo data is {kind}; name it *{extensions[0]} so that the pipeline reads it as one")
         frame = getattr(demo_data, make)(rows, seed)
-        getattr(demo_files, write)(frame, Path(out))
+        try:
+            getattr(demo_files, write)(frame, Path(out))
+        except OSError as exc:
+            raise StorageError(f"--out {out}: cannot write it ({exc.strerror or str(exc).split(': ')[0]})") from None
         target = frame.columns[-1]
         positives = int((frame[target].cast(str) == "1").sum())
         return {"path": out, "rows": frame.height, "columns": frame.width, "positive_rate": round(positives / frame.height, 4), "seed": seed}

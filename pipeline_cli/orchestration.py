@@ -153,7 +153,7 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:  # a host name: it may resolve to any interface
         return False
-PortOpt = Annotated[int, typer.Option("--port", help="Port of the Prefect server.")]
+PortOpt = Annotated[int, typer.Option("--port", min=1, max=65535, help="Port of the Prefect server.")]
 
 
 @server_app.command("start")
@@ -161,7 +161,7 @@ def server_start(
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 4200,
     mlflow: Annotated[bool, typer.Option("--mlflow", help="Also start the MLflow UI on the pipeline's tracking store.")] = False,
-    mlflow_port: Annotated[int, typer.Option("--mlflow-port", help="Port of the MLflow UI.")] = 5000,
+    mlflow_port: Annotated[int, typer.Option("--mlflow-port", min=1, max=65535, help="Port of the MLflow UI.")] = 5000,
     config: Annotated[str, typer.Option("--config", "-c", help="Pipeline config whose MLflow store the UI shows.")] = "configs/credit_default.yaml",
     backend_store_uri: Annotated[Optional[str], typer.Option("--backend-store-uri", help="MLflow store to show instead of the config's.")] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for a server to answer.")] = 120.0,

@@ -111,7 +111,8 @@ class FeaturesConfig(StrictModel):
     set: Literal["none", "credit_default", "phishing"] = Field("none", description="Domain feature set on top of the generic ones.")
     missing_indicators: list[str] | Literal["auto"] = Field("auto", description="Columns whose missingness is informative; auto = any with a null rate >= auto_missing_min_rate.")
     auto_missing_min_rate: float = Field(0.01, ge=0, le=1)
-    age_bins: list[int] = Field(default_factory=lambda: [25, 35, 45, 55, 65], description="Upper-exclusive age cut points (credit set).")
+    age_bins: list[int] = Field(default_factory=lambda: [25, 35, 45, 55, 65], min_length=1,
+                                description="Upper-exclusive age cut points (credit set).")
 
     @field_validator("age_bins")
     @classmethod

@@ -308,6 +308,10 @@ def test_server_start_with_mlflow_serves_the_pipeline_tracking_store(server, tmp
     assert (tmp_path / "store" / "mlflow.db").is_file()  # the config's sqlite store, created by the UI's server
     status = json.loads(server.cli("server", "status", "--state-dir", server.state_dir, "--json").stdout)
     assert [s["state"] for s in status] == ["running", "running"]
+    # the UI runs on one store: asked for another, it says so instead of "already running" on the first
+    other = server.cli("server", "start", "--port", server.port, "--state-dir", server.state_dir, "--mlflow", "--mlflow-port", port,
+                       "--backend-store-uri", f"sqlite:///{tmp_path / 'other.db'}")
+    assert other.returncode == 4 and f"the MLflow UI already runs on another store (sqlite:///{tmp_path / 'store' / 'mlflow.db'})" in other.stderr
 
 
 def test_models_reads_are_answered_by_the_mlflow_server_of_the_store(server, tmp_path, demo_dir):
