@@ -25,7 +25,9 @@ class Evidence:
     resamples: int
 
     def describe(self) -> str:
-        return (f"{self.metric} {self.delta:+.4f} against the champion "
+        # for a lower-is-better metric the improvement is the champion's score minus the candidate's: say so
+        what = f"{self.metric} improvement" if self.metric in LOWER_IS_BETTER else self.metric
+        return (f"{what} {self.delta:+.4f} against the champion "
                 f"({self.confidence:.0%} interval {self.low:+.4f} to {self.high:+.4f}, paired bootstrap of {self.resamples})")
 
 

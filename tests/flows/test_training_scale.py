@@ -377,3 +377,12 @@ def test_a_model_whose_turn_comes_late_starts_no_trial_its_known_fold_time_canno
     assert late is None and trials == []  # 5 s folds and the final fit do not fit in 2 s
     early, trials, _ = tune("logistic_regression", ModelConfig(), pre, data, cfg, 1, "early", deadline=time.time() + 2)
     assert trials  # with no fold time known, a first trial starts
+
+
+def test_an_unreachable_dask_scheduler_is_refused_in_one_line_before_dask_retries():
+    from tasks.runners import refuse_silent_scheduler
+    from tests.servers import free_port
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    with pytest.raises(StorageError, match=f"^training.concurrency.dask_address {address}: no Dask scheduler answers there"):
+        refuse_silent_scheduler(address, timeout=1.0)

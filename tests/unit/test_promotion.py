@@ -37,6 +37,7 @@ def test_lower_is_better_metrics_count_a_drop_as_improvement(holdout):
     y, sharp, blurred = holdout
     ev = paired_bootstrap(y, sharp, blurred, "brier", (0.5, 0.5), resamples=300, seed=2)
     assert ev.delta > 0 and ev.low > 0  # sharp has the lower Brier score: positive is better
+    assert ev.describe().startswith(f"brier improvement {ev.delta:+.4f} against the champion")  # not read as a higher Brier score
 
 
 def test_identical_models_and_a_small_noisy_edge_are_not_promoted(holdout):
