@@ -20,4 +20,5 @@ def load_training_data(config: PipelineConfig, store: Store, as_of: str | None =
     gold = gold.sort(prep["id_column"] or gold.columns, maintain_order=True)
     X = to_pandas_features(gold, prep["numeric_columns"], prep["categorical_columns"])
     y = gold[prep["target"]].to_numpy()
-    return TrainingData(gold, meta, prep, split_data(X, y, config.training))
+    keys = gold[prep["id_column"]].to_numpy() if prep["id_column"] else None  # a row keeps its side of the split as gold grows
+    return TrainingData(gold, meta, prep, split_data(X, y, config.training, keys))

@@ -92,8 +92,9 @@ def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[d
         shown = f"models:/{name}@{registry.CHAMPION}"
         if judged_by is not None:
             # refitted on all rows, the champion has seen this holdout; the model it was judged by before the refit
-            # has not while gold is unchanged (same rows, same split), and is what the candidate's holdout model
-            # is compared with (after new rows, like any champion, it may have trained on some holdout rows)
+            # has not, and is what the candidate's holdout model is compared with: with an id column a row keeps
+            # its side of the split as gold grows (`keyed_split`); without one, after new rows it may have trained
+            # on some of this holdout, like any champion
             champion = model_integrity.load_judged_model(rival.tags["holdout_run_id"], judged_by, shown)
         else:
             champion = model_integrity.load_verified(client, name, str(rival.version), shown)

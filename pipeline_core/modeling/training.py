@@ -99,8 +99,14 @@ def text_objects(column: pl.Series) -> np.ndarray:
     return np.array([*levels.to_list(), np.nan], dtype=object)[codes]
 
 
-def split_data(X: pd.DataFrame, y: np.ndarray, cfg: TrainingConfig) -> Split:
-    """Stratified holdout split; refuses targets a binary classifier cannot learn from."""
+def split_data(X: pd.DataFrame, y: np.ndarray, cfg: TrainingConfig, keys: np.ndarray | None = None) -> Split:
+    """Stratified holdout split; refuses targets a binary classifier cannot learn from.
+
+    With ``keys`` (the id of each row), the holdout is chosen by a seeded hash of the id, class by class:
+    a row keeps its side as gold grows, so a later run's holdout holds no row the earlier models trained
+    on (but a few at the edge of each class's cut) and the gate compares both models on unseen rows.
+    Without, a seeded random stratified split of the rows in their order.
+    """
     from sklearn.model_selection import train_test_split
 
     classes, counts = np.unique(y, return_counts=True)
@@ -114,9 +120,24 @@ def split_data(X: pd.DataFrame, y: np.ndarray, cfg: TrainingConfig) -> Split:
             f"only {counts.min()} rows of the rarer class; training.test_size={cfg.test_size} with "
             f"training.tuning.cv_folds={cfg.tuning.cv_folds} needs at least {needed}"
         )
-    train_idx, test_idx = train_test_split(np.arange(len(y)), test_size=cfg.test_size, random_state=cfg.seed, stratify=y)
+    if keys is not None:
+        train_idx, test_idx = keyed_split(keys, y, cfg.test_size, cfg.seed)
+    else:
+        train_idx, test_idx = train_test_split(np.arange(len(y)), test_size=cfg.test_size, random_state=cfg.seed, stratify=y)
     return Split(X.iloc[train_idx].reset_index(drop=True), X.iloc[test_idx].reset_index(drop=True),
                  y[train_idx], y[test_idx], train_idx, test_idx)
+
+
+def keyed_split(keys: np.ndarray, y: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) row indices: in each class, the share ``test_size`` of rows whose seeded hash of the key is smallest."""
+    hashed = pd.util.hash_array(np.asarray(keys).astype(str).astype(object), hash_key=f"{seed % 10**16:016d}", categorize=False)
+    test = []
+    for cls in np.unique(y):
+        rows = np.flatnonzero(y == cls)
+        take = min(max(int(round(test_size * len(rows))), 1), len(rows) - 1)
+        test.append(rows[np.argsort(hashed[rows], kind="stable")[:take]])
+    test_idx = np.sort(np.concatenate(test))
+    return np.setdiff1d(np.arange(len(y)), test_idx), test_idx
 
 
 def _fit(name: str, params: dict[str, Any], pipeline: Any, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame | None = None,
