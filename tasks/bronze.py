@@ -138,6 +138,9 @@ def ingest_batch(config: PipelineConfig, store: Store, local_path: Path, now: da
     table_schema = pl.scan_delta(current).collect_schema() if current is not None else pl.Schema()
     frame = typed_empty_columns(frame, table_schema)
     columns = {c: str(t) for c, t in frame.collect_schema().items()}
+    if binary := [c for c, t in columns.items() if t == "Binary"]:
+        raise DataError(f"{shown}: column(s) {', '.join(binary)} hold binary values (SQLite BLOBs), which no cleaning rule reads; "
+                        "store them as text or numbers in the source, or drop them; nothing was stored")
     previous = {c: str(t) for c, t in table_schema.items() if c not in LINEAGE_COLUMNS} if current is not None else None
     change = schema_diff(previous, columns)
     if change["changed"]:

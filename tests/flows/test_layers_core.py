@@ -249,6 +249,16 @@ def test_a_column_without_a_value_takes_the_tables_type_or_text(tmp_path):
     assert data["x"].to_list() == [0.5, 1.5, None] and data["note"].to_list() == [None, None, "late"]
 
 
+def test_a_column_of_blobs_is_refused_before_anything_is_stored(tmp_path):
+    src = tmp_path / "a.sqlite"
+    with sqlite3.connect(src) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER, x TEXT, y INTEGER)")
+        conn.executemany("INSERT INTO t VALUES (?, ?, ?)", [(1, "a", 0), (2, b"\x00\xff", 1)])
+    with pytest.raises(DataError, match=r"a.sqlite: column\(s\) x hold binary values \(SQLite BLOBs\)"):
+        ingest(cfg(tmp_path, src))
+    assert not (tmp_path / "store" / "bronze" / "t" / "_delta_log").exists()
+
+
 def test_a_tsv_file_is_read_tab_separated(tmp_path):
     src = tmp_path / "a.tsv"
     src.write_text("id\tx\ty\n1\t2,5\t0\n2\t3\t1\n")
