@@ -18,7 +18,7 @@ from prefect.logging import get_run_logger
 from pipeline_core.config import PipelineConfig
 from pipeline_core.modeling.holdout import TrainingData, raw_holdout
 from pipeline_core.modeling.metrics import classification_metrics
-from pipeline_core.modeling.promotion import gate_decision, paired_bootstrap
+from pipeline_core.modeling.promotion import gate_decision, incomparable, paired_bootstrap, predicted_class
 from pipeline_io import events, layout, model_format, model_integrity, registry
 from pipeline_io.readers import load_training_data
 from pipeline_io.store import open_store
@@ -33,32 +33,16 @@ def lineage_tags(data: TrainingData) -> dict[str, str]:
             "feature_version": meta["feature_version"], **predicted_class(meta)}
 
 
-def predicted_class(meta: dict[str, Any]) -> dict[str, str]:
-    """What a model's probability is the probability of: the target column and its positive label."""
-    target, label = meta.get("preprocessing", {}).get("target"), meta.get("positive_label")
-    return {} if target is None or label is None else {"target": str(target), "positive_label": str(label)}
-
-
 def champion_predicts(config: PipelineConfig, tags: dict[str, str]) -> dict[str, str] | None:
     """The champion's target and positive label: from its tags, or (a version registered before they were tagged)
     from the gold metadata of the version it learnt from; None when neither is there to read."""
     if "target" in tags and "positive_label" in tags:
         return {"target": tags["target"], "positive_label": tags["positive_label"]}
+    if not tags.get("gold_version", "").isdigit():
+        return None
     store = open_store(config)
-    folder = layout.gold_paths(store, config.dataset.name)["versions"]
-    if "gold_version" not in tags or not tags["gold_version"].isdigit():
-        return None
-    uri = layout.version_record(folder, int(tags["gold_version"]))
+    uri = layout.version_record(layout.gold_paths(store, config.dataset.name)["versions"], int(tags["gold_version"]))
     return predicted_class(store.read_json(uri)) if store.exists(uri) else None
-
-
-def incomparable(name: str, version: str, champion: dict[str, str], candidate: dict[str, str]) -> str | None:
-    """Why the gate cannot compare a candidate with a champion that predicts another class, or None when they agree."""
-    if champion == candidate:
-        return None
-    return (f"the champion ({name} v{version}) predicts {champion['target']} = {champion['positive_label']}, this model "
-            f"{candidate['target']} = {candidate['positive_label']}: their scores cannot be compared; give this model its own "
-            f"name (mlflow.registered_model) or promote it by hand (`pipeline-cli models promote {name} VERSION`)")
 
 
 def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[dict[str, Any]], parent_run_id: str,

@@ -58,6 +58,21 @@ def _meets(value: float | None, bound: float, metric: str) -> bool:
     return value <= bound if metric in LOWER_IS_BETTER else value >= bound
 
 
+def predicted_class(meta: dict[str, Any]) -> dict[str, str]:
+    """What a model's probability is the probability of: the target column and its positive label."""
+    target, label = meta.get("preprocessing", {}).get("target"), meta.get("positive_label")
+    return {} if target is None or label is None else {"target": str(target), "positive_label": str(label)}
+
+
+def incomparable(name: str, version: str, champion: dict[str, str], candidate: dict[str, str]) -> str | None:
+    """Why the gate cannot compare a candidate with a champion that predicts another class, or None when they agree."""
+    if champion == candidate:
+        return None
+    return (f"the champion ({name} v{version}) predicts {champion['target']} = {champion['positive_label']}, this model "
+            f"{candidate['target']} = {candidate['positive_label']}: their scores cannot be compared; give this model its own "
+            f"name (mlflow.registered_model) or promote it by hand (`pipeline-cli models promote {name} VERSION`)")
+
+
 def gate_decision(candidate: dict[str, float], champion: dict[str, float] | None, primary: str,
                   minimums: dict[str, float], evidence: Evidence | None = None, min_improvement: float = 0.0) -> tuple[bool, str]:
     """Promote only a model that meets every bound and beats the champion on the primary metric.

@@ -222,7 +222,12 @@ def test_concurrent_thread_and_dask_runs_match_the_sequential_run(scaled):
     assert thread["concurrency"]["concurrent_models"] == min(2, os.cpu_count() or 1)
     assert sequential["concurrency"]["concurrent_models"] == 1
     assert dask["concurrency"]["task_runner"] == "dask"
-    assert _board(thread) == _board(sequential) == _board(dask)
+    # the same models, parameters and scores; a model alone fits with two threads and side by side with one, so BLAS
+    # may sum in another order: scores agree to the last few bits, not always bit for bit
+    for other in (sequential, dask):
+        assert [(name, params) for name, _, _, params, _ in _board(thread)] == [(name, params) for name, _, _, params, _ in _board(other)]
+        for (_, metrics, threshold, _, cv), (_, metrics2, threshold2, _, cv2) in zip(_board(thread), _board(other)):
+            assert metrics == pytest.approx(metrics2, rel=1e-9) and (threshold, cv) == pytest.approx((threshold2, cv2), rel=1e-9)
     assert thread["best_model"] == sequential["best_model"] == dask["best_model"]
 
 

@@ -69,3 +69,14 @@ def test_without_evidence_the_plain_comparison_decides():
 def test_the_line_of_champions_undoes_rollbacks(moves, line):
     history = [{"alias": m[0], "version": m[1], **({"rollback_of": m[2]} if len(m) > 2 else {})} for m in moves]
     assert champion_line(history) == line
+
+
+def test_a_model_of_another_target_or_positive_label_is_not_compared():
+    from pipeline_core.modeling.promotion import incomparable, predicted_class
+
+    meta = {"preprocessing": {"target": "default"}, "positive_label": 1}
+    assert predicted_class(meta) == {"target": "default", "positive_label": "1"}
+    assert predicted_class({"preprocessing": {}, "positive_label": 1}) == {}  # metadata of an older release: nothing to compare
+    assert incomparable("m", "3", predicted_class(meta), {"target": "default", "positive_label": "1"}) is None
+    why = incomparable("m", "3", predicted_class(meta), {"target": "default", "positive_label": "0"})
+    assert why.startswith("the champion (m v3) predicts default = 1, this model default = 0: their scores cannot be compared")
