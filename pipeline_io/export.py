@@ -51,7 +51,7 @@ def export_registered_model(config: PipelineConfig, outcome: dict[str, Any], bes
     name, version = outcome["registered_model"], str(outcome["version"])
     target = export_root(config) / f"{name}-v{version}"
     if target.exists() and not is_export_of(target, mlflow.get_tracking_uri(), name, version):
-        raise StorageError(f"{target}: holds something else than this store's export of {name} v{version}, and is left as it is; "
+        raise StorageError(f"{target}: holds something other than this store's export of {name} v{version}, and is left as it is; "
                            f"the model is registered as models:/{name}/{version}: move that folder away, or pick another --export folder")
     with atomic_path(target) as staging:
         staging.mkdir()

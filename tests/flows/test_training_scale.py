@@ -325,7 +325,7 @@ def test_export_loads_as_the_registered_model(workers_and_export, scaled, tmp_pa
     (theirs / folder.name / "notes.txt").write_text("mine")
     assert not is_export_of(theirs / folder.name, meta["tracking_uri"], name, version)
     cfg = load_config(scaled["config"], [f"training.export_dir={theirs}"])
-    with pytest.raises(StorageError, match="holds something else than this store's export of .* and is left as it is"):
+    with pytest.raises(StorageError, match="holds something other than this store's export of .* and is left as it is"):
         export_registered_model(cfg, summary, best)
     assert (theirs / folder.name / "notes.txt").read_text() == "mine"
 
