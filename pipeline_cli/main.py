@@ -211,7 +211,7 @@ def _predict(command: str, config: str, input_uri: str, output_uri: str, model: 
 
         from rich.console import Console
 
-        console = Console(stderr=True)  # the bar is for a person watching: never in piped output
+        console = Console(stderr=True, emoji=False)  # the bar is for a person watching: never in piped output
         if opts.json or opts.quiet or not console.is_terminal:
             return score()
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -444,10 +444,10 @@ def config_validate(config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = Fal
 
     def body() -> Any:
         from pipeline_core.config import load_config
-        from pipeline_core.modeling.specs import check_fixed_params
+        from pipeline_core.modeling.specs import check_model_params
 
         loaded = load_config(config, opts.overrides)
-        check_fixed_params(loaded.training.models)  # what the models' libraries reject (search spaces: checked by the config)
+        check_model_params(loaded.training.models)  # names and values the models' libraries reject
         return loaded.model_dump(mode="json", by_alias=True)
 
     execute(opts, body, render="config")

@@ -291,10 +291,10 @@ def execute(opts: Options, body: Callable[[], Any], render: str, after: Callable
     every domain error becomes one line on stderr and its exit code (`exit_codes`)."""
     from rich.console import Console
 
-    out = Console()
+    out = Console(emoji=False)
     if not out.is_terminal and "COLUMNS" not in os.environ:
-        out = Console(width=PIPED_WIDTH)  # rich assumes 80 columns when piped and would cut the tables' columns
-    err = Console(stderr=True)
+        out = Console(width=PIPED_WIDTH, emoji=False)  # rich assumes 80 columns when piped and would cut the tables' columns
+    err = Console(stderr=True, emoji=False)
     prepare_environment(opts)
     body = _flows_without_heartbeats(body)
     log_path = None
@@ -343,7 +343,7 @@ def fail(exc: Exception, debug: bool, log_path: Path | None = None) -> NoReturn:
     if not isinstance(exc, PipelineError):
         exc = environment_fault(exc) or exc
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, emoji=False)
     if isinstance(exc, PipelineError):
         err.print(f"error: {redact(str(exc))}", markup=False, highlight=False, soft_wrap=True)
     else:

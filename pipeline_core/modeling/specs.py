@@ -7,6 +7,7 @@ search space (one comment per hyperparameter), how it stops early, and what to i
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,9 @@ class ModelSpec:
     width_params: Callable[[dict[str, Any], int], dict[str, Any]] | None = None
     # Importance per transformed feature of a fitted estimator (None: the model has none to give).
     importance: Callable[[Any], list[float] | None] = default_importance
+    # The parameter names the library takes beyond its estimator's constructor (its own names and
+    # aliases); None: it cannot tell without fitting, and a fit reports the names it did not use.
+    library_params: Callable[[], frozenset[str]] | None = frozenset
 
     def available(self) -> bool:
         return importlib.util.find_spec(self.module) is not None
@@ -146,6 +150,14 @@ def _lightgbm(params: dict[str, Any], seed: int, n_jobs: int) -> Any:
     return LGBMClassifier(random_state=seed, n_jobs=n_jobs, **{**defaults, **params})
 
 
+def _lightgbm_params() -> frozenset[str]:
+    """Every parameter name LightGBM's core takes, aliases included, as its C library lists them."""
+    from lightgbm.basic import _ConfigAliases
+
+    aliases = _ConfigAliases._get_all_param_aliases()
+    return frozenset(aliases) | {alias for names in aliases.values() for alias in names}
+
+
 def _lightgbm_early_stopping(pipeline: Any, X: Any, y: Any, X_val: Any, y_val: Any) -> int:
     """As for XGBoost: boost on the training fold until the validation fold's log loss stops improving."""
     import lightgbm
@@ -222,9 +234,9 @@ MODEL_SPECS: dict[str, ModelSpec] = {
                                      _DEFAULTS["logistic_regression"], width_params=_logistic_regression_solver),
     "random_forest": ModelSpec("random_forest", _random_forest, _SPACES["random_forest"], _DEFAULTS["random_forest"]),
     "xgboost": ModelSpec("xgboost", _xgboost, _SPACES["xgboost"], _DEFAULTS["xgboost"], package="xgboost", module="xgboost",
-                         fit_early_stopping=_xgboost_early_stopping, rounds_param="n_estimators"),
+                         fit_early_stopping=_xgboost_early_stopping, rounds_param="n_estimators", library_params=None),
     "lightgbm": ModelSpec("lightgbm", _lightgbm, _SPACES["lightgbm"], _DEFAULTS["lightgbm"], package="lightgbm", module="lightgbm",
-                          fit_early_stopping=_lightgbm_early_stopping, rounds_param="n_estimators"),
+                          fit_early_stopping=_lightgbm_early_stopping, rounds_param="n_estimators", library_params=_lightgbm_params),
     "hist_gradient_boosting": ModelSpec("hist_gradient_boosting", _hist_gradient_boosting, _SPACES["hist_gradient_boosting"],
                                         _DEFAULTS["hist_gradient_boosting"]),
     "extra_trees": ModelSpec("extra_trees", _extra_trees, _SPACES["extra_trees"], _DEFAULTS["extra_trees"]),
@@ -279,9 +291,39 @@ def make_estimator(model: str, params: dict[str, Any], seed: int, n_jobs: int) -
     return spec.build(params, seed, n_jobs)
 
 
-def check_fixed_params(models: dict[str, Any]) -> None:
-    """Fit each enabled model that has fixed ``params`` on a few synthetic rows: a name or value it rejects is a
-    ConfigError naming the key (the libraries check some at construction and the rest only when fitting)."""
+# XGBoost's own report of booster parameters it was given and ignored (a warning at fit time)
+_XGBOOST_UNUSED = re.compile(r"Parameters: \{(.*?)\} are not used", re.S)
+
+
+def unknown_param_names(model: str, names: dict[str, Any]) -> list[str]:
+    """The names in ``names`` (name -> value) that the model's library does not take.
+
+    The libraries pass unknown keywords on silently (XGBoost and LightGBM) or refuse them one at a
+    time, so a typo would tune or train with the default. XGBoost cannot tell without a fit, but a
+    null value never reaches its booster, so such a name is only valid as a constructor parameter.
+    """
+    spec = model_spec(model)
+    known = set(spec.build({}, 0, 1).get_params())
+    if spec.library_params is not None:
+        known |= spec.library_params()
+        return sorted(n for n in names if n not in known)
+    return sorted(n for n, v in names.items() if n not in known and v is None)
+
+
+def _bound_values(space: Space, end: int) -> dict[str, Any]:
+    """One corner of a search space: every parameter at its low (end 0) or high (end -1) value."""
+    return {p: spec["choices"][end] if spec["type"] == "categorical" else spec["low" if end == 0 else "high"]
+            for p, spec in space.items()}
+
+
+def _unknown_hint(name: str) -> str:
+    return " (a YAML mapping needs a space after each colon: 'max_depth: 4')" if ":" in name else ""
+
+
+def check_model_params(models: dict[str, Any]) -> None:
+    """Refuse, naming the key, the fixed ``params`` and configured ``search_space`` entries of each enabled
+    model that its library does not take: an unknown name, or a value it rejects when fitting a few
+    synthetic rows (the libraries check some values at construction and the rest only when fitting)."""
     import warnings
 
     import numpy as np
@@ -289,18 +331,35 @@ def check_fixed_params(models: dict[str, Any]) -> None:
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(40, 3)), np.tile([0, 1], 20)
     for model, mc in models.items():
-        if not (mc.enabled and mc.params):
+        if not (mc.enabled and (mc.params or mc.search_space)):
             continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                estimator = make_estimator(model, {**model_spec(model).defaults, **mc.params}, seed=0, n_jobs=1)
-                resolve_balance(estimator, y)
-                estimator.fit(X, y)
-        except ConfigError:
-            raise
-        except Exception as exc:
-            raise ConfigError(f"training.models.{model}.params: {first_line(exc)}") from None
+        if not model_spec(model).available():
+            make_estimator(model, {}, seed=0, n_jobs=1)  # the install hint
+        candidates = [("params", dict(mc.params), mc.params)] if mc.params else []
+        if mc.search_space:
+            low, high = (_bound_values(mc.search_space, end) for end in (0, -1))
+            named = {p: high[p] if low[p] is None else low[p] for p in mc.search_space}  # a value for each name
+            candidates += [("search_space", {**mc.params, **corner}, named) for corner in (low, high)]
+        for section, params, given in candidates:
+            key = f"training.models.{model}.{section}"
+            for name in unknown_param_names(model, given):
+                raise ConfigError(f"{key}.{name}: {model} takes no parameter of that name{_unknown_hint(name)}; "
+                                  "see the library's parameter list")
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    estimator = make_estimator(model, {**model_spec(model).defaults, **params}, seed=0, n_jobs=1)
+                    resolve_balance(estimator, y)
+                    estimator.fit(X, y)
+            except ConfigError:
+                raise
+            except Exception as exc:
+                raise ConfigError(f"{key}: {first_line(exc)}") from None
+            for warning in caught:
+                unused = _XGBOOST_UNUSED.search(str(warning.message))
+                if unused:
+                    names = ", ".join(n.strip().strip('"') for n in unused.group(1).split(","))
+                    raise ConfigError(f"{key}: {model} takes no parameter named {names}; see the library's parameter list")
 
 
 def search_space(model: str, configured: Space | None) -> Space:

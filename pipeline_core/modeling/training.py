@@ -328,9 +328,9 @@ def train_model(name: str, model_cfg: ModelConfig, preprocessor: Any, data: Spli
 def check_training_config(config: PipelineConfig) -> None:
     """Refuse a malformed search space, and fixed params the model rejects, before any work starts (metric names
     are checked by the config's types)."""
-    from pipeline_core.modeling.specs import check_fixed_params, search_space
+    from pipeline_core.modeling.specs import check_model_params, search_space
 
     for model, mc in config.training.models.items():
         if mc.enabled:
             search_space(model, mc.search_space)
-    check_fixed_params(config.training.models)
+    check_model_params(config.training.models)

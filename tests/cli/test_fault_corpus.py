@@ -113,6 +113,10 @@ CONFIG_CASES = [
     ("training.models={xgboost: {params: {max_depth: abc}}}", "training.models.xgboost.params: Invalid Parameter format for max_depth"),
     ("training.models={random_forest: {params: {n_estimator: 50}}}", "training.models.random_forest.params: "),
     ("training.models={logistic_regression: {params: {C: -1}}}", "training.models.logistic_regression.params: The 'C' parameter"),
+    # a YAML key without the space after its colon: one unknown name, shown as typed (not as an emoji code)
+    ("training.models={xgboost: {params: {max_depth:abc}}}", "training.models.xgboost.params.max_depth:abc: xgboost takes no parameter"),
+    ("training.models={lightgbm: {search_space: {num_leavs: {type: int, low: 8, high: 64}}}}",
+     "training.models.lightgbm.search_space.num_leavs: lightgbm takes no parameter"),
 ]
 
 
