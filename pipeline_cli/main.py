@@ -27,7 +27,7 @@ config_app = typer.Typer(help="Check a config file or print its JSON Schema.", n
 demo_app = typer.Typer(help="Write deterministic synthetic datasets for the worked examples.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 models_app = typer.Typer(help="Inspect the MLflow model registry and move the champion alias.", no_args_is_help=True)
-store_app = typer.Typer(help="The store's Delta tables: commit history and vacuum.", no_args_is_help=True)
+store_app = typer.Typer(help="The store's Delta tables: commit history, bronze batches and vacuum.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo-data")
 app.add_typer(models_app, name="models")
 app.add_typer(store_app, name="store")
@@ -396,6 +396,36 @@ def store_vacuum(config: ConfigOpt, set_: SetOpt = None,
         return maintenance.vacuum(load_config(config, opts.overrides), dry_run)
 
     execute(opts, body, render="mapping")
+
+
+@store_app.command("batches", help="The dataset's bronze batches, oldest first: id, source, ingestion time, rows.")
+def store_batches(config: ConfigOpt, set_: SetOpt = None, json_: JsonOpt = False, debug: DebugOpt = False) -> None:
+    opts = Options(command="store-batches", config=config, overrides=set_ or [], json=json_, debug=debug, log_file=False)
+
+    def body() -> Any:
+        from pipeline_core.config import load_config
+        from pipeline_io import maintenance
+
+        return maintenance.batches(load_config(config, opts.overrides))
+
+    execute(opts, body, render="store_batches")
+
+
+@store_app.command("drop-batch", help="Remove one bronze batch that should never have been stored (one commit; older versions keep it "
+                                      "until vacuumed); the next feature run rebuilds silver and gold without it.")
+def store_drop_batch(batch_id: Annotated[str, typer.Argument(metavar="BATCH_ID", help="A batch id from `store batches`, or a unique prefix of one.")],
+                     config: ConfigOpt, set_: SetOpt = None,
+                     dry_run: Annotated[bool, typer.Option("--dry-run", metavar="", help="Only show the batch that would be dropped.")] = False,
+                     json_: JsonOpt = False, debug: DebugOpt = False) -> None:
+    opts = Options(command="store-drop-batch", config=config, overrides=set_ or [], json=json_, debug=debug, log_file=False)
+
+    def body() -> Any:
+        from pipeline_core.config import load_config
+        from pipeline_io import maintenance
+
+        return maintenance.drop_batch(load_config(config, opts.overrides), batch_id, dry_run)
+
+    execute(opts, body, render="dropped_batch")
 
 
 KindOpt = Annotated[str, typer.Option("--kind", metavar="KIND", help="training (default) or scoring.")]

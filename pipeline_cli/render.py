@@ -175,10 +175,32 @@ def store_history(console: Console, rows: list[dict[str, Any]], elapsed: float, 
     for col in ("Table", "Version", "When", "Operation", "Rows", "Layer run"):
         table.add_column(col)
     for r in rows:
-        facts = ", ".join(f"{k}={r[k]}" for k in ("mode", "batch_id", "silver_version", "bronze_version", "restored_to") if k in r)
+        facts = ", ".join(f"{k}={r[k]}" for k in ("mode", "batch_id", "dropped_batch", "silver_version", "bronze_version", "restored_to")
+                          if k in r)
         when = r["time"][5:19].replace("T", " ")  # MM-DD HH:MM:SS, local time
         table.add_row(r["name"], str(r["version"]), when, str(r["operation"]), "" if r["rows"] is None else f"{r['rows']:,}", facts)
     console.print(table)
+
+
+def store_batches(console: Console, rows: list[dict[str, Any]], elapsed: float, log_path: Path | None) -> None:
+    if not rows:
+        console.print("no bronze batches yet; `pipeline-cli bronze` or `run` ingests the source")
+        return
+    table = Table(title="Bronze batches (oldest first)", title_justify="left")
+    for col in ("Batch id", "Ingested", "Rows", "Source"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["batch_id"], r["ingested_at"][:19].replace("T", " "), f"{r['rows']:,}", r["source"])
+    console.print(table)
+
+
+def dropped_batch(console: Console, data: dict[str, Any], elapsed: float, log_path: Path | None) -> None:
+    what = f"bronze batch {data['batch_id']} ({data['rows']:,} rows from {data['source']}, ingested {data['ingested_at'][:19]})"
+    if data["dry_run"]:
+        console.print(f"would drop {what}; nothing changed", highlight=False)
+        return
+    console.print(f"dropped {what}: bronze version {data['bronze_version']} (version {data['bronze_version_before']} and older still "
+                  "hold it until `store vacuum`); the next `features` or `run` rebuilds silver and gold without it", highlight=False)
 
 
 def config(console: Console, data: dict[str, Any], elapsed: float, log_path: Path | None) -> None:

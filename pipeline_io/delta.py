@@ -202,6 +202,14 @@ def merge(store: Store, uri: str, frame: pl.DataFrame, *, keys: list[str], updat
     return _committed_version(store, uri, run_id), metrics
 
 
+def delete(store: Store, uri: str, predicate: str, *, run_id: str, facts: dict[str, Any]) -> int:
+    """Delete the rows matching ``predicate`` (SQL) in one commit; returns the new version."""
+    dt = table(store, uri)
+    with _conflicts(store, uri):
+        dt.delete(predicate, writer_properties=_writer_properties(), commit_properties=_commit_properties(run_id, facts))
+    return _committed_version(store, uri, run_id)
+
+
 def restore(store: Store, uri: str, to_version: int, run_id: str) -> None:
     """Bring the table back to ``to_version`` (commits a run never recorded are undone, kept in history)."""
     dt = table(store, uri)

@@ -91,10 +91,9 @@ def silver_link(store: Store, dataset: str, version: int) -> dict[str, Any]:
 
 
 def bronze_link(store: Store, dataset: str, version: int, batches: list[str]) -> dict[str, Any]:
+    from pipeline_io.bronze_batches import list_batches
+
     uri = layout.bronze_table(store, dataset)
     with delta.reading(store, {uri: version}):
-        frame = delta.scan(store, uri, version).filter(pl.col("_batch_id").is_in(batches))
-        rows = frame.group_by("_batch_id", "_source", "_ingested_at").agg(pl.len().alias("rows")).sort("_batch_id").collect()
-    return {"table": store.relative(uri), "version": version,
-            "batches": [{"batch_id": r["_batch_id"], "source": r["_source"], "ingested_at": r["_ingested_at"].isoformat(),
-                         "rows": r["rows"]} for r in rows.to_dicts()]}
+        found = list_batches(store, dataset, version, only=batches)
+    return {"table": store.relative(uri), "version": version, "batches": found}

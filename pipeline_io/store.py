@@ -113,3 +113,13 @@ def open_store(config: PipelineConfig) -> Store:
     store = Store(config.store.root, config.store.s3)
     store.check_reachable()
     return store
+
+
+def open_existing_store(config: PipelineConfig) -> Store:
+    """The configured store for commands that look after it: a local root that does not exist is an
+    error (most likely a mistyped store.root), not a new empty store."""
+    store = Store(config.store.root, config.store.s3)
+    if not store.remote and not Path(store.root).is_dir():
+        raise StorageError(f"store.root {store.root}: no such folder; check store.root, or run `pipeline-cli run` to create the store")
+    store.check_reachable()
+    return store

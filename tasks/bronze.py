@@ -34,12 +34,12 @@ from pipeline_core.config import PipelineConfig
 from pipeline_core.errors import DataError, StorageError, first_line
 from pipeline_core.redaction import redact
 from pipeline_io import delta, layout, sources
+from pipeline_io.bronze_batches import BATCH, batch_ids
 from pipeline_io.store import Store, open_store
 from tasks.caching import retry_transient
 
 log = logging.getLogger(__name__)
 
-BATCH = "_batch_id"
 FINGERPRINT_CHARS = 16  # of the content fingerprint kept at the end of a batch id
 
 
@@ -51,35 +51,14 @@ def refuse_parquet_layout(store: Store, dataset: str) -> None:
                            "use a new store.root and ingest the sources again (each batch's _batch.json names its source)")
 
 
-def batch_ids(store: Store, dataset: str, at: int | None = None) -> list[str]:
-    """Committed batch ids, oldest first (ids start with their ingestion time)."""
-    uri = layout.bronze_table(store, dataset)
-    dt = delta.table(store, uri, at)
-    if dt is None:
-        return []
-    files = pl.DataFrame(dt.get_add_actions(flatten=True))
-    low, high = f"min.{BATCH}", f"max.{BATCH}"
-    if low in files.columns and files[low].null_count() == 0 and files[low].equals(files[high]):
-        return sorted(set(files[low].to_list()))  # every file holds one batch: its statistics name it
-    return sorted(delta.scan(store, uri, at).select(pl.col(BATCH).unique()).collect()[BATCH].to_list())
-
-
-def list_batches(store: Store, dataset: str, at: int | None = None) -> list[dict[str, Any]]:
-    """Committed batches, oldest first, with their source, ingestion time and row count."""
-    if not batch_ids(store, dataset, at):
-        return []
-    frame = delta.scan(store, layout.bronze_table(store, dataset), at).group_by(BATCH, "_source", "_ingested_at").agg(pl.len().alias("rows"))
-    rows = frame.sort(BATCH).collect().to_dicts()
-    return [{"batch_id": r[BATCH], "source": r["_source"], "ingested_at": r["_ingested_at"].isoformat(), "rows": r["rows"]} for r in rows]
-
-
 def bronze_state(store: Store, dataset: str) -> dict[str, Any]:
     """The bronze table's version, cache key and batch ids; a DataError when there are no batches."""
     uri = layout.bronze_table(store, dataset)
     dt = delta.table(store, uri)
-    if dt is None:
+    batches = batch_ids(store, dataset) if dt is not None else []
+    if not batches:  # no table yet, or every batch dropped (`store drop-batch`)
         raise DataError(f"no bronze batches for dataset '{dataset}' in {store.root}; run `pipeline-cli bronze` first")
-    return {"version": dt.version(), "key": delta.table_key(store, uri), "batches": batch_ids(store, dataset)}
+    return {"version": dt.version(), "key": delta.table_key(store, uri), "batches": batches}
 
 
 def scan_bronze(store: Store, dataset: str, at: int, batches: list[str] | None = None) -> pl.LazyFrame:

@@ -5,6 +5,7 @@ Exit codes (README): 2 config or argument, 3 data, 4 storage or environment, 6 m
 
 from __future__ import annotations
 
+import json
 import socket
 import sqlite3
 from pathlib import Path
@@ -391,6 +392,15 @@ def test_a_bad_argument_is_one_line_exit_2_not_a_usage_panel(tmp_path, credit_co
     assert not (tmp_path / "store").exists()
 
 
+@pytest.mark.parametrize("command", ["history", "batches", "vacuum", "drop-batch"])
+def test_store_commands_on_a_mistyped_root_create_nothing(tmp_path, credit_config, command):
+    args = ["store", command, "--config", credit_config, "--set", f"store.root={tmp_path / 'sotre'}"]
+    result = invoke(*args, *(["2026"] if command == "drop-batch" else []))
+    assert result.exit_code == 4, result.output
+    assert one_line(result) == f"error: store.root {tmp_path / 'sotre'}: no such folder; check store.root, or run `pipeline-cli run` to create the store"
+    assert not (tmp_path / "sotre").exists()
+
+
 def test_report_open_before_any_report_names_the_command_that_writes_one(tmp_path, credit_config):
     result = invoke("report", "open", "--config", credit_config, "--kind", "scoring")
     assert result.exit_code == 3
@@ -506,6 +516,8 @@ STORE_CASES = {
     "serve an unknown version": (["serve-model", "--model", "models:/credit-default-classifier/99"], 6,
                                  "--model models:/credit-default-classifier/99: no such registered version"),
     "serve on a busy port": (["serve-model", "--port", "{busy}"], 4, "something already listens on 127.0.0.1:"),
+    "drop an unknown batch": (["store", "drop-batch", "nope"], 2,
+                              "no bronze batch 'nope' in dataset 'credit_default'; `pipeline-cli store batches` lists them"),
 }
 
 
@@ -535,6 +547,26 @@ def test_a_damaged_store_or_a_refused_request_is_one_line_and_changes_nothing(tm
     assert text in one_line(result)
     assert _files(store) == before  # no layer, registry entry, model or record written, nothing lost
     assert not (tmp_path / "out.parquet").exists() and not marker.exists()
+
+
+def test_store_batches_and_dropping_one_from_the_command_line(tmp_path, trained):
+    store, config = _store_copy(trained, tmp_path / "copy")
+    listed = invoke("store", "batches", "--config", config, "--json")
+    assert listed.exit_code == 0, listed.output
+    (batch,) = json.loads(listed.stdout)["result"]
+    assert batch["rows"] == 3006 and batch["source"].endswith("credit.csv")
+
+    before = _files(store)
+    preview = invoke("store", "drop-batch", batch["batch_id"][:10], "--config", config, "--dry-run")
+    assert preview.exit_code == 0 and preview.stdout.startswith(f"would drop bronze batch {batch['batch_id']} (3,006 rows from ")
+    assert _files(store) == before
+
+    dropped = invoke("store", "drop-batch", batch["batch_id"], "--config", config, "--json")
+    assert dropped.exit_code == 0, dropped.output
+    assert json.loads(dropped.stdout)["result"]["bronze_version"] == 1
+    history = json.loads(invoke("store", "history", "--config", config, "--table", "bronze", "--json").stdout)["result"]
+    assert [(h["operation"], h.get("dropped_batch")) for h in history] == [("DELETE", batch["batch_id"]), ("WRITE", None)]
+    assert json.loads(invoke("store", "batches", "--config", config, "--json").stdout)["result"] == []
 
 
 # -- secrets: a refused location is named without its credentials --------------------------------------------------

@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 
 from pipeline_core.config import load_config, parse_config
-from pipeline_core.errors import DataError
-from pipeline_io import delta, layout
+from pipeline_core.errors import ConfigError, DataError
+from pipeline_io import bronze_batches, delta, layout
 from pipeline_io.store import Store
 from tasks import bronze, gold, silver
 
@@ -47,7 +47,7 @@ def test_bronze_is_append_only_and_skips_identical_content(tmp_path):
     second, _ = ingest(config)
     assert second["status"] == "ingested"
     assert second["schema_change"] == {"added": ["z"], "removed": [], "changed": {}}
-    batches = bronze.list_batches(store, "t")
+    batches = bronze_batches.list_batches(store, "t")
     assert [b["batch_id"] for b in batches] == [first["batch_id"], second["batch_id"]]
     assert [b["rows"] for b in batches] == [2, 1]
     # one Delta table, one commit per batch; the older batch reads the new column as null
@@ -58,6 +58,37 @@ def test_bronze_is_append_only_and_skips_identical_content(tmp_path):
     assert data["_batch_id"].to_list() == [first["batch_id"]] * 2 + [second["batch_id"]]
     assert data["z"].to_list() == [None, None, "5"]
     assert pl.read_delta(store.uri("bronze", "t"), version=0).height == 2
+
+
+def test_a_dropped_batch_leaves_bronze_in_one_commit_and_silver_rebuilds_without_it(tmp_path):
+    src = tmp_path / "a.csv"
+    src.write_text("id,x,y\n1,2,0\n2,3,1\n3,4,0\n")
+    config = cfg(tmp_path, src, id_column="id")
+    first, store = ingest(config)
+    src.write_text("id,x,y\n2,30,1\n4,5,1\n")  # updates id 2, adds id 4
+    second, _ = ingest(config)
+    assert read_table(store, silver.refine_to_silver(config, store), "data")["x"].to_list() == [2, 4, 30, 5]
+
+    with pytest.raises(ConfigError, match="starts 2 bronze batch ids"):
+        bronze_batches.drop_batch(store, "t", first["batch_id"][:4])
+    with pytest.raises(ConfigError, match="no bronze batch 'nope'.*store batches"):
+        bronze_batches.drop_batch(store, "t", "nope")
+    preview = bronze_batches.drop_batch(store, "t", second["batch_id"][:-4], dry_run=True)
+    assert (preview["batch_id"], preview["rows"]) == (second["batch_id"], 2) and delta.version(store, store.uri("bronze", "t")) == 1
+
+    dropped = bronze_batches.drop_batch(store, "t", second["batch_id"][:-4])
+    assert (dropped["bronze_version_before"], dropped["bronze_version"]) == (1, 2)
+    assert [b["batch_id"] for b in bronze_batches.list_batches(store, "t")] == [first["batch_id"]]
+    assert pl.read_delta(store.uri("bronze", "t"), version=1).height == 5  # the version before still holds it
+    rebuilt = silver.refine_to_silver(config, store)
+    assert rebuilt["mode"] == "full" and rebuilt["why"] == "bronze lost batches the last run processed"
+    assert read_table(store, rebuilt, "data")["x"].to_list() == [2, 3, 4]
+    assert ingest(config)[0]["status"] == "ingested"  # the same content is no longer "already stored"
+
+    for batch in bronze_batches.batch_ids(store, "t"):
+        bronze_batches.drop_batch(store, "t", batch)
+    with pytest.raises(DataError, match="no bronze batches for dataset 't'"):
+        silver.refine_to_silver(config, store)
 
 
 @pytest.mark.parametrize(
@@ -279,7 +310,7 @@ def test_bad_bytes_deep_in_a_csv_leave_no_batch(tmp_path):
     src.write_bytes(b"id,x,y\n" + b"1,2,0\n" * 5000 + b"2,\xff\xfe,1\n")
     with pytest.raises(DataError, match="not a readable CSV file.*UTF-8"):
         ingest(cfg(tmp_path, src))
-    assert bronze.list_batches(Store(str(tmp_path / "store")), "t") == []
+    assert bronze_batches.list_batches(Store(str(tmp_path / "store")), "t") == []
     assert not list((tmp_path / "store").rglob("*.parquet"))
 
 
