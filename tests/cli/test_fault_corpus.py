@@ -112,7 +112,7 @@ CONFIG_CASES = [
     ("cleaning.null_tokens=5", "unknown key 'cleaning.null_tokens'"),
     ("store.retention.days=1e400", "key 'store.retention.days': Input should be less than or equal to 36500"),
     ("training.models={xgboost: {params: {max_depth: abc}}}", "training.models.xgboost.params: Invalid Parameter format for max_depth"),
-    ("training.models={random_forest: {params: {n_estimator: 50}}}", "training.models.random_forest.params: "),
+    ("training.models={random_forest: {params: {n_estimator: 50}}}", "training.models.random_forest.params.n_estimator: random_forest takes no"),
     ("training.models={logistic_regression: {params: {C: -1}}}", "training.models.logistic_regression.params: The 'C' parameter"),
     # a YAML key without the space after its colon: one unknown name, shown as typed (not as an emoji code)
     ("training.models={xgboost: {params: {max_depth:abc}}}", "training.models.xgboost.params.max_depth:abc: xgboost takes no parameter"),
