@@ -35,6 +35,7 @@ from pipeline_core.errors import DataError, StorageError, first_line
 from pipeline_core.redaction import redact
 from pipeline_io import delta, layout, sources
 from pipeline_io.bronze_batches import BATCH, batch_ids
+from pipeline_io.locks import layer_writer
 from pipeline_io.store import Store, open_store
 from tasks.caching import retry_transient
 
@@ -96,7 +97,36 @@ def typed_empty_columns(frame: pl.LazyFrame, table_schema: pl.Schema) -> pl.Lazy
 
 
 def ingest_batch(config: PipelineConfig, store: Store, local_path: Path, now: datetime | None = None) -> dict[str, Any]:
-    """Append one bronze batch from a fetched source, unless identical content is already there."""
+    """Append one bronze batch from a fetched source, unless identical content is already there.
+
+    Two runs at once must not both store the same content: on a local store they take turns (the
+    layer lock), and on object storage, where nothing serialises them, the later commit of the same
+    content is taken back (`drop_concurrent_copy`).
+    """
+    with layer_writer(store, "bronze", config.dataset.name):
+        result = _ingest(config, store, local_path, now)
+    if result["status"] == "ingested":
+        result = drop_concurrent_copy(store, config.dataset.name, result)
+    return result
+
+
+def drop_concurrent_copy(store: Store, dataset: str, result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` as skipped when another batch of the same content was committed before this one (and is still there)."""
+    uri = layout.bronze_table(store, dataset)
+    present = set(batch_ids(store, dataset))
+    earlier = [entry["batch_id"] for entry in delta.history(store, uri, 50)
+               if entry["version"] < result["version"] and entry.get("batch_id", "").endswith(result["fingerprint"])
+               and entry["batch_id"] in present and entry["batch_id"] != result["batch_id"]]
+    if not earlier:
+        return result
+    delta.delete(store, uri, f"{BATCH} = '{result['batch_id']}'", run_id=delta.new_run_id(),
+                 facts={"layer": "bronze", "dropped_batch": result["batch_id"], "why": f"same content as {earlier[-1]}, committed at the same time"})
+    log.info("bronze: another run stored the same content as batch %s at the same time; this run's copy was taken back", earlier[-1])
+    return {"batch_id": earlier[-1], "status": "skipped", "rows": 0, "rows_in": 0, "rows_out": 0, "fingerprint": result["fingerprint"],
+            "schema_change": {"added": [], "removed": [], "changed": {}}, "version": delta.version(store, uri)}
+
+
+def _ingest(config: PipelineConfig, store: Store, local_path: Path, now: datetime | None) -> dict[str, Any]:
     ds = config.dataset
     shown = redact(ds.source)  # what lineage stores and messages show: never credentials
     uri = layout.bronze_table(store, ds.name)

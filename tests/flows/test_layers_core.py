@@ -60,6 +60,48 @@ def test_bronze_is_append_only_and_skips_identical_content(tmp_path):
     assert pl.read_delta(store.uri("bronze", "t"), version=0).height == 2
 
 
+def _ingest_in_a_process(root: str, source: str, start) -> str:
+    start.wait()
+    config = parse_config({"dataset": {"name": "t", "source": source, "target": "y"}, "store": {"root": root}})
+    return bronze.ingest_batch(config, Store(root), Path(source))["status"]
+
+
+def test_two_processes_ingesting_the_same_content_at_once_store_it_once(tmp_path):
+    import multiprocessing
+
+    src = tmp_path / "a.csv"
+    src.write_text("x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(20_000)))
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Manager().Barrier(2)
+    with ctx.Pool(2) as pool:
+        statuses = pool.starmap(_ingest_in_a_process, [(str(tmp_path / "store"), str(src), start)] * 2)
+    assert sorted(statuses) == ["ingested", "skipped"]
+    assert len(bronze_batches.batch_ids(Store(str(tmp_path / "store")), "t")) == 1
+
+
+def test_a_copy_committed_by_a_concurrent_run_is_taken_back(tmp_path, monkeypatch):
+    """On object storage nothing serialises two ingests: the later commit of the same content is deleted again."""
+    src = tmp_path / "a.csv"
+    src.write_text("x,y\n1,0\n2,1\n")
+    config = cfg(tmp_path, src)
+    first, store = ingest(config)
+    real, checked = bronze.batch_ids, []
+
+    def before_the_other_commit(*args, **kwargs):  # the second run looked before the first had committed
+        if not checked:
+            checked.append(True)
+            return []
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bronze, "batch_ids", before_the_other_commit)
+    second, _ = ingest(config)
+    assert (second["status"], second["batch_id"]) == ("skipped", first["batch_id"])
+    assert bronze_batches.batch_ids(store, "t") == [first["batch_id"]]
+    newest = delta.history(store, store.uri("bronze", "t"), 1)[0]
+    assert newest["operation"] == "DELETE" and newest["dropped_batch"] != first["batch_id"]
+    assert newest["dropped_batch"].endswith(first["fingerprint"])
+
+
 def test_a_dropped_batch_leaves_bronze_in_one_commit_and_silver_rebuilds_without_it(tmp_path):
     src = tmp_path / "a.csv"
     src.write_text("id,x,y\n1,2,0\n2,3,1\n3,4,0\n")
