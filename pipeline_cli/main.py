@@ -283,7 +283,9 @@ def serve_model(config: ConfigOpt, set_: SetOpt = None, model: ModelOpt = None,
     opts = Options(command="serve-model", config=config, overrides=set_ or [], debug=debug, log_file=False)
 
     def body() -> Any:
+        import contextlib
         import os
+        import signal
         import subprocess
         import tempfile
         from pathlib import Path
@@ -315,13 +317,22 @@ def serve_model(config: ConfigOpt, set_: SetOpt = None, model: ModelOpt = None,
                   "Ctrl-C stops", file=sys.stderr, flush=True)
             # MLflow starts `uvicorn` by name: this interpreter's scripts first, activated or not
             env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+            # its own process group: MLflow runs the server as a child of its own, and a stop must reach both
             server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", str(local), "--env-manager", "local",
-                                       "-h", host, "-p", str(port)], env=env)
+                                       "-h", host, "-p", str(port)], env=env, start_new_session=True)
+
+            def stop(*_: Any) -> None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(server.pid, signal.SIGTERM)
+
+            previous = signal.signal(signal.SIGTERM, stop)
             try:
                 code = server.wait()
             except KeyboardInterrupt:
-                server.terminate()
+                stop()
                 code = server.wait(timeout=30)
+            finally:
+                signal.signal(signal.SIGTERM, previous)
         if code not in (0, -15, 143):
             raise ModelError(f"the scoring server for {name} v{version} exited with code {code}")
         return {"model": f"{name}/{version}", "exit_code": code}

@@ -525,9 +525,20 @@ def test_serve_model_answers_raw_json_records_like_predict(model_env, demo_dir, 
         assert cli.height >= 45  # the rest were quarantined by predict
         for row in cli.iter_rows(named=True):
             assert served[row["ID"]] == pytest.approx(row["probability"], abs=1e-12)
-    finally:
-        os.killpg(server.pid, signal.SIGINT)
+        server.terminate()  # SIGTERM to the command alone, as a service manager sends it: the scoring server stops too
         server.wait(timeout=60)
+        for _ in range(20):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2)
+            except httpx.TransportError:
+                break
+            time.sleep(1)
+        else:
+            pytest.fail("the scoring server still answers after serve-model was terminated")
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGINT)
+            server.wait(timeout=60)
 
 
 def test_a_moved_store_scores_with_its_own_copy_of_the_model(tmp_path, prefect_harness, demo_dir):
