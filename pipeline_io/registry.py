@@ -70,11 +70,15 @@ def require_tracking_store(config: PipelineConfig) -> str:
 def artifact_location(config: PipelineConfig) -> str:
     root = config.store.root.rstrip("/")
     if root.startswith("s3://"):
-        endpoint = s3_settings_from_env(config.store.s3)["endpoint"]
-        if endpoint:
-            os.environ.setdefault("MLFLOW_S3_ENDPOINT_URL", endpoint)
         return f"{root}/mlartifacts"
     return layout.artifact_dir(root).as_uri()
+
+
+def use_store_s3_endpoint(config: PipelineConfig) -> None:
+    """MLflow reads and writes the artifacts of an s3:// store through the endpoint the store uses (its own
+    setting, `store.s3.endpoint_url`, else AWS_ENDPOINT_URL), in this process and the ones it starts."""
+    if config.store.root.startswith("s3://") and (endpoint := s3_settings_from_env(config.store.s3)["endpoint"]):
+        os.environ.setdefault("MLFLOW_S3_ENDPOINT_URL", endpoint)
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -214,6 +218,7 @@ def _connect(config: PipelineConfig, uri: str) -> tuple[Any, str]:
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    use_store_s3_endpoint(config)
     name = config.mlflow.experiment or config.dataset.name
     try:
         with one_process_at_a_time(uri):

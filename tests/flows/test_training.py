@@ -243,6 +243,24 @@ def test_registry_signature_changes_with_every_write_and_refuses_what_it_cannot_
     assert registry_signature(config("http://127.0.0.1:5000")) is None
 
 
+def test_the_store_s3_endpoint_reaches_mlflow_in_every_process_not_only_the_first(tmp_path, monkeypatch):
+    """An s3:// store whose endpoint is only in the config: MLflow reads its artifacts through it in a
+    later process too (the experiment exists by then), not from AWS's own endpoint."""
+    import os
+
+    from pipeline_io import registry
+
+    config = parse_config({"dataset": {"name": "d", "source": "x.csv", "target": "y"},
+                           "store": {"root": "s3://lake/x", "s3": {"endpoint_url": "http://127.0.0.1:9000"}},
+                           "mlflow": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}})
+    for var in ("MLFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(var, raising=False)
+    registry.connect(config)  # the first process creates the experiment
+    monkeypatch.delenv("MLFLOW_S3_ENDPOINT_URL")  # a later process starts without it
+    registry.connect(config)
+    assert os.environ["MLFLOW_S3_ENDPOINT_URL"] == "http://127.0.0.1:9000"
+
+
 def test_unchanged_rerun_reuses_training_until_the_registry_loses_its_model(trained, tmp_path, monkeypatch):
     """Same gold data, config and code: a cache hit that trains nothing; a deleted model version forces retraining."""
     from mlflow import MlflowClient
