@@ -255,10 +255,10 @@ def monitor(config: ConfigOpt, set_: SetOpt = None,
         from pipeline_core import monitoring
         from pipeline_core.config import load_config
         from pipeline_io import outcomes, records
-        from pipeline_io.store import Store
+        from pipeline_io.store import open_existing_store
 
         cfg = load_config(config, opts.overrides)
-        store = Store(cfg.store.root, cfg.store.s3)
+        store = open_existing_store(cfg)  # a mistyped store.root must not pass --fail-on-drift as "no batches"
         realized = outcomes.latest_performance(store, cfg.dataset.name)
         shadowed = outcomes.latest_performance(store, cfg.dataset.name, outcomes.SHADOW)
         return [monitoring.batch_row(r, realized.get(outcomes.batch_key(r)), cfg.training.primary_metric, shadowed.get(outcomes.batch_key(r)))

@@ -78,6 +78,19 @@ class StoreConfig(StrictModel):
     s3: S3Settings = Field(default_factory=S3Settings)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
+    @field_validator("root")
+    @classmethod
+    def _local_or_bucket(cls, v: str) -> str:
+        if "://" not in v:
+            return v
+        scheme, rest = v.split("://", 1)
+        if scheme != "s3":
+            raise ValueError("a local folder or s3://bucket/prefix (no other scheme)")
+        bucket = rest.split("/", 1)[0]
+        if not bucket or "//" in rest.rstrip("/") or "@" in bucket:
+            raise ValueError("name the bucket and a prefix without empty parts, e.g. s3://my-bucket/pipeline")
+        return v
+
 
 class RangeRule(StrictModel):
     min: float | None = None

@@ -99,6 +99,13 @@ def fetch_s3(uri: str, dest: Path, s3: S3Settings) -> Path:
         raise StorageError(f"{uri}: access denied ({exc})") from None
     except OSError as exc:
         raise TransientSourceError(f"{uri}: {exc} (a transient failure: retried)") from None
+    except Exception as exc:
+        from botocore.exceptions import ConnectionError as EndpointDown
+
+        if isinstance(exc, EndpointDown):  # not an OSError: an endpoint that does not answer
+            raise TransientSourceError(f"{uri}: the S3 endpoint does not answer ({first_line(exc)}); start it, or fix "
+                                       "store.s3.endpoint_url / AWS_ENDPOINT_URL (a transient failure: retried)") from None
+        raise
     return dest
 
 

@@ -76,6 +76,13 @@ class Store:
             if endpoint and (why := unreachable(endpoint)):
                 raise StorageError(f"store.root {self.root}: the S3 endpoint {endpoint} does not answer ({why}); "
                                    "start it, or fix store.s3.endpoint_url / AWS_ENDPOINT_URL")
+            try:  # s3fs also reports a bucket these credentials may not read as missing: listing it tells
+                self.fs.ls(bucket, refresh=True)
+            except PermissionError:
+                raise StorageError(f"store.root {self.root}: access to bucket '{bucket}' denied; check the credentials "
+                                   "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE)") from None
+            except Exception:  # missing indeed: said below
+                pass
             raise StorageError(f"store.root {self.root}: bucket '{bucket}' does not exist; create it or fix store.root")
 
     # -- reads -----------------------------------------------------------------------
@@ -116,10 +123,13 @@ def open_store(config: PipelineConfig) -> Store:
 
 
 def open_existing_store(config: PipelineConfig) -> Store:
-    """The configured store for commands that look after it: a local root that does not exist is an
-    error (most likely a mistyped store.root), not a new empty store."""
+    """The configured store for commands that read or look after it: a root that does not exist (a local
+    folder, or an S3 prefix with nothing under it) is an error, most likely a mistyped store.root, not a new empty store."""
     store = Store(config.store.root, config.store.s3)
     if not store.remote and not Path(store.root).is_dir():
         raise StorageError(f"store.root {store.root}: no such folder; check store.root, or run `pipeline-cli run` to create the store")
     store.check_reachable()
+    if store.remote and not store.exists(store.root):
+        raise StorageError(f"store.root {store.root}: nothing is stored under this prefix; check store.root, "
+                           "or run `pipeline-cli run` to create the store")
     return store

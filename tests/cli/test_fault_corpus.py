@@ -107,6 +107,9 @@ CONFIG_CASES = [
     ("monitoring.psi_alert=0.01", "monitoring.psi_warn (0.1) is above monitoring.psi_alert (0.01)"),
     ("training.models.xgboost.search_space={max_depth: {type: int, low: 1}}", "search_space.max_depth: needs low and high"),
     ("store.s3.endpoint_url=not a url", "store.s3.endpoint_url"),
+    ("store.root=s3://", "key 'store.root': Value error, name the bucket and a prefix without empty parts"),
+    ("store.root=s3://lake//x", "key 'store.root': Value error, name the bucket and a prefix without empty parts"),
+    ("store.root=gs://bucket/x", "key 'store.root': Value error, a local folder or s3://bucket/prefix (no other scheme)"),
     ("inference.model_alias=bad alias!", "inference.model_alias"),
     ("training.tuning.timeout_seconds=-1", "training.tuning.timeout_seconds"),
     ("cleaning.null_tokens=5", "unknown key 'cleaning.null_tokens'"),
@@ -197,6 +200,9 @@ def _data_cases(tmp: Path, credit: pl.DataFrame) -> dict[str, tuple[list[str], i
                                  "column(s) probability have names the pipeline uses"),
         "s3 endpoint down": (["store.root=s3://bucket/store", f"store.s3.endpoint_url=http://127.0.0.1:{free_port()}"], 4,
                              "does not answer"),
+        "s3 source behind an endpoint that is down": (["dataset.source=s3://raw/in/credit.csv",
+                                                       f"store.s3.endpoint_url=http://127.0.0.1:{free_port()}"], 4,
+                                                      "s3://raw/in/credit.csv: the S3 endpoint does not answer"),
         "header token not exported": (["dataset.source=http://127.0.0.1:9/credit.csv",
                                        "dataset.http.headers_from_env={X-Token: PIPELINE_TEST_UNSET_TOKEN}"], 2,
                                       "header X-Token (from PIPELINE_TEST_UNSET_TOKEN) not set"),
@@ -392,10 +398,10 @@ def test_a_bad_argument_is_one_line_exit_2_not_a_usage_panel(tmp_path, credit_co
     assert not (tmp_path / "store").exists()
 
 
-@pytest.mark.parametrize("command", ["history", "batches", "vacuum", "drop-batch"])
+@pytest.mark.parametrize("command", ["history", "batches", "vacuum", "drop-batch", "monitor"])
 def test_store_commands_on_a_mistyped_root_create_nothing(tmp_path, credit_config, command):
-    args = ["store", command, "--config", credit_config, "--set", f"store.root={tmp_path / 'sotre'}"]
-    result = invoke(*args, *(["2026"] if command == "drop-batch" else []))
+    args = ["store", command] if command != "monitor" else ["monitor", "--fail-on-drift"]  # (no batches must not pass the gate)
+    result = invoke(*args, "--config", credit_config, "--set", f"store.root={tmp_path / 'sotre'}", *(["2026"] if command == "drop-batch" else []))
     assert result.exit_code == 4, result.output
     assert one_line(result) == f"error: store.root {tmp_path / 'sotre'}: no such folder; check store.root, or run `pipeline-cli run` to create the store"
     assert not (tmp_path / "sotre").exists()

@@ -146,5 +146,11 @@ def test_s3_round_trip_bronze_to_gold(tmp_path, demo_dir, monkeypatch):
 
         with pytest.raises(StorageError, match="bucket 'nobucket' does not exist"):
             run_flow(str(config), ["store.root=s3://nobucket/x"], through="gold")
+        from pipeline_core.config import load_config
+        from pipeline_io import maintenance
+
+        assert {c["name"] for c in maintenance.history(load_config(str(config)))} >= {"bronze", "silver", "gold"}
+        with pytest.raises(StorageError, match="store.root s3://lake/typo: nothing is stored under this prefix"):
+            maintenance.history(load_config(str(config), ["store.root=s3://lake/typo"]))  # not an empty history
         with pytest.raises(DataError, match="no such object"):
             run_flow(str(config), ["dataset.source=s3://raw/missing.csv"], through="gold")
