@@ -118,6 +118,19 @@ def _server_state_dir() -> Path:
     return Path(os.environ.get("PIPELINE_SERVER_STATE_DIR") or DEFAULT_STATE_DIR)
 
 
+def new_log_file(command: str) -> Path:
+    """``<time>-<command>.log``, created here: a second command started in the same second gets ``-2`` and so on."""
+    stamp = f"{datetime.now():%Y%m%d-%H%M%S}-{command}"
+    for n in range(1, 1000):
+        path = LOG_DIR / (f"{stamp}.log" if n == 1 else f"{stamp}-{n}.log")
+        try:
+            path.open("x").close()
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"{LOG_DIR}: a thousand logs named {stamp}")
+
+
 def configure_logging(opts: Options) -> Path | None:
     """A timestamped log file per run; the console shows Prefect logs only with --verbose."""
     # Importing prefect.main configures Prefect's logging from its settings; done later (by the
@@ -131,7 +144,7 @@ def configure_logging(opts: Options) -> Path | None:
                                                "mlflow", "optuna", "py.warnings")]
     if opts.log_file:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
-        log_path = LOG_DIR / f"{datetime.now():%Y%m%d-%H%M%S}-{opts.command}.log"
+        log_path = new_log_file(opts.command)
         handler = logging.FileHandler(log_path)
         handler.setFormatter(fmt)
         handler.setLevel(logging.INFO)

@@ -66,6 +66,8 @@ class RawRecordClassifier:
         return self.pipeline.predict_proba(self.model_input(features))[:, 1]
 
     def predict_proba(self, raw: pd.DataFrame) -> np.ndarray:
+        if len(raw) == 0:  # scikit-learn refuses an empty table; an empty batch has empty answers
+            return np.empty(0, dtype="float64")
         X = raw_to_features(raw, self.cleaning, self.features, self.numeric, self.categorical)
         return self.pipeline.predict_proba(X)[:, 1]
 

@@ -574,3 +574,20 @@ def test_an_unknown_training_key_lists_register_not_its_attribute_name(credit_co
     assert result.exit_code == 2
     allowed = _error(result).split("allowed keys: ", 1)[1].split(", ")
     assert "register" in allowed and "registration" not in allowed
+
+
+def test_commands_started_in_the_same_second_log_to_files_of_their_own(tmp_path, monkeypatch):
+    from datetime import datetime
+
+    from pipeline_cli import runtime
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime(2026, 11, 30, 9, 15, 0)
+
+    monkeypatch.setattr(runtime, "LOG_DIR", tmp_path)
+    monkeypatch.setattr(runtime, "datetime", Frozen)
+    paths = [runtime.new_log_file("run") for _ in range(3)]
+    assert [p.name for p in paths] == ["20261130-091500-run.log", "20261130-091500-run-2.log", "20261130-091500-run-3.log"]
+    assert all(p.exists() for p in paths)

@@ -319,6 +319,8 @@ def test_registry_aliases_and_history(trained):
 def test_champion_scores_raw_records_in_a_fresh_process(trained, tmp_path):
     """A stock MLflow client, in a new process, reproduces the logged holdout metrics exactly."""
 
+    import mlflow
+
     from pipeline_core.config import load_config
     from pipeline_core.modeling.holdout import raw_holdout
     from pipeline_io import registry
@@ -336,6 +338,11 @@ def test_champion_scores_raw_records_in_a_fresh_process(trained, tmp_path):
     version = client.get_model_version_by_alias(first["registered_model"], "champion")
     _assert_stock_client_reproduces(client, data, path, [(f"models:/{first['registered_model']}@champion", version.tags["run_id"],
                                                           float(version.tags["threshold"]))])
+    empty = subprocess.run([sys.executable, "-c", "import sys, mlflow, pandas as pd; mlflow.set_tracking_uri(sys.argv[1]); "
+                            "out = mlflow.pyfunc.load_model(sys.argv[3]).predict(pd.read_parquet(sys.argv[2]).head(0)); "
+                            "print(len(out), list(out.columns))", mlflow.get_tracking_uri(), str(path),
+                            f"models:/{first['registered_model']}@champion"], capture_output=True, text=True, timeout=300)
+    assert empty.returncode == 0 and empty.stdout.strip().splitlines()[-1] == "0 ['probability', 'prediction']", empty.stderr[-2000:]
 
 
 def _assert_stock_client_reproduces(client, data, holdout_path, models):
