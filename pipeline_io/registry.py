@@ -7,6 +7,7 @@ as a tag of the model version it names, so "which model was champion on date X" 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import logging
@@ -115,6 +116,22 @@ def one_process_at_a_time(uri: str) -> Iterator[None]:
     with exclusive(db.with_name(f"{db.name}.lock")):
         if not db.exists():
             create_tracking_db(db)
+        yield
+
+
+@contextmanager
+def gate_turn(uri: str, name: str) -> Iterator[None]:
+    """For a local SQLite store, one promotion gate at a time per registered model: an exclusive lock beside
+    the database from reading the champion to moving the alias. (A tracking server cannot be locked from
+    here: the gate checks again that the champion did not move before promoting.)"""
+    db = sqlite_path(uri)
+    if db is None:
+        yield
+        return
+    from pipeline_io.locks import exclusive
+
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]  # any registered name, as a file name
+    with exclusive(db.with_name(f"{db.name}.gate-{digest}.lock")):
         yield
 
 

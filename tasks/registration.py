@@ -21,6 +21,7 @@ from pipeline_core.modeling.metrics import classification_metrics
 from pipeline_core.modeling.promotion import gate_decision, incomparable, paired_bootstrap, predicted_class
 from pipeline_io import events, layout, model_format, model_integrity, registry
 from pipeline_io.readers import load_training_data
+from pipeline_io.registry import champion_version
 from pipeline_io.store import open_store
 from pipeline_io.workarounds import quiet_stderr
 
@@ -48,7 +49,20 @@ def champion_predicts(config: PipelineConfig, tags: dict[str, str]) -> dict[str,
 def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[dict[str, Any]], parent_run_id: str,
                       candidate_probabilities: Any = None) -> dict[str, Any]:
     """Register the best model as `challenger`; move `champion` only through the gate (with the candidate's
-    holdout probabilities, a paired bootstrap against the champion's on the same rows)."""
+    holdout probabilities, a paired bootstrap against the champion's on the same rows).
+
+    Reading the champion and moving the alias are one step per registered model (`registry.gate_turn`):
+    two trainings at once would otherwise both find "no champion yet", and the later one would
+    replace the other's champion uncompared.
+    """
+    import mlflow
+
+    with registry.gate_turn(mlflow.get_tracking_uri(), registry.registered_model_name(config)):
+        return _register_and_gate(config, data, ranked, parent_run_id, candidate_probabilities)
+
+
+def _register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[dict[str, Any]], parent_run_id: str,
+                       candidate_probabilities: Any) -> dict[str, Any]:
     import mlflow
 
     cfg = config.training
@@ -56,7 +70,7 @@ def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[d
     name = registry.registered_model_name(config)
     client = mlflow.MlflowClient()
     holdout = raw_holdout(data)
-    current = registry.champion_version(client, name)
+    current = champion_version(client, name)
     champion_metrics, evidence = None, None
     judged_by = current.tags.get(model_integrity.HOLDOUT_DIGEST_TAG) if current is not None else None
     champion_class = champion_predicts(config, current.tags) if current is not None else None
@@ -112,6 +126,8 @@ def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[d
                                                                       config.mlflow.min_metrics, evidence, config.mlflow.promotion.min_improvement)
     if evidence is not None:  # the interval the decision rests on, kept with the version it judged
         client.set_model_version_tag(name, version.version, "gate_evidence", json.dumps({**asdict(evidence), "champion": str(current.version)}))
+    if promote and (moved := champion_moved(client, name, current)):
+        promote, reason, current = False, moved, champion_version(client, name)
     if promote:
         registry.record_alias(client, name, registry.CHAMPION, version.version, best["metrics"], reason)
     client.set_tag(parent_run_id, "registry_outcome", ("promoted: " if promote else "not promoted: ") + reason)
@@ -119,6 +135,17 @@ def register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[d
             "reason": reason, "evidence": asdict(evidence) if evidence else None, "champion_version": str(version.version) if promote else (str(current.version) if current else None),
             "previous_champion": str(current.version) if current else None,
             "leaderboard": [{k: r[k] for k in ("rank", "name", "metrics", "threshold", "cv_mean", "cv_std", "run_id", "seconds")} for r in ranked]}
+
+
+def champion_moved(client: Any, name: str, judged_against: Any) -> str | None:
+    """Why not to promote when another run moved `champion` after this gate read it (only possible with a
+    tracking server, which `registry.gate_turn` cannot lock): the comparison would be with a model that is gone."""
+    now = champion_version(client, name)
+    if (None if now is None else str(now.version)) == (None if judged_against is None else str(judged_against.version)):
+        return None
+    before = "no champion" if judged_against is None else f"champion v{judged_against.version}"
+    return (f"champion moved to v{now.version if now else '-'} while this run was judged against {before}; "
+            "train again to compare with it, or promote by hand")
 
 
 def register_each(config: PipelineConfig, data: TrainingData, ranked: list[dict[str, Any]]) -> dict[str, str]:

@@ -300,6 +300,32 @@ def test_unchanged_rerun_reuses_training_until_the_registry_loses_its_model(trai
     assert changed["status"] == "ran" and changed["version"] == "3"
 
 
+def test_a_champion_that_moved_while_the_gate_judged_is_not_replaced_uncompared(trained, monkeypatch):
+    """Two trainings at once: the later gate must not promote over a champion it never compared with.
+    Here the gate reads the registry as it was before the other run promoted (no champion yet)."""
+    from flows.training import training_flow
+    from tasks import registration
+
+    config, _, _, _ = trained
+    own = [*FAST, "mlflow.registered_model=raced", "mlflow.min_metrics={}"]
+    first = training_flow(str(config), own)
+    assert first["promoted"] and first["champion_version"] == "1"
+    real, reads = registration.champion_version, []
+
+    def read_before_the_other_run_promoted(client, name):
+        reads.append(name)
+        return None if len(reads) == 1 else real(client, name)
+
+    monkeypatch.setattr(registration, "champion_version", read_before_the_other_run_promoted)
+    second = training_flow(str(config), own, refresh=True)
+    assert second["version"] == "2" and not second["promoted"] and second["champion_version"] == "1"
+    assert second["reason"] == ("champion moved to v1 while this run was judged against no champion; "
+                                "train again to compare with it, or promote by hand")
+    from mlflow import MlflowClient
+
+    assert str(MlflowClient().get_model_version_by_alias("raced", "champion").version) == "1"
+
+
 def test_registry_aliases_and_history(trained):
     import mlflow
 
