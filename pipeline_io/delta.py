@@ -210,6 +210,28 @@ def delete(store: Store, uri: str, predicate: str, *, run_id: str, facts: dict[s
     return _committed_version(store, uri, run_id)
 
 
+# On object storage nothing serialises two runs of a layer: a commit no report names yet that is younger
+# than this may be a live run's, not a killed one's, and is not restored over.
+IN_FLIGHT_SECONDS = 900
+
+
+def undo_unrecorded(store: Store, uris: dict[str, str], pinned: dict[str, int | None], run_id: str) -> list[str]:
+    """Restore each table (name -> uri) to the version its layer's report pins when a killed run committed past it;
+    returns what was undone (``"<name> a..b"``). All tables are checked before any is restored."""
+    past = {name: (pinned[name], latest) for name, uri in uris.items()
+            if pinned.get(name) is not None and (latest := version(store, uri)) is not None and latest > pinned[name]}
+    if store.remote:
+        for name, (_, latest) in past.items():
+            age = datetime.now().timestamp() - table(store, uris[name]).history(1)[0]["timestamp"] / 1000
+            if age < IN_FLIGHT_SECONDS:
+                raise StorageError(f"{store.relative(uris[name])}: version {latest} was committed {age:.0f} s ago by a run that has not "
+                                   "recorded it yet, so another run is writing this layer now; run again once it is done (if that run "
+                                   f"was killed, run again after {IN_FLIGHT_SECONDS // 60} minutes)")
+    for name, (at, latest) in past.items():
+        restore(store, uris[name], at, run_id)
+    return [f"{name} {at + 1}..{latest}" for name, (at, latest) in past.items()]
+
+
 def restore(store: Store, uri: str, to_version: int, run_id: str) -> None:
     """Bring the table back to ``to_version`` (commits a run never recorded are undone, kept in history)."""
     dt = table(store, uri)

@@ -107,11 +107,7 @@ def _build(config: PipelineConfig, store: Store, full_refresh: bool, as_of: str 
     paths = layout.gold_paths(store, ds.name)
     run_id = delta.new_run_id()
     previous = current_gold_metadata(store, ds.name)
-    undone = []
-    latest = delta.version(store, paths["features"])
-    if previous is not None and latest is not None and latest > previous["version"]:
-        delta.restore(store, paths["features"], previous["version"], run_id)
-        undone.append(f"features {previous['version'] + 1}..{latest}")
+    undone = delta.undo_unrecorded(store, {"features": paths["features"]}, {"features": previous["version"] if previous else None}, run_id)
     mode, why = plan(previous, report, feature_version, store, s_paths["data"], full_refresh, as_of)
     if mode == "unchanged" and previous is not None:
         return {**previous, "mode": "unchanged", "why": why, "undone": undone}

@@ -58,14 +58,8 @@ def silver_code_version() -> str:
 
 def undo_unrecorded_commits(store: Store, paths: dict[str, str], report: dict[str, Any] | None, run_id: str) -> list[str]:
     """Restore each table to the version the report names when a killed run committed past it."""
-    undone = []
-    for name in ("data", "quarantine"):
-        pinned = report["versions"][name] if report else None
-        latest = delta.version(store, paths[name])
-        if pinned is not None and latest is not None and latest > pinned:
-            delta.restore(store, paths[name], pinned, run_id)
-            undone.append(f"{name} {pinned + 1}..{latest}")
-    return undone
+    names = ("data", "quarantine")
+    return delta.undo_unrecorded(store, {n: paths[n] for n in names}, {n: report["versions"][n] if report else None for n in names}, run_id)
 
 
 def plan(report: dict[str, Any] | None, bronze: dict[str, Any], spec: CleaningSpec, code: str, bronze_schema: dict[str, str],

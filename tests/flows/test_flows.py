@@ -152,5 +152,21 @@ def test_s3_round_trip_bronze_to_gold(tmp_path, demo_dir, monkeypatch):
         assert {c["name"] for c in maintenance.history(load_config(str(config)))} >= {"bronze", "silver", "gold"}
         with pytest.raises(StorageError, match="store.root s3://lake/typo: nothing is stored under this prefix"):
             maintenance.history(load_config(str(config), ["store.root=s3://lake/typo"]))  # not an empty history
+
+        # nothing serialises two runs on object storage: a commit no report names yet may be a live run's
+        from pipeline_io import delta, layout
+        from pipeline_io.store import open_store
+        from tasks import silver
+
+        cfg = load_config(str(config))
+        store = open_store(cfg)
+        uri = layout.silver_paths(store, "phish")["data"]
+        pinned = delta.version(store, uri)
+        delta.write(store, uri, delta.scan(store, uri).head(1), mode="append", run_id="a-live-run", facts={})
+        with pytest.raises(StorageError, match=f"version {pinned + 1} was committed .* s ago by a run that has not recorded it yet"):
+            silver.refine_to_silver(cfg, store)
+        assert delta.version(store, uri) == pinned + 1  # not restored over
+        monkeypatch.setattr(delta, "IN_FLIGHT_SECONDS", 0)  # as long after as a killed run's commit
+        assert silver.refine_to_silver(cfg, store)["undone"] == [f"data {pinned + 1}..{pinned + 1}"]
         with pytest.raises(DataError, match="no such object"):
             run_flow(str(config), ["dataset.source=s3://raw/missing.csv"], through="gold")
