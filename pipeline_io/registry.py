@@ -64,6 +64,10 @@ def require_tracking_store(config: PipelineConfig) -> str:
     if config.mlflow.tracking_uri:
         raise StorageError(f"mlflow.tracking_uri {uri}: no MLflow store there yet; train a model first (`pipeline-cli run`) "
                            "or fix mlflow.tracking_uri")
+    if config.store.root.startswith("s3://"):  # its registry is local: relative to where commands run
+        raise StorageError(f"store.root {config.store.root}: no MLflow store here ({db} is missing): an s3:// store's registry is "
+                           "./results/mlflow.db under the folder its models were trained from; run from that folder, or set "
+                           "mlflow.tracking_uri")
     raise StorageError(f"store.root {config.store.root}: no MLflow store there yet ({db} is missing); train a model first "
                        "(`pipeline-cli run`) or fix store.root")
 

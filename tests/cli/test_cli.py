@@ -499,7 +499,7 @@ def test_a_rollback_reads_a_history_that_recorded_a_version_as_typed(credit_conf
 @pytest.mark.parametrize("command", [["models", "list"], ["models", "describe", MODEL], ["models", "history", MODEL],
                                      ["models", "promote", MODEL, "1"], ["models", "rollback", MODEL],
                                      ["lineage", f"models:/{MODEL}/1"]])
-def test_registry_commands_never_create_a_tracking_store_where_a_mistyped_location_points(credit_config, tmp_path, command):
+def test_registry_commands_never_create_a_tracking_store_where_a_mistyped_location_points(credit_config, tmp_path, command, monkeypatch):
     missing = tmp_path / "nonexistent" / "dir"
     by_uri = invoke(*command, "--config", credit_config, "--set", f"mlflow.tracking_uri=sqlite:///{missing}/x.db")
     assert by_uri.exit_code == 4
@@ -511,6 +511,9 @@ def test_registry_commands_never_create_a_tracking_store_where_a_mistyped_locati
     assert _error(by_root).endswith("is missing); train a model first (`pipeline-cli run`) or fix store.root")
     assert not (tmp_path / "nonexistent").exists()
     assert not (tmp_path / "store").exists()  # nor the configured store's
+    monkeypatch.chdir(tmp_path)  # the registry of an s3:// store is ./results/mlflow.db: none here
+    on_s3 = invoke(*command, "--config", credit_config, "--set", "store.root=s3://lake/credit")  # (S3 not reached: the registry is local)
+    assert on_s3.exit_code == 4 and "an s3:// store's registry is ./results/mlflow.db under the folder its models were trained" in _error(on_s3)
 
 
 @pytest.mark.parametrize("command", [["models", "history", "nope"], ["models", "describe", "nope"], ["models", "promote", "nope", "1"],
