@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -18,7 +19,15 @@ from prefect.logging import get_run_logger
 from pipeline_core.config import PipelineConfig
 from pipeline_core.modeling.holdout import TrainingData, raw_holdout
 from pipeline_core.modeling.metrics import classification_metrics
-from pipeline_core.modeling.promotion import gate_decision, incomparable, paired_bootstrap, predicted_class
+from pipeline_core.modeling.promotion import (
+    MIN_SHARED_ROWS,
+    gate_decision,
+    incomparable,
+    paired_bootstrap,
+    predicted_class,
+    split_tags,
+    unseen_by_both,
+)
 from pipeline_io import events, layout, model_format, model_integrity, registry
 from pipeline_io.readers import load_training_data
 from pipeline_io.registry import champion_version
@@ -71,12 +80,17 @@ def _register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[
     client = mlflow.MlflowClient()
     holdout = raw_holdout(data)
     current = champion_version(client, name)
-    champion_metrics, evidence = None, None
+    champion_metrics, evidence, gate_metrics = None, None, best["metrics"]
     judged_by = current.tags.get(model_integrity.HOLDOUT_DIGEST_TAG) if current is not None else None
     champion_class = champion_predicts(config, current.tags) if current is not None else None
     mismatch = incomparable(name, str(current.version), champion_class, predicted_class(data.metadata)) if champion_class else None
     # a champion that predicts another class is not scored at all: against these labels it would answer the wrong question
     rival = None if mismatch else current
+    shared = holdout_unseen_by_champion(data, config, rival.tags) if rival is not None else None
+    if shared is not None and (len(shared) < MIN_SHARED_ROWS or len(set(data.split.y_test[shared].tolist())) < 2):
+        mismatch, rival = (f"the champion ({name} v{current.version}) drew its holdout with split seed {current.tags['split_seed']} and "
+                           f"test size {current.tags['test_size']}: only {len(shared)} rows of this holdout are unseen by both models; "
+                           f"keep training.seed and training.test_size to compare, or promote by hand"), None
     if rival is not None and rival.tags.get("refit_full") == "true" and judged_by is None:
         # refitted on all rows by an earlier release, which kept no record of the model it was judged by before the
         # refit: it has seen this holdout, so its holdout scores from before the refit stand in
@@ -98,10 +112,17 @@ def _register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[
             champion = model_integrity.load_verified(client, name, str(rival.version), shown)
         proba = champion.predict(holdout)["probability"].to_numpy()
         champion_threshold = float(rival.tags.get("threshold", 0.5))
-        champion_metrics = classification_metrics(data.split.y_test, proba, champion_threshold)
+        y_gate = data.split.y_test
+        if shared is not None:  # split otherwise, the champion trained on the rest of this holdout: both judged on these rows
+            y_gate, proba = y_gate[shared], proba[shared]
+            candidate_probabilities = None if candidate_probabilities is None else np.asarray(candidate_probabilities)[shared]
+            if candidate_probabilities is not None:
+                primary = classification_metrics(y_gate, candidate_probabilities, best["threshold"])[cfg.primary_metric]
+                gate_metrics = {**best["metrics"], cfg.primary_metric: primary}  # the minimums stay the whole holdout's
+        champion_metrics = classification_metrics(y_gate, proba, champion_threshold)
         gate = config.mlflow.promotion
         if gate.confidence > 0 and candidate_probabilities is not None:
-            evidence = paired_bootstrap(data.split.y_test, candidate_probabilities, proba, cfg.primary_metric,
+            evidence = paired_bootstrap(y_gate, candidate_probabilities, proba, cfg.primary_metric,
                                         (best["threshold"], champion_threshold), gate.confidence, gate.resamples, cfg.seed)
     judged = None
     if best.get("refit_full"):  # the model the gate rescores while this version is champion, read before registering
@@ -119,11 +140,14 @@ def _register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[
         client.set_model_version_tag(name, version.version, "holdout_run_id", best["holdout_run_id"])
         client.set_model_version_tag(name, version.version, model_integrity.HOLDOUT_DIGEST_TAG,
                                      json.dumps(judged, sort_keys=True, separators=(",", ":")))
-    for key, value in lineage_tags(data).items():  # which gold version (and table) the model learnt from
+    for key, value in {**lineage_tags(data), **version_split_tags(config, data)}.items():  # what it learnt from, and its holdout
         client.set_model_version_tag(name, version.version, key, value)
     registry.record_alias(client, name, registry.CHALLENGER, version.version, best["metrics"], "best model of this training run")
-    promote, reason = (False, mismatch) if mismatch else gate_decision(best["metrics"], champion_metrics, cfg.primary_metric,
+    promote, reason = (False, mismatch) if mismatch else gate_decision(gate_metrics, champion_metrics, cfg.primary_metric,
                                                                       config.mlflow.min_metrics, evidence, config.mlflow.promotion.min_improvement)
+    if shared is not None and not mismatch:
+        reason += (f" (judged on the {len(shared):,} rows of this holdout that the champion's own holdout, drawn with split seed "
+                   f"{current.tags['split_seed']} and test size {current.tags['test_size']}, also held)")
     if evidence is not None:  # the interval the decision rests on, kept with the version it judged
         client.set_model_version_tag(name, version.version, "gate_evidence", json.dumps({**asdict(evidence), "champion": str(current.version)}))
     if promote and (moved := champion_moved(client, name, current)):
@@ -135,6 +159,21 @@ def _register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[
             "reason": reason, "evidence": asdict(evidence) if evidence else None, "champion_version": str(version.version) if promote else (str(current.version) if current else None),
             "previous_champion": str(current.version) if current else None,
             "leaderboard": [{k: r[k] for k in ("rank", "name", "metrics", "threshold", "cv_mean", "cv_std", "run_id", "seconds")} for r in ranked]}
+
+
+def version_split_tags(config: PipelineConfig, data: TrainingData) -> dict[str, str]:
+    return split_tags(config.training.seed, config.training.test_size, bool(data.preprocessing.get("id_column")))
+
+
+def holdout_unseen_by_champion(data: TrainingData, config: PipelineConfig, champion_tags: dict[str, str]) -> Any:
+    """Positions of this holdout the champion did not train on either, when it drew its holdout otherwise (`unseen_by_both`)."""
+    id_column = data.preprocessing.get("id_column")
+    if not id_column:
+        return None
+    y = np.empty(len(data.gold), dtype=data.split.y_test.dtype)
+    y[data.split.train_index], y[data.split.test_index] = data.split.y_train, data.split.y_test
+    return unseen_by_both(data.gold[id_column].to_numpy(), y, data.split.test_index, champion_tags,
+                          config.training.seed, config.training.test_size)
 
 
 def champion_moved(client: Any, name: str, judged_against: Any) -> str | None:
@@ -162,7 +201,8 @@ def register_each(config: PipelineConfig, data: TrainingData, ranked: list[dict[
         with tempfile.TemporaryDirectory(prefix="pipeline-digests-") as tmp:
             model_integrity.record_digests(client, version.name, str(version.version), Path(tmp))
         refit = {"refit_full": "true", "holdout_run_id": r["holdout_run_id"]} if r.get("refit_full") else {}
-        for key, value in {"threshold": str(r["threshold"]), "run_id": r["run_id"], **refit, **lineage_tags(data)}.items():
+        for key, value in {"threshold": str(r["threshold"]), "run_id": r["run_id"], **refit, **lineage_tags(data),
+                           **version_split_tags(config, data)}.items():
             client.set_model_version_tag(version.name, version.version, key, value)
         uris[r["name"]] = f"models:/{version.name}/{version.version}"
     return uris

@@ -95,3 +95,26 @@ def gate_decision(candidate: dict[str, float], champion: dict[str, float] | None
     if better:
         return True, f"{primary} {candidate[primary]:.4f} beats the champion's {champion[primary]:.4f} on this holdout"
     return False, f"{primary} {candidate[primary]:.4f} does not beat the champion's {champion[primary]:.4f} on this holdout"
+
+
+MIN_SHARED_ROWS = 50  # fewer holdout rows unseen by both models compare nothing
+
+
+def split_tags(seed: int, test_size: float, keyed: bool) -> dict[str, str]:
+    """How a version's holdout was drawn, kept with it so that a later gate can redraw it."""
+    return {"split_seed": str(seed), "test_size": repr(float(test_size)), "split": "keyed" if keyed else "random"}
+
+
+def unseen_by_both(keys: Any, y: Any, test_index: Any, champion_tags: dict[str, str], seed: int, test_size: float) -> Any:
+    """Positions in this run's holdout that the champion's own holdout holds too, when the champion was split with
+    another seed or test size (else it trained on most of this holdout); None when it was split as this run is,
+    or cannot be redrawn (no id column: a random split; a version from before splits were recorded)."""
+    from pipeline_core.modeling.training import keyed_split
+
+    if keys is None or champion_tags.get("split") != "keyed":
+        return None
+    theirs = int(champion_tags["split_seed"]), float(champion_tags["test_size"])
+    if theirs == (seed, float(test_size)):
+        return None
+    champion_test = keyed_split(keys, y, theirs[1], theirs[0])[1]
+    return np.flatnonzero(np.isin(test_index, champion_test))

@@ -1,6 +1,7 @@
 """Training: pure pieces, then one small end-to-end training under the Prefect harness."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -324,6 +325,34 @@ def test_a_champion_that_moved_while_the_gate_judged_is_not_replaced_uncompared(
     from mlflow import MlflowClient
 
     assert str(MlflowClient().get_model_version_by_alias("raced", "champion").version) == "1"
+
+
+
+def test_a_champion_drawn_with_another_split_seed_is_compared_on_rows_neither_model_trained_on(trained):
+    from mlflow import MlflowClient
+
+    from flows.training import training_flow
+
+    config, _, _, _ = trained
+    own = [*FAST, "mlflow.registered_model=reseeded", "mlflow.min_metrics={}"]
+    first = training_flow(str(config), own)
+    tags = MlflowClient().get_model_version("reseeded", first["version"]).tags
+    assert (tags["split"], tags["split_seed"], tags["test_size"]) == ("keyed", "42", "0.2")
+    second = training_flow(str(config), [*own, "training.seed=7"])
+    shown = re.search(r"judged on the ([\d,]+) rows of this holdout that the champion's own holdout, drawn with split seed 42 "
+                      r"and test size 0.2, also held\)$", second["reason"])
+    assert shown, second["reason"]
+    from pipeline_core.config import load_config
+    from pipeline_core.modeling.training import keyed_split
+    from pipeline_io.readers import load_training_data
+    from pipeline_io.store import Store
+
+    cfg = load_config(str(config), [*own, "training.seed=7"])
+    data = load_training_data(cfg, Store(cfg.store.root))
+    ids = data.gold[data.preprocessing["id_column"]].to_numpy()
+    labels = data.gold[data.preprocessing["target"]].to_numpy()
+    both = set(data.split.test_index) & set(keyed_split(ids, labels, 0.2, 42)[1])  # the seed-42 champion's holdout, redrawn
+    assert int(shown.group(1).replace(",", "")) == len(both) and 0.1 * len(data.split.test_index) < len(both) < 0.35 * len(data.split.test_index)
 
 
 def test_registry_aliases_and_history(trained):

@@ -80,3 +80,25 @@ def test_a_model_of_another_target_or_positive_label_is_not_compared():
     assert incomparable("m", "3", predicted_class(meta), {"target": "default", "positive_label": "1"}) is None
     why = incomparable("m", "3", predicted_class(meta), {"target": "default", "positive_label": "0"})
     assert why.startswith("the champion (m v3) predicts default = 1, this model default = 0: their scores cannot be compared")
+
+
+def test_a_champion_split_otherwise_is_judged_only_on_rows_its_holdout_held():
+    import numpy as np
+
+    from pipeline_core.modeling.promotion import split_tags, unseen_by_both
+    from pipeline_core.modeling.training import keyed_split
+
+    keys = np.arange(10_000) * 7 + 3
+    y = (np.arange(10_000) % 4 == 0).astype(int)
+    train, test = keyed_split(keys, y, 0.2, 7)  # this run's holdout
+    champion = split_tags(42, 0.2, keyed=True)
+    shared = unseen_by_both(keys, y, test, champion, seed=7, test_size=0.2)
+    champion_train, champion_test = keyed_split(keys, y, 0.2, 42)
+    assert set(test[shared]) == set(test) & set(champion_test)  # exactly the rows both holdouts hold
+    assert not set(test[shared]) & set(champion_train)
+    assert 300 < len(shared) < 500  # about a fifth of a fifth of the rows
+    assert unseen_by_both(keys, y, test, split_tags(7, 0.2, keyed=True), seed=7, test_size=0.2) is None  # split alike
+    assert unseen_by_both(keys, y, test, split_tags(42, 0.2, keyed=False), seed=7, test_size=0.2) is None  # a random split
+    assert unseen_by_both(keys, y, test, {}, seed=7, test_size=0.2) is None  # recorded before splits were
+    wider = unseen_by_both(keys, y, keyed_split(keys, y, 0.3, 42)[1], champion, seed=42, test_size=0.3)
+    assert len(wider) == len(champion_test)  # same seed, larger share: the champion's holdout is inside this one
