@@ -30,13 +30,28 @@ def feature_frame(raw: pl.DataFrame | pl.LazyFrame, cleaning: dict[str, Any], fe
     return feature_rows(raw, cleaning, features).collect()
 
 
+def raw_frame(raw: pd.DataFrame, cleaning: dict[str, Any]) -> pl.DataFrame:
+    """Raw (or already silver-named) records under their raw source names, as polars."""
+    spec = CleaningSpec.from_dict(cleaning)
+    renames = {new: old for old, new in spec.renames.items() if old not in raw.columns and new in raw.columns}
+    return pl.from_pandas(raw.rename(columns=renames), include_index=False)
+
+
 def raw_to_features(raw: pd.DataFrame, cleaning: dict[str, Any], features: dict[str, Any],
                     numeric: list[str], categorical: list[str]) -> pd.DataFrame:
     """Raw (or already silver-named) records -> the model's feature frame."""
-    spec = CleaningSpec.from_dict(cleaning)
-    renames = {new: old for old, new in spec.renames.items() if old not in raw.columns and new in raw.columns}
-    frame = pl.from_pandas(raw.rename(columns=renames), include_index=False)
-    return to_pandas_features(feature_frame(frame, cleaning, features), numeric, categorical)
+    return to_pandas_features(feature_frame(raw_frame(raw, cleaning), cleaning, features), numeric, categorical)
+
+
+def rule_failures(raw: pd.DataFrame, cleaning: dict[str, Any]) -> pd.Series:
+    """Per record, why `pipeline-cli predict` would quarantine it (a value that does not parse, a silver rule it
+    breaks), or None: the same checks, so that a stock client learns which answers the pipeline would not give."""
+    from pipeline_core.scoring import chunk_plan, inference_spec
+
+    frame = raw_frame(raw, cleaning)
+    plan = chunk_plan(frame.schema, inference_spec(cleaning, rules=True))
+    reasons = plan.cleaning.apply(frame.lazy()).select(plan.reason).collect().to_series()
+    return pd.Series(reasons.to_list(), index=raw.index, dtype="object")
 
 
 class RawRecordClassifier:
@@ -76,6 +91,13 @@ class RawRecordClassifier:
         return self
 
     def predict(self, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """A probability and a prediction per record; a record `pipeline-cli predict` would quarantine gets neither
+        (NaN and null), and its reason in ``quarantine_reason``."""
         threshold = float((params or {}).get("threshold", self.threshold))
         proba = self.predict_proba(model_input)
-        return pd.DataFrame({"probability": proba, "prediction": (proba >= threshold).astype("int64")})
+        reasons = rule_failures(model_input, self.cleaning) if len(model_input) else pd.Series([], dtype="object")
+        refused = reasons.notna().to_numpy()
+        prediction = pd.array((proba >= threshold).astype("int64"), dtype="Int64")
+        prediction[refused] = pd.NA
+        return pd.DataFrame({"probability": np.where(refused, np.nan, proba), "prediction": prediction,
+                             "quarantine_reason": reasons.to_numpy()})

@@ -280,7 +280,8 @@ def raw_record_signature(columns: list[str], optional: set[str], threshold: floa
     from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
     inputs = Schema([ColSpec(AnyType(), name, required=name not in optional) for name in columns])
-    outputs = Schema([ColSpec("double", "probability"), ColSpec("long", "prediction")])
+    outputs = Schema([ColSpec("double", "probability"), ColSpec("long", "prediction", required=False),
+                      ColSpec("string", "quarantine_reason", required=False)])  # a record predict would quarantine: no answer, a reason
     return ModelSignature(inputs, outputs, ParamSchema([ParamSpec("threshold", "double", float(threshold))]))
 
 

@@ -176,16 +176,23 @@ raw = pd.read_csv({str(tmp_path / 'batch.csv')!r})  # as pandas reads it: int64,
 out = model.predict(raw)
 without_id = model.predict(raw.drop(columns=["ID"]))  # the id is optional in the signature
 records = model.predict(pd.DataFrame(json.loads(raw.head(20).to_json(orient="records"))))  # what a JSON client sends
-assert out["probability"].tolist() == without_id["probability"].tolist()
-assert records["probability"].tolist() == out["probability"].head(20).tolist()
-print(json.dumps(dict(zip(raw["ID"].astype(str), out["probability"].tolist()))))
+assert out.fillna(-1).equals(without_id.fillna(-1))
+assert records.fillna(-1).equals(out.head(20).fillna(-1))
+answers = zip(out["probability"].tolist(), out["prediction"].tolist(), out["quarantine_reason"].tolist())
+missing = lambda v: v is None or v is pd.NA or v != v  # pandas' missing values, as JSON's null
+print(json.dumps(dict(zip(raw["ID"].astype(str), ([None if missing(v) else v for v in row] for row in answers)))))
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     stock = json.loads(proc.stdout.strip().splitlines()[-1])
     assert cli.height >= 190
     for row in cli.iter_rows(named=True):
-        assert stock[str(row["ID"])] == pytest.approx(row["probability"], abs=1e-12)
+        assert stock[str(row["ID"])][0] == pytest.approx(row["probability"], abs=1e-12) and stock[str(row["ID"])][2] is None
+    # the rows predict quarantined get no answer from the stock client either, and the same reason
+    quarantined = pl.read_parquet(tmp_path / "cli.quarantine.parquet")
+    assert quarantined.height == sample.height - cli.height > 0
+    for row in quarantined.iter_rows(named=True):
+        assert stock[row["ID"]] == [None, None, row["_reason"]]
 
 
 def test_bad_inputs(model_env, demo_dir, tmp_path):

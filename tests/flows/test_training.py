@@ -397,7 +397,7 @@ def test_champion_scores_raw_records_in_a_fresh_process(trained, tmp_path):
                             "out = mlflow.pyfunc.load_model(sys.argv[3]).predict(pd.read_parquet(sys.argv[2]).head(0)); "
                             "print(len(out), list(out.columns))", mlflow.get_tracking_uri(), str(path),
                             f"models:/{first['registered_model']}@champion"], capture_output=True, text=True, timeout=300)
-    assert empty.returncode == 0 and empty.stdout.strip().splitlines()[-1] == "0 ['probability', 'prediction']", empty.stderr[-2000:]
+    assert empty.returncode == 0 and empty.stdout.strip().splitlines()[-1] == "0 ['probability', 'prediction', 'quarantine_reason']", empty.stderr[-2000:]
 
 
 def _assert_stock_client_reproduces(client, data, holdout_path, models):
