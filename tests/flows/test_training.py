@@ -301,14 +301,14 @@ def test_unchanged_rerun_reuses_training_until_the_registry_loses_its_model(trai
     assert changed["status"] == "ran" and changed["version"] == "3"
 
 
-def test_a_champion_that_moved_while_the_gate_judged_is_not_replaced_uncompared(trained, monkeypatch):
+def test_a_champion_that_moved_while_the_gate_judged_is_not_replaced_uncompared(trained, monkeypatch, tmp_path):
     """Two trainings at once: the later gate must not promote over a champion it never compared with.
     Here the gate reads the registry as it was before the other run promoted (no champion yet)."""
     from flows.training import training_flow
     from tasks import registration
 
     config, _, _, _ = trained
-    own = [*FAST, "mlflow.registered_model=raced", "mlflow.min_metrics={}"]
+    own = [*FAST, "mlflow.registered_model=raced", "mlflow.min_metrics={}", f"mlflow.tracking_uri=sqlite:///{tmp_path / 'own.db'}"]
     first = training_flow(str(config), own)
     assert first["promoted"] and first["champion_version"] == "1"
     real, reads = registration.champion_version, []
@@ -328,13 +328,13 @@ def test_a_champion_that_moved_while_the_gate_judged_is_not_replaced_uncompared(
 
 
 
-def test_a_champion_drawn_with_another_split_seed_is_compared_on_rows_neither_model_trained_on(trained):
+def test_a_champion_drawn_with_another_split_seed_is_compared_on_rows_neither_model_trained_on(trained, tmp_path):
     from mlflow import MlflowClient
 
     from flows.training import training_flow
 
     config, _, _, _ = trained
-    own = [*FAST, "mlflow.registered_model=reseeded", "mlflow.min_metrics={}"]
+    own = [*FAST, "mlflow.registered_model=reseeded", "mlflow.min_metrics={}", f"mlflow.tracking_uri=sqlite:///{tmp_path / 'own.db'}"]
     first = training_flow(str(config), own)
     tags = MlflowClient().get_model_version("reseeded", first["version"]).tags
     assert (tags["split"], tags["split_seed"], tags["test_size"]) == ("keyed", "42", "0.2")
