@@ -6,8 +6,8 @@ search space (one comment per hyperparameter), how it stops early, and what to i
 
 from __future__ import annotations
 
+import functools
 import importlib.util
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,9 +47,8 @@ class ModelSpec:
     width_params: Callable[[dict[str, Any], int], dict[str, Any]] | None = None
     # Importance per transformed feature of a fitted estimator (None: the model has none to give).
     importance: Callable[[Any], list[float] | None] = default_importance
-    # The parameter names the library takes beyond its estimator's constructor (its own names and
-    # aliases); None: it cannot tell without fitting, and a fit reports the names it did not use.
-    library_params: Callable[[], frozenset[str]] | None = frozenset
+    # The parameter names the library takes beyond its estimator's constructor (its own names and aliases).
+    library_params: Callable[[], frozenset[str]] = frozenset
 
     def available(self) -> bool:
         return importlib.util.find_spec(self.module) is not None
@@ -134,6 +133,25 @@ def _xgboost(params: dict[str, Any], seed: int, n_jobs: int) -> Any:
     return XGBClassifier(random_state=seed, n_jobs=n_jobs, **{**defaults, **params})
 
 
+@functools.cache
+def _xgboost_params() -> frozenset[str]:
+    """Every parameter name XGBoost's core takes: the names in the configuration each kind of booster saves."""
+    import json
+
+    import numpy as np
+    from xgboost import XGBClassifier
+
+    def names(node: Any) -> set[str]:
+        if isinstance(node, dict):
+            return set(node) | {n for value in node.values() for n in names(value)}
+        return {n for value in node for n in names(value)} if isinstance(node, list) else set()
+
+    X, y = np.random.default_rng(0).normal(size=(20, 2)), np.tile([0, 1], 10)
+    kinds = [{"tree_method": m} for m in ("hist", "approx", "exact")] + [{"booster": "dart"}, {"booster": "gblinear"}]
+    return frozenset().union(*(names(json.loads(XGBClassifier(n_estimators=1, n_jobs=1, **kind).fit(X, y).get_booster().save_config()))
+                               for kind in kinds))
+
+
 def _xgboost_early_stopping(pipeline: Any, X: Any, y: Any, X_val: Any, y_val: Any) -> int:
     """Fit the preprocessing on the training fold, then boost until the validation fold stops improving."""
     pre = pipeline.named_steps["pre"].fit(X, y)
@@ -150,6 +168,7 @@ def _lightgbm(params: dict[str, Any], seed: int, n_jobs: int) -> Any:
     return LGBMClassifier(random_state=seed, n_jobs=n_jobs, **{**defaults, **params})
 
 
+@functools.cache
 def _lightgbm_params() -> frozenset[str]:
     """Every parameter name LightGBM's core takes, aliases included, as its C library lists them."""
     from lightgbm.basic import _ConfigAliases
@@ -234,7 +253,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
                                      _DEFAULTS["logistic_regression"], width_params=_logistic_regression_solver),
     "random_forest": ModelSpec("random_forest", _random_forest, _SPACES["random_forest"], _DEFAULTS["random_forest"]),
     "xgboost": ModelSpec("xgboost", _xgboost, _SPACES["xgboost"], _DEFAULTS["xgboost"], package="xgboost", module="xgboost",
-                         fit_early_stopping=_xgboost_early_stopping, rounds_param="n_estimators", library_params=None),
+                         fit_early_stopping=_xgboost_early_stopping, rounds_param="n_estimators", library_params=_xgboost_params),
     "lightgbm": ModelSpec("lightgbm", _lightgbm, _SPACES["lightgbm"], _DEFAULTS["lightgbm"], package="lightgbm", module="lightgbm",
                           fit_early_stopping=_lightgbm_early_stopping, rounds_param="n_estimators", library_params=_lightgbm_params),
     "hist_gradient_boosting": ModelSpec("hist_gradient_boosting", _hist_gradient_boosting, _SPACES["hist_gradient_boosting"],
@@ -291,23 +310,12 @@ def make_estimator(model: str, params: dict[str, Any], seed: int, n_jobs: int) -
     return spec.build(params, seed, n_jobs)
 
 
-# XGBoost's own report of booster parameters it was given and ignored (a warning at fit time)
-_XGBOOST_UNUSED = re.compile(r"Parameters: \{(.*?)\} are not used", re.S)
-
-
 def unknown_param_names(model: str, names: dict[str, Any]) -> list[str]:
-    """The names in ``names`` (name -> value) that the model's library does not take.
-
-    The libraries pass unknown keywords on silently (XGBoost and LightGBM) or refuse them one at a
-    time, so a typo would tune or train with the default. XGBoost cannot tell without a fit, but a
-    null value never reaches its booster, so such a name is only valid as a constructor parameter.
-    """
+    """The names in ``names`` that the model's library does not take: XGBoost and LightGBM pass unknown
+    keywords on to their cores, which ignore them, so a typo would tune or train with the default."""
     spec = model_spec(model)
-    known = set(spec.build({}, 0, 1).get_params())
-    if spec.library_params is not None:
-        known |= spec.library_params()
-        return sorted(n for n in names if n not in known)
-    return sorted(n for n, v in names.items() if n not in known and v is None)
+    known = set(spec.build({}, 0, 1).get_params()) | spec.library_params()
+    return sorted(n for n in names if n not in known)
 
 
 def _bound_values(space: Space, end: int) -> dict[str, Any]:
@@ -337,17 +345,15 @@ def check_model_params(models: dict[str, Any]) -> None:
             make_estimator(model, {}, seed=0, n_jobs=1)  # the install hint
         candidates = [("params", dict(mc.params), mc.params)] if mc.params else []
         if mc.search_space:
-            low, high = (_bound_values(mc.search_space, end) for end in (0, -1))
-            named = {p: high[p] if low[p] is None else low[p] for p in mc.search_space}  # a value for each name
-            candidates += [("search_space", {**mc.params, **corner}, named) for corner in (low, high)]
+            candidates += [("search_space", {**mc.params, **_bound_values(mc.search_space, end)}, mc.search_space) for end in (0, -1)]
         for section, params, given in candidates:
             key = f"training.models.{model}.{section}"
             for name in unknown_param_names(model, given):
                 raise ConfigError(f"{key}.{name}: {model} takes no parameter of that name{_unknown_hint(name)}; "
                                   "see the library's parameter list")
             try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
                     estimator = make_estimator(model, {**model_spec(model).defaults, **params}, seed=0, n_jobs=1)
                     resolve_balance(estimator, y)
                     estimator.fit(X, y)
@@ -355,11 +361,6 @@ def check_model_params(models: dict[str, Any]) -> None:
                 raise
             except Exception as exc:
                 raise ConfigError(f"{key}: {first_line(exc)}") from None
-            for warning in caught:
-                unused = _XGBOOST_UNUSED.search(str(warning.message))
-                if unused:
-                    names = ", ".join(n.strip().strip('"') for n in unused.group(1).split(","))
-                    raise ConfigError(f"{key}: {model} takes no parameter named {names}; see the library's parameter list")
 
 
 def search_space(model: str, configured: Space | None) -> Space:
