@@ -122,8 +122,13 @@ def drop_concurrent_copy(store: Store, dataset: str, result: dict[str, Any]) -> 
     delta.delete(store, uri, f"{BATCH} = '{result['batch_id']}'", run_id=delta.new_run_id(),
                  facts={"layer": "bronze", "dropped_batch": result["batch_id"], "why": f"same content as {earlier[-1]}, committed at the same time"})
     log.info("bronze: another run stored the same content as batch %s at the same time; this run's copy was taken back", earlier[-1])
-    return {"batch_id": earlier[-1], "status": "skipped", "rows": 0, "rows_in": 0, "rows_out": 0, "fingerprint": result["fingerprint"],
-            "schema_change": {"added": [], "removed": [], "changed": {}}, "version": delta.version(store, uri)}
+    return _skipped(earlier[-1], result["fingerprint"], delta.version(store, uri))
+
+
+def _skipped(batch_id: str, fingerprint: str, version: int | None) -> dict[str, Any]:
+    """The result of an ingest whose content bronze already holds, as batch ``batch_id``."""
+    return {"batch_id": batch_id, "status": "skipped", "rows": 0, "rows_in": 0, "rows_out": 0, "fingerprint": fingerprint,
+            "schema_change": {"added": [], "removed": [], "changed": {}}, "version": version}
 
 
 def _ingest(config: PipelineConfig, store: Store, local_path: Path, now: datetime | None) -> dict[str, Any]:
@@ -138,8 +143,7 @@ def _ingest(config: PipelineConfig, store: Store, local_path: Path, now: datetim
     for batch_id in batch_ids(store, ds.name):
         if batch_id.endswith(fingerprint):
             log.info("bronze: content of %s already ingested as batch %s; skipped", shown, batch_id)
-            return {"batch_id": batch_id, "status": "skipped", "rows": 0, "rows_in": 0, "rows_out": 0, "fingerprint": fingerprint,
-                    "schema_change": {"added": [], "removed": [], "changed": {}}, "version": delta.version(store, uri)}
+            return _skipped(batch_id, fingerprint, delta.version(store, uri))
 
     now = now or datetime.now(timezone.utc)
     batch_id = f"{now:%Y%m%dT%H%M%S%fZ}-{fingerprint}"

@@ -91,6 +91,9 @@ def _register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[
         mismatch, rival = (f"the champion ({name} v{current.version}) drew its holdout with split seed {current.tags['split_seed']} and "
                            f"test size {current.tags['test_size']}: only {len(shared)} rows of this holdout are unseen by both models; "
                            f"keep training.seed and training.test_size to compare, or promote by hand"), None
+    elif shared is not None and candidate_probabilities is None:
+        mismatch, rival = (f"the champion ({name} v{current.version}) drew its holdout otherwise, and this run kept no holdout "
+                           "probabilities to compare on the rows both holdouts hold; promote by hand"), None
     if rival is not None and rival.tags.get("refit_full") == "true" and judged_by is None:
         # refitted on all rows by an earlier release, which kept no record of the model it was judged by before the
         # refit: it has seen this holdout, so its holdout scores from before the refit stand in
@@ -115,10 +118,9 @@ def _register_and_gate(config: PipelineConfig, data: TrainingData, ranked: list[
         y_gate = data.split.y_test
         if shared is not None:  # split otherwise, the champion trained on the rest of this holdout: both judged on these rows
             y_gate, proba = y_gate[shared], proba[shared]
-            candidate_probabilities = None if candidate_probabilities is None else np.asarray(candidate_probabilities)[shared]
-            if candidate_probabilities is not None:
-                primary = classification_metrics(y_gate, candidate_probabilities, best["threshold"])[cfg.primary_metric]
-                gate_metrics = {**best["metrics"], cfg.primary_metric: primary}  # the minimums stay the whole holdout's
+            candidate_probabilities = np.asarray(candidate_probabilities)[shared]
+            primary = classification_metrics(y_gate, candidate_probabilities, best["threshold"])[cfg.primary_metric]
+            gate_metrics = {**best["metrics"], cfg.primary_metric: primary}  # the minimums stay the whole holdout's
         champion_metrics = classification_metrics(y_gate, proba, champion_threshold)
         gate = config.mlflow.promotion
         if gate.confidence > 0 and candidate_probabilities is not None:
